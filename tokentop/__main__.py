@@ -1,0 +1,3 @@
+from tokentop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Argument parsing and dispatch only; each command lives in ``tokentop/commands/<name>.py``.
+
+A command module defines ``register(subparsers)`` which adds its parser and sets
+``func=run`` with ``run(args) -> int``. Adding a command is one file plus one entry in
+:data:`COMMANDS`. With no command, ``tokentop`` runs the live view (``commands/top.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from tokentop import __version__
+
+#: Command modules under ``tokentop.commands``, in the order ``--help`` lists them.
+COMMANDS: list[str] = ["serve", "emit", "config_cmd"]
+
+
+def add_common(parser: argparse.ArgumentParser, *, sub: bool = True) -> None:
+    """Options every command that talks to a feed or reads config accepts.
+
+    On subcommands the defaults are suppressed so ``tokentop --config X serve`` keeps ``X``.
+    """
+    default = argparse.SUPPRESS if sub else None
+    parser.add_argument("--config", metavar="PATH", default=default, help="config file (env TOKENTOP_CONFIG)")
+    parser.add_argument(
+        "--feed", metavar="URL", default=default,
+        help="feed to use: http://HOST:PORT or unix:/path (env TOKENTOP_FEED)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tokentop.commands import top
+
+    parser = argparse.ArgumentParser(
+        prog="tokentop",
+        description="top for AI token spend: live burn rate per agent, model and session.",
+    )
+    parser.add_argument("--version", action="version", version=f"tokentop {__version__}")
+    add_common(parser, sub=False)
+    top.add_arguments(parser)
+    parser.set_defaults(func=top.run)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"tokentop.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Running a feed: wiring config → ledger, pricer, aggregator, service, app; serving with uvicorn.
+
+``tokentop serve`` runs :meth:`FeedRunner.serve` in the foreground. Every command that needs a feed
+and finds none answering runs one embedded with :meth:`FeedRunner.start_in_thread` — on its own
+thread and event loop, so the UI never blocks ingest and vice versa; read it through
+:meth:`FeedRunner.snapshot`, which hops onto the feed's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Coroutine
+
+import uvicorn
+
+from tokentop.config import Config, state_dir
+from tokentop.core.aggregate import Aggregator, AggregatorConfig
+from tokentop.core.feed.auth import load_or_create_token
+from tokentop.core.feed.server import FeedApp, FeedSettings
+from tokentop.core.feed.service import FeedService
+from tokentop.core.ledger import Ledger
+from tokentop.core.pricing import Pricer
+from tokentop.core.snapshot import Snapshot
+
+log = logging.getLogger("tokentop.feed")
+
+#: Extension point: called with the runner after the app is built and before serving starts
+#: (log sources, provider pollers, NATS publisher attach themselves here).
+STARTUP_HOOKS: list[Callable[["FeedRunner"], None]] = []
+
+
+class ListenError(OSError):
+    pass
+
+
+def parse_listen(listen: str) -> tuple[str, str | int]:
+    """``HOST:PORT`` → ("tcp", host, port); ``unix:/path`` → ("unix", path)."""
+    if listen.startswith("unix:"):
+        path = listen[5:]
+        if not path:
+            raise ValueError("unix: needs a path, e.g. unix:/run/user/1000/tokentop.sock")
+        return ("unix", path)  # type: ignore[return-value]
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address must be HOST:PORT or unix:/path, got {listen!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return (host, int(port))
+
+
+def bind_socket(listen: str) -> socket.socket:
+    target = parse_listen(listen)
+    if target[0] == "unix":
+        path = str(target[1])
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)  # a stale socket of an earlier run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ListenError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from exc
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+    else:
+        host, port = target
+        family = socket.AF_INET6 if ":" in str(host) else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ListenError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class FeedRunner:
+    """One feed: its parts, its server, its thread (when embedded)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        listen: str | None = None,
+        ledger: Ledger | None = None,
+        clock: Callable[[], float] = time.time,
+        host_name: str | None = None,
+        token_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.listen = listen if listen is not None else config.feed.listen
+        agg_cfg = AggregatorConfig(
+            rate_window_s=config.aggregate.rate_window_s,
+            burn_window_s=config.aggregate.burn_window_s,
+            idle_after_s=float(config.aggregate.idle_after_s),
+            session_ttl_s=float(config.aggregate.session_ttl_s),
+        )
+        self.ledger = ledger or Ledger(config.ledger_path, retention_days=float(config.ledger.retention_days))
+        self.service = FeedService(
+            self.ledger,
+            Pricer(config.price_overrides()),
+            Aggregator(agg_cfg),
+            clock=clock,
+            max_future_s=float(config.feed.max_future_s),
+            host=host_name or config.host_name,
+        )
+        self.token_dir = token_dir or state_dir()
+        self.token = load_or_create_token(self.token_dir)
+        self.app = FeedApp(
+            self.service,
+            FeedSettings(
+                max_body_bytes=config.feed.max_body_bytes,
+                ingest_requires_token=config.feed.ingest_requires_token,
+                stream_interval_s=float(config.feed.stream_interval_s),
+                max_stream_rows=config.feed.max_stream_rows,
+            ),
+            token=self.token,
+        )
+        self.extras: dict[str, Any] = {}
+        self.address: str | None = None
+        self.listen_error: str | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self.replayed = self.service.rebuild()
+        self.ledger.prune(clock())
+        for hook in STARTUP_HOOKS:
+            hook(self)
+
+    @property
+    def url(self) -> str | None:
+        return self.address
+
+    async def serve(self, *, require_listen: bool = True) -> None:
+        """Serve until cancelled or :meth:`stop`. Without a socket (``require_listen=False`` and the
+        address taken) the feed still runs in-process: lifespan tasks, sources, snapshots."""
+        self.loop = asyncio.get_running_loop()
+        sock: socket.socket | None = None
+        try:
+            sock = bind_socket(self.listen)
+        except (ListenError, ValueError) as exc:
+            if require_listen:
+                raise
+            self.listen_error = str(exc)
+            self.service.set_status("feed_listen_error", self.listen_error)
+        if sock is not None:
+            name = sock.getsockname()
+            if sock.family == socket.AF_UNIX:
+                self.address = f"unix:{name}"
+            else:
+                host = name[0] if sock.family == socket.AF_INET else f"[{name[0]}]"
+                self.address = f"http://{host}:{name[1]}"
+            self.service.set_status("feed", self.address)
+        uv_config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="on", ws="websockets-sansio",
+            ws_max_size=self.app.settings.max_ws_message_bytes + 1024, timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(uv_config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server = server
+        try:
+            if sock is not None:
+                self._started.set()
+                await server.serve(sockets=[sock])
+            else:
+                await self.app.start()
+                self._started.set()
+                try:
+                    while not server.should_exit:
+                        await asyncio.sleep(0.2)
+                finally:
+                    await self.app.stop()
+        finally:
+            if sock is not None and sock.family == socket.AF_UNIX:
+                try:
+                    os.unlink(sock.getsockname())
+                except OSError:
+                    pass
+
+    def start_in_thread(self, *, require_listen: bool = False, timeout: float = 10.0) -> FeedRunner:
+        """Run the feed on a background thread; returns once it accepts connections."""
+
+        def main() -> None:
+            try:
+                asyncio.run(self.serve(require_listen=require_listen))
+            except BaseException as exc:  # surfaced to the starting thread
+                self._start_error = exc
+                self._started.set()
+
+        self._thread = threading.Thread(target=main, name="tokentop-feed", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("the embedded feed did not start in time")
+        if self._start_error is not None:
+            raise self._start_error
+        # uvicorn sets `started` once the socket is serving
+        deadline = time.monotonic() + timeout
+        while self._server is not None and self.address and not self._server.started:
+            if time.monotonic() > deadline or self._start_error is not None:
+                break
+            time.sleep(0.01)
+        return self
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any], timeout: float | None = 10.0) -> Any:
+        """Run ``coro`` on the feed's loop from another thread and return its result."""
+        assert self.loop is not None, "feed is not running"
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        if self.loop is None or self._thread is None:
+            return self.service.snapshot(now)
+
+        async def take() -> Snapshot:
+            return self.service.snapshot(now)
+
+        return self.run_coroutine(take())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.ledger.close()

@@ -1,0 +1,377 @@
+"""The feed's HTTP and WebSocket surface (Starlette on uvicorn). Contract: ``docs/api.md``.
+
+Routes here: ``POST /v1/events``, ``GET /v1/snapshot``, ``GET /v1/requests``, ``WS /v1/stream``,
+``WS /v1/publish``, ``GET /healthz``. Other modules add theirs (OTLP receiver, control API) by
+appending a factory to :data:`ROUTE_FACTORIES`: ``factory(feed: FeedApp) -> list[BaseRoute]``.
+
+Security: any request with an ``Origin`` header is refused with 403 (no browser may post here);
+the local token guards control routes, and ingest too when ``ingest_requires_token`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tokentop.core.feed.auth import token_matches
+from tokentop.core.feed.service import FeedService, IngestResult
+
+log = logging.getLogger("tokentop.feed")
+
+RouteFactory = Callable[["FeedApp"], list[BaseRoute]]
+#: Extension point: modules register route factories here (see module doc).
+ROUTE_FACTORIES: list[RouteFactory] = []
+
+
+@dataclass
+class FeedSettings:
+    max_body_bytes: int = 1024 * 1024
+    ingest_requires_token: bool = False
+    stream_interval_s: float = 1.0
+    max_stream_rows: int = 2000
+    #: a subscriber that cannot take a snapshot within this many seconds is dropped
+    send_timeout_s: float = 10.0
+    #: frames one publish socket may send before it is answered with an error and closed
+    max_ws_message_bytes: int = 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (``BodyTooLarge``) as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge
+        except ValueError:
+            pass
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def split_payload(body: bytes | str) -> Iterator[tuple[int | None, Any]]:
+    """One JSON object, a JSON array, or NDJSON → (line, parsed) pairs; a bad line yields an error."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    stripped = text.strip()
+    if not stripped:
+        return
+    if stripped[0] in "[{":
+        try:
+            whole = json.loads(stripped)
+        except json.JSONDecodeError:
+            pass  # NDJSON (several objects) or broken JSON: go line by line
+        else:
+            if isinstance(whole, list):
+                for i, item in enumerate(whole, 1):
+                    yield i, item
+            else:
+                yield 1, whole
+            return
+    for i, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield i, _BadLine(f"not valid JSON: {exc.msg} at column {exc.colno}")
+
+
+class _BadLine:
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+async def ingest_payload(service: FeedService, body: bytes | str) -> IngestResult:
+    result = IngestResult()
+    good: list[tuple[int | None, Any]] = []
+    for line, obj in split_payload(body):
+        if isinstance(obj, _BadLine):
+            result.reject(line, obj.error)
+        else:
+            good.append((line, obj))
+    service.counters.rejected += result.rejected
+    if good:
+        result.merge(await service.ingest_objects(good))
+    return result
+
+
+class SnapshotHub:
+    """Latest serialised snapshot plus a wake-up for subscribers; slow ones simply skip frames."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.latest: str = ""
+        self._changed = asyncio.Condition()
+        self.subscribers = 0
+
+    async def publish(self, payload: str) -> None:
+        async with self._changed:
+            self.seq += 1
+            self.latest = payload
+            self._changed.notify_all()
+
+    async def wait_newer(self, seq: int) -> tuple[int, str]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.seq > seq)
+            return self.seq, self.latest
+
+
+class OriginGuard:
+    """403 for any HTTP or WebSocket request that carries an ``Origin`` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for name, _ in scope.get("headers", ()):
+                if name == b"origin":
+                    if scope["type"] == "http":
+                        resp = JSONResponse({"error": "requests from browsers (Origin header) are refused"}, 403)
+                        await resp(scope, receive, send)
+                    else:
+                        await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+                        await send({"type": "websocket.http.response.body", "body": b"Origin refused"})
+                    return
+        await self.app(scope, receive, send)
+
+
+class FeedApp:
+    """The ASGI application around one :class:`FeedService`."""
+
+    def __init__(self, service: FeedService, settings: FeedSettings | None = None, token: str | None = None) -> None:
+        self.service = service
+        self.settings = settings or FeedSettings()
+        self.token = token
+        self.hub = SnapshotHub()
+        self._ticker: asyncio.Task[None] | None = None
+        self.background: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        routes: list[BaseRoute] = [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/v1/events", self.post_events, methods=["POST"]),
+            Route("/v1/snapshot", self.get_snapshot, methods=["GET"]),
+            Route("/v1/requests", self.get_requests, methods=["GET"]),
+            WebSocketRoute("/v1/stream", self.ws_stream),
+            WebSocketRoute("/v1/publish", self.ws_publish),
+        ]
+        for factory in ROUTE_FACTORIES:
+            routes.extend(factory(self))
+        self.starlette = Starlette(routes=routes, lifespan=self._lifespan)
+        self.asgi: ASGIApp = OriginGuard(self.starlette)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.asgi(scope, receive, send)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _lifespan(self, app: Starlette):  # noqa: ANN202
+        feed = self
+
+        class _Ctx:
+            async def __aenter__(self) -> None:
+                await feed.start()
+
+            async def __aexit__(self, *exc: object) -> None:
+                await feed.stop()
+
+        return _Ctx()
+
+    async def start(self) -> None:
+        self.service.bind_loop(asyncio.get_running_loop())
+        self._ticker = asyncio.create_task(self._tick(), name="tokentop-snapshot-ticker")
+        for job in self.background:
+            self._tasks.append(asyncio.create_task(job()))
+
+    async def stop(self) -> None:
+        for task in [self._ticker, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        for task in [self._ticker, *self._tasks]:
+            if task is not None:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._tasks.clear()
+
+    async def _tick(self) -> None:
+        evict_every = 30.0
+        last_evict = 0.0
+        while True:
+            now = self.service.clock()
+            if now - last_evict >= evict_every:
+                self.service.aggregator.evict(now)
+                last_evict = now
+            if self.hub.subscribers:
+                payload = self.snapshot_json(now)
+                await self.hub.publish(payload)
+            await asyncio.sleep(self.settings.stream_interval_s)
+
+    def snapshot_json(self, now: float | None = None) -> str:
+        snap = self.service.snapshot(now)
+        return json.dumps(snap.to_json(self.settings.max_stream_rows), separators=(",", ":"))
+
+    # -- auth ------------------------------------------------------------------------------------
+    def authorised(self, headers: Any, query: Any) -> bool:
+        return self.token is not None and token_matches(self.token, headers, query)
+
+    def require_token(self, request: Request) -> Response | None:
+        """``None`` when the request carries the local token, else the 401/403 answer to send."""
+        if self.token is None:
+            return JSONResponse({"error": "control is disabled: this feed has no local token"}, 403)
+        if not self.authorised(request.headers, request.query_params):
+            return JSONResponse({"error": "missing or wrong local token (Authorization: Bearer <token>)"}, 401)
+        return None
+
+    # -- routes ----------------------------------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"ok": True, "service": "tokentop", "host": self.service.host})
+
+    async def post_events(self, request: Request) -> Response:
+        if self.settings.ingest_requires_token:
+            denied = self.require_token(request)
+            if denied is not None:
+                return denied
+        try:
+            body = await read_body(request, self.settings.max_body_bytes)
+        except BodyTooLarge:
+            return JSONResponse(
+                {"error": f"request body exceeds {self.settings.max_body_bytes} bytes; send smaller batches"}, 413
+            )
+        result = await ingest_payload(self.service, body)
+        headers = {}
+        if "x-request-id" in request.headers:
+            headers["x-request-id"] = request.headers["x-request-id"][:128]
+        status = 202 if (result.accepted or result.duplicates) else 400
+        if status == 400 and not result.errors:
+            result.errors.append({"line": None, "error": "empty body: send a JSON object, a JSON array or NDJSON"})
+        return JSONResponse(result.to_json(), status, headers=headers)
+
+    async def get_snapshot(self, request: Request) -> Response:
+        return Response(self.snapshot_json(), media_type="application/json")
+
+    async def get_requests(self, request: Request) -> Response:
+        q = request.query_params
+        dim, key = q.get("view"), q.get("key")
+        try:
+            limit = max(1, min(int(q.get("limit", "50")), 1000))
+            items = self.service.aggregator.recent_requests(dim, key, limit)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(
+            {
+                "requests": [
+                    dict(item.event.to_dict(), cost_kind=item.cost.kind,
+                         usd=None if item.cost.pusd is None else float(item.cost.usd))  # type: ignore[arg-type]
+                    for item in items
+                ]
+            }
+        )
+
+    async def ws_stream(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.hub.subscribers += 1
+        try:
+            await ws.send_text(self.snapshot_json())
+            seq = self.hub.seq
+            while True:
+                seq, payload = await self.hub.wait_newer(seq)
+                await asyncio.wait_for(ws.send_text(payload), self.settings.send_timeout_s)
+        except (WebSocketDisconnect, asyncio.TimeoutError, RuntimeError, OSError):
+            pass
+        finally:
+            self.hub.subscribers -= 1
+            try:
+                await ws.close()
+            except Exception:
+                pass
+
+    async def ws_publish(self, ws: WebSocket) -> None:
+        if self.settings.ingest_requires_token and not self.authorised(ws.headers, ws.query_params):
+            await ws.close(code=4401, reason="missing or wrong local token")
+            return
+        await ws.accept()
+        seq = 0
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("text")
+                if data is None:
+                    raw = message.get("bytes") or b""
+                    data = raw.decode("utf-8", errors="replace")
+                seq += 1
+                if len(data) > self.settings.max_ws_message_bytes:
+                    await ws.send_json({"type": "error", "seq": seq, "error": f"message exceeds {self.settings.max_ws_message_bytes} bytes"})
+                    continue
+                meta = _meta_message(data)
+                if meta is not None:
+                    reply = await self.on_publish_meta(ws, meta)
+                    if reply is not None:
+                        await ws.send_json(reply)
+                    continue
+                result = await ingest_payload(self.service, data)
+                await ws.send_json(dict(result.to_json(), type="ack", seq=seq))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self.on_publish_closed(ws)
+
+    # Hooks for the control layer (emitters that register a session and receive control messages).
+    async def on_publish_meta(self, ws: WebSocket, message: dict[str, Any]) -> dict[str, Any] | None:
+        for hook in PUBLISH_META_HOOKS:
+            reply = await hook(self, ws, message)
+            if reply is not None:
+                return reply
+        return {"type": "error", "error": f"unknown message type {message.get('type')!r}"}
+
+    async def on_publish_closed(self, ws: WebSocket) -> None:
+        for hook in PUBLISH_CLOSE_HOOKS:
+            try:
+                await hook(self, ws)
+            except Exception:
+                log.exception("publish close hook failed")
+
+
+PublishMetaHook = Callable[[FeedApp, WebSocket, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+PublishCloseHook = Callable[[FeedApp, WebSocket], Awaitable[None]]
+#: Extension points for messages on ``WS /v1/publish`` that carry a ``"type"`` (hello, control acks).
+PUBLISH_META_HOOKS: list[PublishMetaHook] = []
+PUBLISH_CLOSE_HOOKS: list[PublishCloseHook] = []
+
+
+def _meta_message(data: str) -> dict[str, Any] | None:
+    """A publish frame that is one JSON object with a string ``type`` is a meta message, not an event."""
+    s = data.lstrip()
+    if not s.startswith("{") or '"type"' not in s[:200]:
+        return None
+    try:
+        obj = json.loads(s)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("type"), str):
+        return obj
+    return None

@@ -1,0 +1,221 @@
+"""The feed's heart, free of HTTP: validate → dedupe → price → ledger → aggregate → snapshot.
+
+Every way in (HTTP, WebSocket, OTLP, log sources, NATS) ends in :meth:`FeedService.ingest_objects`
+(raw contract objects) or :meth:`FeedService.ingest_events` (events a source already built). Both
+are coroutines on the feed's event loop; sources running in threads use
+:meth:`FeedService.ingest_events_threadsafe`.
+
+Exactly-once: the ledger's primary key on ``id`` is the authority. An in-memory set of today's ids
+(and yesterday's) answers the common case without touching SQLite; older ids are checked against
+the ledger. Only events the ledger stored as new reach the aggregator, so a retried POST, a replayed
+log line or the same request seen through two sources with the same id never counts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+
+from tokentop.core.aggregate import Aggregator, AggregatorConfig
+from tokentop.core.events import DEFAULT_MAX_FUTURE_S, Event, EventError, parse_event
+from tokentop.core.ledger import Ledger
+from tokentop.core.pricing import Cost, Pricer
+from tokentop.core.snapshot import Snapshot
+
+log = logging.getLogger("tokentop.feed")
+
+#: How many per-line errors an ingest answer lists (the counts always cover all of them).
+MAX_REPORTED_ERRORS = 100
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, line: int | None, error: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"line": line, "error": error})
+
+    def merge(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        for err in other.errors:
+            if len(self.errors) < MAX_REPORTED_ERRORS:
+                self.errors.append(err)
+        self.rejected += other.rejected
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected, "errors": self.errors}
+
+
+@dataclass
+class IngestCounters:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+AcceptListener = Callable[[Sequence[tuple[Event, Cost]]], Awaitable[None] | None]
+
+
+class FeedService:
+    def __init__(
+        self,
+        ledger: Ledger,
+        pricer: Pricer | None = None,
+        aggregator: Aggregator | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_future_s: float = DEFAULT_MAX_FUTURE_S,
+        host: str | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.pricer = pricer or Pricer()
+        self.aggregator = aggregator or Aggregator(AggregatorConfig())
+        self.clock = clock
+        self.max_future_s = max_future_s
+        self.host = host
+        self.counters = IngestCounters()
+        self.status: dict[str, Any] = {}
+        self.listeners: list[AcceptListener] = []
+        self._seen: dict[str, float] = {}
+        self._seen_floor = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+
+    # -- start-up ------------------------------------------------------------------------------
+    def rebuild(self) -> int:
+        """Replay today's events (and yesterday's ids) from the ledger. Returns events replayed."""
+        now = self.clock()
+        start, _ = self.aggregator.days.today(now)
+        floor = start - 86400.0
+        self._seen_floor = floor
+        n = 0
+        for stored in self.ledger.events_since(floor):
+            self._seen[stored.event.id] = stored.event.ts
+            if stored.event.ts >= start or stored.event.ts >= now - 130:
+                self.aggregator.apply(stored.event, stored.cost, now)
+                n += 1
+        self.status["replayed"] = n
+        return n
+
+    # -- ingest --------------------------------------------------------------------------------
+    def parse_objects(self, objs: Iterable[tuple[int | None, Any]], result: IngestResult) -> list[Event]:
+        now = self.clock()
+        defaults = {"host": self.host} if self.host else None
+        events: list[Event] = []
+        for line, obj in objs:
+            try:
+                events.append(parse_event(obj, now=now, max_future_s=self.max_future_s, defaults=defaults))
+            except EventError as exc:
+                result.reject(line, str(exc))
+        return events
+
+    async def ingest_objects(self, objs: Iterable[tuple[int | None, Any]]) -> IngestResult:
+        """Validate and ingest raw contract objects given as (line number, parsed JSON)."""
+        result = IngestResult()
+        events = self.parse_objects(objs, result)
+        self.counters.rejected += result.rejected
+        if events:
+            result.merge(await self.ingest_events(events))
+        return result
+
+    async def ingest_events(self, events: Sequence[Event]) -> IngestResult:
+        """Dedupe, price, store and aggregate events. Durable when this returns."""
+        result = IngestResult()
+        if not events:
+            return result
+        now = self.clock()
+        self._roll_seen(now)
+        seen = self._seen
+        fresh: list[Event] = []
+        batch_ids: set[str] = set()
+        old: list[Event] = []
+        for e in events:
+            if e.id in seen or e.id in batch_ids:
+                result.duplicates += 1
+                continue
+            batch_ids.add(e.id)
+            if e.ts < self._seen_floor and not e.id_generated:
+                old.append(e)
+            else:
+                fresh.append(e)
+        if old:
+            known = await asyncio.to_thread(self.ledger.known_ids, [e.id for e in old])
+            for e in old:
+                if e.id in known:
+                    result.duplicates += 1
+                else:
+                    fresh.append(e)
+        if not fresh:
+            self.counters.duplicates += result.duplicates
+            return result
+        for e in fresh:
+            seen[e.id] = e.ts
+        priced = [(e, self.pricer.price(e)) for e in fresh]
+        try:
+            flags = await self.ledger.append_async(priced, received_at=now)
+        except Exception:
+            for e in fresh:  # not stored: a retry must not be taken for a duplicate
+                seen.pop(e.id, None)
+            raise
+        accepted: list[tuple[Event, Cost]] = []
+        apply = self.aggregator.apply
+        now = self.clock()
+        for item, is_new in zip(priced, flags):
+            if is_new:
+                apply(item[0], item[1], now)
+                accepted.append(item)
+            else:
+                result.duplicates += 1
+        result.accepted = len(accepted)
+        self.counters.accepted += result.accepted
+        self.counters.duplicates += result.duplicates
+        if accepted:
+            for listener in list(self.listeners):
+                try:
+                    outcome = listener(accepted)
+                    if asyncio.iscoroutine(outcome):
+                        await outcome
+                except Exception:  # a listener's bug never loses an acknowledged event
+                    log.exception("accept listener %r failed", listener)
+        return result
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def ingest_events_threadsafe(self, events: Sequence[Event], timeout: float | None = None) -> IngestResult:
+        """From another thread: ingest on the feed's loop and wait for the result."""
+        if self._loop is None:
+            raise RuntimeError("the feed service is not running on a loop yet")
+        fut = asyncio.run_coroutine_threadsafe(self.ingest_events(events), self._loop)
+        return fut.result(timeout)
+
+    def _roll_seen(self, now: float) -> None:
+        start, _ = self.aggregator.days.today(now)
+        floor = start - 86400.0
+        if floor > self._seen_floor:
+            self._seen_floor = floor
+            self._seen = {k: ts for k, ts in self._seen.items() if ts >= floor}
+
+    # -- output --------------------------------------------------------------------------------
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        now = self.clock() if now is None else now
+        status = dict(self.status)
+        status["ingest"] = self.counters.to_json()
+        status["host"] = self.host
+        return self.aggregator.snapshot(now, **status)
+
+    def set_status(self, key: str, value: Mapping[str, Any] | Any) -> None:
+        """Publish a JSON-able status entry in every snapshot (e.g. ``sources``, ``providers``)."""
+        self.status[key] = value

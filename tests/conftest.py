@@ -1,0 +1,40 @@
+"""Shared fixtures: every test gets private config/data/state dirs and HOME; a real feed on loopback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tokentop import config as config_mod
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the real user's dirs, agent logs or feed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TOKENTOP_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.setenv("TOKENTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TOKENTOP_STATE_DIR", str(tmp_path / "state"))
+    for var in ("TOKENTOP_CONFIG", "TOKENTOP_FEED", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "NO_COLOR",
+                "OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY", "TOKENTOP_OPENAI_BASE_URL", "TOKENTOP_ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Iterator["FeedRunner"]:  # noqa: F821
+    """A real feed (uvicorn) on a free loopback port, in its own thread. ``feed.address`` is its URL."""
+    from tokentop.core.feed.runner import FeedRunner
+
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "feed.db")}})
+    runner = FeedRunner(cfg, listen="127.0.0.1:0", host_name="test-host")
+    runner.start_in_thread(require_listen=True)
+    try:
+        yield runner
+    finally:
+        runner.stop()

@@ -114,6 +114,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "sort": Setting(str, "burn", "sort at start", _one_of("burn", "tokens", "requests", "spend", "name")),
         "sort_reverse": Setting(bool, False, "invert the sort"),
         "readonly": Setting(bool, False, "hide kill/pause actions"),
+        "daily_budget_usd": Setting(NUM, 0, "daily budget shown in the header meter (0: none)", _non_negative),
     },
 }
 

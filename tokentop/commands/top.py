@@ -1,4 +1,9 @@
-"""``tokentop`` with no command: the live view, or one frame with ``--once``."""
+"""``tokentop`` with no command: the live view, or one frame with ``--once``.
+
+The view connects to the configured feed when its ``/healthz`` answers, else runs a feed embedded
+in this process (a newcomer never has to start a daemon). ``--feed URL`` watches that feed only,
+reconnecting when it restarts.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,18 @@ import argparse
 import json
 import sys
 
-from tokentop.commands._common import find_feed, load_config
+from tokentop.commands._common import fail, find_feed, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON (docs/api.md)")
+    parser.add_argument("--plain", action="store_true", help="with --once: one plain-text frame (screen readers, pipes)")
+    parser.add_argument("--view", choices=("agents", "sessions", "models", "projects"), default=None,
+                        help="view at start (default from config: agents)")
+    parser.add_argument("--readonly", action="store_true", help="hide kill/pause actions")
+    parser.add_argument("--refresh", type=float, metavar="SECONDS", default=None, help="seconds between redraws")
+    parser.add_argument("--theme", default=None, help="theme name (default from config)")
 
 
 def current_snapshot_json(args: argparse.Namespace) -> dict:
@@ -21,6 +32,9 @@ def current_snapshot_json(args: argparse.Namespace) -> dict:
     if client is not None:
         with client:
             return client.snapshot_json()
+    if getattr(args, "feed", None):
+        print(f"tokentop: no feed answers at {args.feed}", file=sys.stderr)
+        raise SystemExit(1)
     from tokentop.core.feed.runner import FeedRunner
 
     runner = FeedRunner(cfg)
@@ -33,8 +47,86 @@ def current_snapshot_json(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.once:
         data = current_snapshot_json(args)
+        if args.plain:
+            from tokentop.core.snapshot import Snapshot
+            from tokentop.ui.plain import plain_frame
+
+            cfg = load_config(args)
+            view = args.view or cfg.ui.view
+            sys.stdout.write(plain_frame(Snapshot.from_json(data), view=view, sort=cfg.ui.sort, reverse=cfg.ui.sort_reverse))
+            return 0
         json.dump(data, sys.stdout, indent=None if not sys.stdout.isatty() else 2)
         sys.stdout.write("\n")
         return 0
-    print("tokentop: the live view is not built yet; try --once --json", file=sys.stderr)
-    return 2
+    return run_live(args)
+
+
+def run_live(args: argparse.Namespace, *, source: object | None = None) -> int:
+    """Run the Textual app on the configured/remote feed or an embedded one."""
+    from tokentop.config import config_path
+
+    cfg = load_config(args)
+    runner = None
+    if source is None:
+        explicit = getattr(args, "feed", None)
+        from tokentop.ui.source import EmbeddedSource, RemoteSource
+
+        if explicit:
+            source = RemoteSource(explicit)
+        else:
+            client = find_feed(args, cfg)
+            if client is not None:
+                url = client.url
+                client.close()
+                source = RemoteSource(url)
+            elif cfg.feed.embedded:
+                from tokentop.core.feed.runner import FeedRunner
+                from tokentop.core.ledger import LedgerError
+
+                try:
+                    runner = FeedRunner(cfg)
+                    runner.start_in_thread(require_listen=False)
+                except (LedgerError, PermissionError, ValueError) as exc:
+                    return fail(str(exc))
+                source = EmbeddedSource(runner)
+            else:
+                return fail(f"no feed answers at {cfg.feed_url} and feed.embedded is false; start one with: tokentop serve")
+    from tokentop.ui.app import TokentopApp
+
+    app = TokentopApp(
+        source,  # type: ignore[arg-type]
+        refresh_s=args.refresh or float(cfg.ui.refresh_s),
+        controller=make_controller(source),
+        readonly=bool(args.readonly or cfg.ui.readonly),
+        view=args.view or cfg.ui.view,
+        sort=cfg.ui.sort,
+        sort_reverse=cfg.ui.sort_reverse,
+        theme=args.theme or cfg.ui.theme,
+        daily_budget_usd=float(getattr(cfg.ui, "daily_budget_usd", 0) or 0),
+        config_path=config_path(getattr(args, "config", None)),
+    )
+    try:
+        app.run()
+    finally:
+        if runner is not None:
+            runner.stop()
+    return 0
+
+
+def make_controller(source: object) -> object:
+    """The control mechanism for this source when one is installed, else ``NoController``.
+
+    The control layer registers a factory in :data:`CONTROLLER_FACTORIES`
+    (``factory(source) -> Controller | None``); the first that answers wins.
+    """
+    from tokentop.core.control.port import NoController
+
+    for factory in CONTROLLER_FACTORIES:
+        controller = factory(source)
+        if controller is not None:
+            return controller
+    return NoController()
+
+
+#: Extension point for the control layer (see :func:`make_controller`).
+CONTROLLER_FACTORIES: list = []

@@ -1,0 +1,109 @@
+"""``tokentop demo [--seed N]``: the live view over a simulated fleet, in seconds, spending nothing.
+
+A private feed (its own ledger in a temporary directory, a free loopback port) runs embedded; a
+dozen child processes (:mod:`tokentop.demo.agent`) post events to it with their own pids, so the
+kill flow can act on them for real once process control is installed. Children are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the live view over a simulated fleet of agents (nothing real is spent)")
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (env TOKENTOP_CONFIG)")
+    p.add_argument("--seed", type=int, default=1, help="same seed, same fleet and traffic (default 1)")
+    p.add_argument("--agents", type=int, default=12, help="how many simulated agents (default 12)")
+    p.add_argument("--headless", action="store_true", help="run the fleet and feed only; print the feed URL")
+    p.add_argument("--seconds", type=float, default=None, help="with --headless: stop after this long")
+    p.add_argument("--readonly", action="store_true", help="hide kill/pause actions")
+    p.add_argument("--theme", default=None)
+    p.set_defaults(func=run)
+
+
+def spawn_fleet(feed_url: str, seed: int, size: int, run_tag: str, *, backfill_s: float = 90.0) -> list[subprocess.Popen]:
+    """Start one child process per simulated agent; each posts to ``feed_url`` with its own pid."""
+    children = []
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for i in range(size):
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tokentop.demo.agent", "--feed", feed_url, "--seed", str(seed),
+                 "--index", str(i), "--run", run_tag, "--size", str(size), "--backfill", str(backfill_s)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            )
+        )
+    return children
+
+
+def stop_fleet(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            try:
+                child.send_signal(18)  # SIGCONT: a paused child must be able to exit
+                child.terminate()
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 3
+    for child in children:
+        try:
+            child.wait(max(0.05, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokentop import config as config_mod
+    from tokentop.commands._common import load_config
+    from tokentop.core.feed.runner import FeedRunner
+
+    cfg = load_config(args)
+    workdir = tempfile.mkdtemp(prefix="tokentop-demo-")
+    demo_cfg = config_mod.from_mapping({
+        "ledger": {"path": str(Path(workdir) / "demo.db")},
+        "ui": {k: v for k, v in cfg.as_dict()["ui"].items()},
+    })
+    runner = FeedRunner(demo_cfg, listen="127.0.0.1:0", host_name="demo", token_dir=Path(workdir))
+    runner.start_in_thread(require_listen=True)
+    run_tag = f"{args.seed}{os.getpid() % 10000:04d}"
+    children = spawn_fleet(runner.address or "", args.seed, args.agents, run_tag)
+    try:
+        if args.headless:
+            print(f"demo feed at {runner.address} ({args.agents} agents, seed {args.seed}); Ctrl-C stops", flush=True)
+            end = None if args.seconds is None else time.monotonic() + args.seconds
+            while end is None or time.monotonic() < end:
+                time.sleep(0.2)
+            return 0
+        from tokentop.commands.top import make_controller
+        from tokentop.ui.app import TokentopApp
+        from tokentop.ui.source import EmbeddedSource
+
+        source = EmbeddedSource(runner)
+        app = TokentopApp(
+            source,
+            refresh_s=float(cfg.ui.refresh_s),
+            controller=make_controller(source),  # type: ignore[arg-type]
+            readonly=bool(args.readonly or cfg.ui.readonly),
+            view=cfg.ui.view,
+            sort=cfg.ui.sort,
+            sort_reverse=cfg.ui.sort_reverse,
+            theme=args.theme or cfg.ui.theme,
+            daily_budget_usd=float(cfg.ui.daily_budget_usd) or 50.0,
+            config_path=config_mod.config_path(getattr(args, "config", None)),
+        )
+        app.run()
+        return 0
+    finally:
+        stop_fleet(children)
+        runner.stop()

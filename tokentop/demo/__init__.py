@@ -1,0 +1,1 @@
+"""``tokentop demo``: a deterministic simulated fleet of agents (no textual import here)."""

@@ -1,0 +1,1 @@
+"""The Textual live view. ``tokentop.core`` never imports this package."""

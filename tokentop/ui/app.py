@@ -1,0 +1,438 @@
+"""The live view: a top-style Textual app over a :mod:`snapshot source <tokentop.ui.source>`.
+
+Data and redraw are decoupled: the feed keeps ingesting on its own thread (or remote host), and
+:meth:`TokentopApp.refresh_now` — called by one interval timer, or directly by tests with
+``refresh_s=None`` — pulls the latest snapshot and hands it to the header and the table, which
+repaint only what changed. Pausing keeps pulling (data keeps flowing) but freezes the display.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Input, Static
+
+from tokentop.core.control.port import Controller, NoController, Target
+from tokentop.core.snapshot import SORT_KEYS, Row, Snapshot, SortKey, sort_rows
+from tokentop.ui.header import CONDENSE_BELOW_HEIGHT, CONDENSE_BELOW_WIDTH, HeaderState, Meters
+from tokentop.ui.source import SnapshotSource
+from tokentop.ui.table import BurnTable
+from tokentop.ui.themes import DEFAULT_THEME, NO_COLOR_THEME, load_themes
+from tokentop.ui.views import VIEWS, ViewSpec, view_by_dim
+
+#: refresh interval steps for + / -
+REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+#: sessions a kill on an agent/model/project row captures at most
+MAX_TARGETS = 50
+
+EMPTY_TEXT = """\
+No token usage seen yet on {label}.
+
+  Try it now        tokentop demo          a simulated fleet; nothing real is spent
+  Wrap an agent     tokentop run -- claude (or any command): its usage shows here, and k can stop it
+  Send events       tokentop emit --agent me --model gpt-4o-mini --input 1200 --output 300
+                    or POST JSON lines to {url}/v1/events   (docs/events.md)
+  OpenTelemetry     OTEL_EXPORTER_OTLP_ENDPOINT={url}
+  Point agents at   TOKENTOP_FEED={url}
+
+Press ? for keys, q to quit.
+"""
+
+
+class TokentopApp(App[None]):
+    CSS_PATH = "tokentop.tcss"
+    TITLE = "tokentop"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("f10", "quit", "Quit", show=False, id="quit-f10"),
+        Binding("question_mark,f1,h", "help", "Help", id="help"),
+        *[Binding(str(n), f"view('{n}')", f"View {n}", show=False, id=f"view-{n}") for n in range(1, 10)],
+        Binding("B", "sort('burn')", "Sort by $/h", id="sort-burn"),
+        Binding("T", "sort('tokens')", "Sort by tok/s", id="sort-tokens"),
+        Binding("R", "sort('requests')", "Sort by req/s", id="sort-requests"),
+        Binding("C", "sort('spend')", "Sort by spend today", id="sort-spend"),
+        Binding("N", "sort('name')", "Sort by name", id="sort-name"),
+        Binding("less_than_sign", "cycle_sort(-1)", "Previous sort column", show=False, id="sort-prev"),
+        Binding("greater_than_sign", "cycle_sort(1)", "Next sort column", show=False, id="sort-next"),
+        Binding("I", "invert_sort", "Invert sort", id="sort-invert"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
+        Binding("p,Z", "toggle_pause", "Pause display", id="pause"),
+        Binding("plus", "faster", "Faster refresh", show=False, id="faster"),
+        Binding("minus", "slower", "Slower refresh", show=False, id="slower"),
+        Binding("enter", "detail", "Detail", id="detail"),
+        Binding("space", "tag", "Tag row", show=False, id="tag"),
+        Binding("U", "untag", "Untag all", show=False, id="untag"),
+        Binding("k,f9", "kill", "Kill", id="kill"),
+        Binding("s", "pause_session", "Pause session", show=False, id="pause-session"),
+        Binding("c", "resume_session", "Continue session", show=False, id="resume-session"),
+        Binding("ctrl+l", "redraw", "Redraw", show=False, id="redraw"),
+    ]
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float | None = 1.0,
+        controller: Controller | None = None,
+        readonly: bool = False,
+        view: str = "agents",
+        sort: SortKey = "burn",
+        sort_reverse: bool = False,
+        theme: str | None = None,
+        daily_budget_usd: float = 0.0,
+        config_path: Path | None = None,
+        shipped_themes: Path | None = None,
+        user_themes: Path | None = None,
+    ) -> None:
+        self._theme_load = load_themes(shipped_themes, user_themes)
+        super().__init__()
+        self.source = source
+        self.clock = clock
+        self.timer_enabled = refresh_s is not None
+        self.refresh_s = refresh_s if refresh_s is not None else 1.0
+        self.controller: Controller = controller or NoController()
+        self.readonly = readonly
+        spec = view_by_dim(view) or VIEWS["1"]
+        self.view_spec: ViewSpec = spec
+        self.sort_key: SortKey = sort if sort in SORT_KEYS else "burn"
+        self.sort_reverse = sort_reverse
+        self.filter_text = ""
+        self.paused = False
+        self.daily_budget_usd = daily_budget_usd
+        self.config_path = config_path
+        #: newest snapshot pulled from the source (keeps moving while paused)
+        self.latest: Snapshot | None = None
+        #: snapshot on screen (frozen while paused)
+        self.shown: Snapshot | None = None
+        self._timer: Timer | None = None
+        self._saving = False
+        for t in self._theme_load.themes.values():
+            self.register_theme(t)
+        wanted = theme or DEFAULT_THEME
+        if self.no_color and theme is None:
+            wanted = NO_COLOR_THEME
+        self.theme_error: str | None = None
+        if self.get_theme(wanted) is None:
+            self.theme_error = f"theme {wanted!r} is not installed; using {DEFAULT_THEME!r}"
+            wanted = DEFAULT_THEME if self.get_theme(DEFAULT_THEME) else "textual-dark"
+        self.theme = wanted
+
+    # -- theme variables ---------------------------------------------------------------------------
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """Burn colours for themes that do not define them (e.g. Textual's built-ins)."""
+        generated = self.current_theme.to_color_system().generate()
+        return {
+            "burn-low": generated["success"],
+            "burn-mid": generated["warning"],
+            "burn-high": generated["error"],
+            "spark": generated["primary"],
+        }
+
+    # -- layout --------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Meters(id="meters")
+        yield BurnTable(self.view_spec, id="table")
+        yield Static("", id="empty", markup=False)
+        yield Input(placeholder="filter: name, agent, model or project — Enter keeps it, Esc clears", id="filter")
+
+    def on_mount(self) -> None:
+        table = self.query_one(BurnTable)
+        table.set_sort(self.sort_key, self.sort_reverse)
+        table.focus()
+        problems = [m for m in (self._theme_load.error_message(), self.theme_error) if m]
+        if problems:
+            self.notify("\n".join(problems), title="Themes", severity="error", timeout=15)
+        self.theme_changed_signal.subscribe(self, self._on_theme_changed)
+        self._apply_condensed()
+        self.call_after_refresh(self._start)
+
+    async def _start(self) -> None:
+        await self.source.start()
+        self.refresh_now()
+        if self.timer_enabled:
+            self._timer = self.set_interval(self.refresh_s, self.refresh_now, name="tokentop-refresh")
+
+    async def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+
+    def on_resize(self) -> None:
+        self._apply_condensed()
+        self._render_header()
+
+    def _apply_condensed(self) -> None:
+        meters = self.query_one(Meters)
+        condensed = self.size.height < CONDENSE_BELOW_HEIGHT or self.size.width < CONDENSE_BELOW_WIDTH
+        meters.set_class(condensed, "-condensed")
+
+    # -- the tick -------------------------------------------------------------------------------
+    def refresh_now(self) -> None:
+        """Pull the newest snapshot; unless paused, show it. The timer calls this; tests call it."""
+        snap = self.source.latest()
+        if snap is not None:
+            self.latest = snap
+        if not self.paused and self.latest is not None:
+            self.shown = self.latest
+        self.render_rows()
+
+    def current_rows(self) -> list[Row]:
+        """The shown snapshot's rows for the current view, filtered and sorted."""
+        snap = self.shown
+        if snap is None:
+            return []
+        rows: Iterable[Row] = snap.view(self.view_spec.dim)
+        needle = self.filter_text.casefold()
+        if needle:
+            rows = [r for r in rows if _matches(r, needle)]
+        return list(sort_rows(tuple(rows), self.sort_key, self.sort_reverse))
+
+    def render_rows(self) -> None:
+        table = self.query_one(BurnTable)
+        empty = self.query_one("#empty", Static)
+        snap = self.shown
+        if snap is None or snap.empty:
+            url = getattr(self.source, "control_url", None) or "http://127.0.0.1:7411"
+            empty.update(EMPTY_TEXT.format(label=self.source.label, url=url))
+            empty.display = True
+            table.display = False
+        else:
+            if empty.display:
+                empty.display = False
+                table.display = True
+            table.show(self.current_rows())
+        self._render_header()
+
+    def _render_header(self) -> None:
+        state = HeaderState(
+            view_title=self.view_spec.title,
+            source_label=self.source.label,
+            connected=self.source.connected,
+            error=self.source.error,
+            now=self.clock(),
+            refresh_s=self.refresh_s,
+            paused=self.paused,
+            filter_text=self.filter_text,
+            sort=self.sort_key,
+            sort_reverse=self.sort_reverse,
+            daily_budget_usd=self.daily_budget_usd,
+            readonly=self.readonly,
+        )
+        self.query_one(Meters).show(self.shown, state)
+
+    # -- bindings: availability --------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "view":
+            return parameters[0] in VIEWS
+        if action in ("kill", "pause_session", "resume_session"):
+            return not self.readonly
+        if action == "clear_filter":
+            return bool(self.filter_text) or self.query_one("#filter", Input).has_class("-shown")
+        return True
+
+    # -- actions: views and sort ----------------------------------------------------------------
+    def action_view(self, key: str) -> None:
+        spec = VIEWS.get(key)
+        if spec is None or spec is self.view_spec:
+            return
+        self.view_spec = spec
+        self.query_one(BurnTable).set_view(spec)
+        self.render_rows()
+        self._save({"view": spec.dim})
+
+    def action_sort(self, key: SortKey) -> None:
+        if key == self.sort_key:
+            self.sort_reverse = not self.sort_reverse  # same key again inverts (k9s habit)
+        else:
+            self.sort_key = key
+            self.sort_reverse = False
+        self._apply_sort()
+
+    def action_cycle_sort(self, delta: int) -> None:
+        i = SORT_KEYS.index(self.sort_key)
+        self.sort_key = SORT_KEYS[(i + delta) % len(SORT_KEYS)]
+        self._apply_sort()
+
+    def action_invert_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._apply_sort()
+
+    def _apply_sort(self) -> None:
+        self.query_one(BurnTable).set_sort(self.sort_key, self.sort_reverse)
+        self.render_rows()
+        self._save({"sort": self.sort_key, "sort_reverse": self.sort_reverse})
+
+    @on(BurnTable.HeaderClicked)
+    def _header_clicked(self, message: BurnTable.HeaderClicked) -> None:
+        self.action_sort(message.sort)
+
+    # -- filter ---------------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-shown")
+        box.value = self.filter_text
+        box.focus()
+        self.refresh_bindings()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("-shown")
+        self.filter_text = ""
+        box.value = ""
+        self.query_one(BurnTable).focus()
+        self.render_rows()
+        self.refresh_bindings()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.render_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.filter_text = event.value.strip()
+        if not self.filter_text:
+            self.query_one("#filter", Input).remove_class("-shown")
+        self.query_one(BurnTable).focus()
+        self.render_rows()
+
+    # -- pause / refresh rate ---------------------------------------------------------------------
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused and self.latest is not None:
+            self.shown = self.latest
+        self.render_rows()
+
+    def action_faster(self) -> None:
+        self._set_refresh(-1)
+
+    def action_slower(self) -> None:
+        self._set_refresh(1)
+
+    def _set_refresh(self, step: int) -> None:
+        steps = REFRESH_STEPS
+        i = min(range(len(steps)), key=lambda n: abs(steps[n] - self.refresh_s))
+        self.refresh_s = steps[max(0, min(len(steps) - 1, i + step))]
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = self.set_interval(self.refresh_s, self.refresh_now, name="tokentop-refresh")
+        self._render_header()
+        self._save({"refresh_s": self.refresh_s})
+
+    def action_redraw(self) -> None:
+        self.refresh(repaint=True, layout=True)
+
+    # -- tags, detail, help ----------------------------------------------------------------------
+    def action_tag(self) -> None:
+        table = self.query_one(BurnTable)
+        table.toggle_tag()
+        table.action_cursor(1)
+
+    def action_untag(self) -> None:
+        self.query_one(BurnTable).untag_all()
+
+    def action_detail(self) -> None:
+        row = self.query_one(BurnTable).cursor_row
+        if row is None:
+            return
+        from tokentop.ui.screens.detail import DetailScreen
+
+        self.push_screen(DetailScreen(self.view_spec, row, self.source, self.clock))
+
+    def action_help(self) -> None:
+        from tokentop.ui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen.active_bindings))
+
+    # -- kill / pause / resume --------------------------------------------------------------------
+    def capture_targets(self) -> list[Target]:
+        """The sessions an action would hit, captured now by key: tagged rows, else the cursor row.
+
+        On the Sessions view a row is a session. On other views the row's active sessions are
+        captured (an agent running three sessions means three targets, each named in the modal).
+        """
+        table = self.query_one(BurnTable)
+        snap = self.shown
+        if snap is None:
+            return []
+        keys = [k for k in table.rows_keys_in_order() if k in table.tagged] or (
+            [table.cursor_key] if table.cursor_key is not None else []
+        )
+        if self.view_spec.dim == "sessions":
+            rows = [snap.find("sessions", k) for k in keys]
+            sessions = [r for r in rows if r is not None]
+        else:
+            field = {"agents": "agent", "models": "model", "projects": "project", "hosts": "host"}.get(self.view_spec.dim)
+            wanted = set(keys)
+            sessions = [
+                r for r in snap.sessions
+                if field is not None and (getattr(r, field) or "(none)") in wanted and r.state != "idle"
+            ]
+            sessions.sort(key=lambda r: -r.usd_per_hour)
+        return [
+            Target(session=r.key, agent=r.agent, model=r.model, pid=r.pid, host=r.host, cmd=r.cmd,
+                   usd_per_hour=r.usd_per_hour)
+            for r in sessions[:MAX_TARGETS]
+        ]
+
+    def _open_action(self, action: str) -> None:
+        from tokentop.ui.screens.action import ActionScreen
+
+        targets = self.capture_targets()
+        if not targets:
+            where = self.view_spec.title.lower()
+            self.notify(f"no active session behind this row of {where}: nothing to {action}", severity="warning")
+            return
+        self.push_screen(ActionScreen(action, targets, self.controller))
+
+    def action_kill(self) -> None:
+        self._open_action("kill")
+
+    def action_pause_session(self) -> None:
+        self._open_action("pause")
+
+    def action_resume_session(self) -> None:
+        self._open_action("resume")
+
+    # -- palette, theme persistence ---------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for spec in VIEWS.values():
+            yield SystemCommand(f"View: {spec.title}", f"Show the {spec.title} table (key {spec.key})",
+                                lambda k=spec.key: self.action_view(k))
+        for key in SORT_KEYS:
+            yield SystemCommand(f"Sort by {key}", f"Sort rows by {key}", lambda k=key: self.action_sort(k))
+        yield SystemCommand("Pause / resume display", "Freeze the display; data keeps flowing", self.action_toggle_pause)
+
+    def _on_theme_changed(self, theme: Any) -> None:
+        self._save({"theme": theme.name})
+
+    def _save(self, choices: dict[str, Any]) -> None:
+        """Write the user's choice back to the config file (keeps their other settings)."""
+        if self.config_path is None:
+            return
+        from tokentop import config as config_mod
+
+        try:
+            config_mod.save_choices(self.config_path, {"ui": choices})
+        except (OSError, config_mod.ConfigError, ValueError) as exc:
+            self.notify(f"could not save the choice to {self.config_path}: {exc}", severity="warning")
+
+
+def _matches(row: Row, needle: str) -> bool:
+    for value in (row.key, row.agent, row.model_names, row.project, row.host, row.state):
+        if value and needle in value.casefold():
+            return True
+    return False

@@ -1,0 +1,41 @@
+"""``tokentop --once --plain``: one frame as plain text (screen readers, pipes, logs).
+
+No colour, no box drawing beyond the sparkline blocks, one line per row; money says ``est``.
+"""
+
+from __future__ import annotations
+
+from tokentop.core.snapshot import Snapshot, sort_rows
+from tokentop.ui import format as fmt
+from tokentop.ui.views import ViewSpec, layout_columns, view_by_dim, VIEWS
+
+
+def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn", reverse: bool = False, width: int = 100) -> str:
+    t = snapshot.totals
+    spec: ViewSpec = view_by_dim(view) or VIEWS["1"]
+    lines = [
+        f"tokentop {spec.title}: burn {fmt.usd(t.usd_per_hour)}/h est, today {fmt.usd(t.usd_today)} est, "
+        f"{fmt.rate(t.tokens_per_s)} tok/s, {fmt.rate(t.requests_per_s)} req/s, {t.active_sessions} active sessions",
+    ]
+    if t.unpriced_requests_today:
+        lines.append(f"warning: {t.unpriced_requests_today} requests today could not be priced and are not in the $ figures")
+    rows = sort_rows(snapshot.view(spec.dim), sort, reverse)  # type: ignore[arg-type]
+    if not rows:
+        lines.append("no token usage seen yet (try: tokentop demo)")
+        return "\n".join(lines) + "\n"
+    layout = layout_columns(spec.columns, width)
+    head = []
+    for col, w in layout:
+        head.append(col.title.ljust(w) if col.align == "left" else col.title.rjust(w))
+    lines.append(" ".join(head).rstrip())
+    for row in rows:
+        cells = []
+        for col, w in layout:
+            if col.id == "spark":
+                text = fmt.sparkline(row.burn_series, w)
+            else:
+                text, _ = col.render(row)
+                text = fmt.ellipsize_middle(text, w) if col.cut_middle else fmt.ellipsize(text, w)
+            cells.append(text.ljust(w) if col.align == "left" else text.rjust(w))
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"

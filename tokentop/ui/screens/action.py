@@ -1,0 +1,178 @@
+"""The kill / pause / resume modal.
+
+Targets were captured by key when the key was pressed; the table may keep moving behind the modal
+but this screen only ever acts on what it names. Focus starts on Cancel. A target whose
+:class:`~tokentop.core.control.port.Plan` cannot act shows the plan's reason and is never acted on;
+a target with several candidate processes acts on none until the user picks one.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, OptionList, RadioButton, RadioSet, Static
+from textual.widgets.option_list import Option
+
+from tokentop.core.control.port import Action, Controller, Outcome, Plan, Target
+from tokentop.ui import format as fmt
+
+VERBS = {"kill": "Stop", "pause": "Pause", "resume": "Continue"}
+
+
+def describe_target(t: Target) -> Text:
+    text = Text(no_wrap=False)
+    text.append("agent ", "bold")
+    text.append(fmt.printable(t.agent or "?"))
+    text.append("  session ", "bold")
+    text.append(fmt.printable(t.session))
+    text.append("  pid ", "bold")
+    text.append(str(t.pid) if t.pid is not None else "unknown")
+    text.append("  burn ", "bold")
+    text.append(f"{fmt.usd(t.usd_per_hour)}/h est")
+    if t.model:
+        text.append("  model ", "bold")
+        text.append(fmt.printable(t.model))
+    if t.cmd:
+        text.append("\n  cmd ", "bold")
+        text.append(fmt.ellipsize(fmt.printable(t.cmd), 70))
+    return text
+
+
+class ActionScreen(ModalScreen[list[Outcome] | None]):
+    BINDINGS = [
+        Binding("escape,n", "cancel", "Cancel"),
+        Binding("y", "confirm", "Confirm", show=False),
+    ]
+
+    def __init__(self, action: str, targets: list[Target], controller: Controller) -> None:
+        super().__init__()
+        self.kind = action  # "kill" | "pause" | "resume"
+        self.targets = list(targets)
+        self.controller = controller
+        self.plans: list[Plan] = [controller.plan(t) for t in self.targets]
+        #: chosen pid per session, for plans that list candidates
+        self.chosen_pid: dict[str, int] = {}
+        self.outcomes: list[Outcome] | None = None
+        if action != "kill":
+            self.add_class("-gentle")
+
+    # what acting would do, given the choices so far
+    def actionable(self) -> list[tuple[Plan, int | None]]:
+        out = []
+        for plan in self.plans:
+            if not plan.can_act:
+                continue
+            if plan.candidates:
+                pid = self.chosen_pid.get(plan.target.session)
+                if pid is None:
+                    continue
+                out.append((plan, pid))
+            else:
+                out.append((plan, plan.pid))
+        return out
+
+    def compose(self) -> ComposeResult:
+        n = len(self.targets)
+        verb = VERBS[self.kind]
+        with Vertical(id="dialog"):
+            yield Static(f"{verb} {n} session{'s' if n != 1 else ''}?", id="title", markup=False)
+            with VerticalScroll(id="targets"):
+                for plan in self.plans:
+                    yield Static(describe_target(plan.target), classes="target", markup=False)
+                    if not plan.can_act:
+                        yield Static(Text(f"  cannot {self.kind}: {plan.reason or 'no reason given'}"), classes="reason", markup=False)
+                    elif plan.candidates:
+                        yield Static(Text("  several processes could be this session: pick one below"), classes="reason", markup=False)
+            pick = [p for p in self.plans if p.can_act and p.candidates]
+            if pick:
+                options = []
+                for plan in pick:
+                    for c in plan.candidates:
+                        label = Text(f"{plan.target.session}  pid {c.pid}  {fmt.ellipsize(fmt.printable(c.cmd), 50)}")
+                        if c.cwd:
+                            label.append(f"  in {fmt.printable(c.cwd)}", "dim")
+                        options.append(Option(label, id=f"{plan.target.session}\x00{c.pid}"))
+                yield OptionList(*options, id="candidates")
+            if self.kind == "kill":
+                with RadioSet(id="signals"):
+                    yield RadioButton("TERM: ask it to exit (default)", value=True, id="sig-term")
+                    yield RadioButton("KILL: force, no clean-up", id="sig-kill")
+            yield Static("", id="outcome", markup=False)
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button(self._confirm_label(), id="confirm", variant="error" if self.kind == "kill" else "warning")
+
+    def _confirm_label(self) -> str:
+        if self.kind == "kill":
+            return f"Send {self.signal}"
+        return VERBS[self.kind]
+
+    @property
+    def signal(self) -> str:
+        if self.kind != "kill":
+            return "STOP" if self.kind == "pause" else "CONT"
+        try:
+            kill = self.query_one("#sig-kill", RadioButton).value
+        except Exception:
+            kill = False
+        return "KILL" if kill else "TERM"
+
+    @property
+    def control_action(self) -> Action:
+        if self.kind == "kill":
+            return "kill" if self.signal == "KILL" else "terminate"
+        return "pause" if self.kind == "pause" else "resume"
+
+    def on_mount(self) -> None:
+        self._update_confirm()
+        self.query_one("#cancel", Button).focus()
+
+    def _update_confirm(self) -> None:
+        button = self.query_one("#confirm", Button)
+        button.label = self._confirm_label()
+        button.disabled = self.outcomes is not None or not self.actionable()
+
+    @on(RadioSet.Changed)
+    def _signal_changed(self) -> None:
+        self._update_confirm()
+
+    @on(OptionList.OptionSelected, "#candidates")
+    def _candidate(self, event: OptionList.OptionSelected) -> None:
+        session, _, pid = (event.option.id or "").partition("\x00")
+        self.chosen_pid[session] = int(pid)
+        self._update_confirm()
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(self.outcomes)
+
+    @on(Button.Pressed, "#confirm")
+    async def action_confirm(self) -> None:
+        if self.outcomes is not None:
+            return
+        todo = self.actionable()
+        if not todo:
+            return
+        outcomes: list[Outcome] = []
+        for plan, pid in todo:
+            try:
+                outcome = await self.controller.act(plan.target, self.control_action, pid=pid, signal=self.signal)
+            except Exception as exc:  # a controller bug must not take the UI down
+                outcome = Outcome(plan.target.session, self.control_action, False, f"error: {exc}")
+            outcomes.append(outcome)
+        self.outcomes = outcomes
+        text = Text()
+        for o in outcomes:
+            text.append("✔ " if o.ok else "✘ ", "green" if o.ok else "red")
+            text.append(f"{fmt.printable(o.session)}: {fmt.printable(o.message)}\n")
+        self.query_one("#outcome", Static).update(text)
+        cancel = self.query_one("#cancel", Button)
+        cancel.label = "Close"
+        cancel.focus()
+        self._update_confirm()
+        if not all(o.ok for o in outcomes):
+            self.app.bell()

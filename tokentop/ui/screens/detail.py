@@ -1,0 +1,162 @@
+"""Detail of one row (``Enter``): a plotext chart of $/h and tokens/s, the model breakdown, and the
+most recent requests. Shows the row as it was when opened; ``r`` reloads it."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Static
+
+from tokentop.core.snapshot import Row
+from tokentop.ui import format as fmt
+from tokentop.ui.views import ViewSpec
+
+#: seconds per chart point for tokens/s (recent requests are binned)
+TOKEN_BIN_S = 5
+
+
+def burn_per_hour_series(row: Row, step_s: int = 5) -> list[float]:
+    """The row's last two minutes of spend as $/h, averaged over ``step_s``-second steps."""
+    s = list(row.burn_series)
+    out = []
+    for i in range(0, len(s), step_s):
+        chunk = s[i : i + step_s]
+        out.append(sum(chunk) / max(1, len(chunk)) * 3600.0)
+    return out
+
+
+def tokens_per_s_series(requests: list[dict[str, Any]], now: float, span_s: int = 120, step_s: int = TOKEN_BIN_S) -> list[float]:
+    bins = [0.0] * (span_s // step_s)
+    for r in requests:
+        age = now - float(r.get("ts", 0))
+        if 0 <= age < span_s:
+            i = len(bins) - 1 - int(age // step_s)
+            bins[i] += (r.get("input_tokens", 0) + r.get("output_tokens", 0)) / step_s
+    return bins
+
+
+def chart_text(burn: list[float], tokens: list[float], width: int, height: int, dark: bool) -> str:
+    """Two stacked plotext line charts as plain text (colour is applied by the theme)."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.subplots(2, 1)
+    plt.plotsize(max(30, width), max(8, height))
+    plt.theme("clear")
+    xs = list(range(-len(burn) * 5 + 5, 1, 5))
+    plt.subplot(1, 1)
+    plt.plot(xs, burn or [0.0], marker="braille")
+    plt.title("$/h (estimated), last 2 min")
+    plt.subplot(2, 1)
+    xt = list(range(-len(tokens) * TOKEN_BIN_S + TOKEN_BIN_S, 1, TOKEN_BIN_S))
+    plt.plot(xt, tokens or [0.0], marker="braille")
+    plt.title("tokens/s, last 2 min (from recent requests)")
+    return plt.build()
+
+
+class DetailScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape,q,backspace", "close", "Back"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    def __init__(self, spec: ViewSpec, row: Row, source: Any, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.row = row
+        self.source = source
+        self.clock = clock
+        self.requests: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        title = Text(f"{self.spec.title[:-1] if self.spec.title.endswith('s') else self.spec.title}: ")
+        title.append(fmt.printable(self.row.key))
+        yield Static(title, id="detail-title", markup=False)
+        yield Static("", id="chart", markup=False)
+        yield Static(self._breakdown(), id="breakdown", markup=False)
+        yield Static("loading recent requests…", id="recent", markup=False)
+
+    async def on_mount(self) -> None:
+        await self.action_reload()
+
+    async def action_reload(self) -> None:
+        snap_row = None
+        latest = self.source.latest() if hasattr(self.source, "latest") else None
+        if latest is not None:
+            snap_row = latest.find(self.spec.dim, self.row.key)
+        if snap_row is not None:
+            self.row = snap_row
+            self.query_one("#breakdown", Static).update(self._breakdown())
+        try:
+            self.requests = await self.source.recent_requests(self.spec.dim, self.row.key, 200)
+        except Exception as exc:
+            self.requests = []
+            self.query_one("#recent", Static).update(Text(f"recent requests unavailable: {exc}"))
+        else:
+            self.query_one("#recent", Static).update(self._recent())
+        self._draw_chart()
+
+    def on_resize(self) -> None:
+        self._draw_chart()
+
+    def _draw_chart(self) -> None:
+        chart = self.query_one("#chart", Static)
+        width = max(30, chart.size.width - 2)
+        height = max(8, chart.size.height)
+        text = chart_text(burn_per_hour_series(self.row), tokens_per_s_series(self.requests, self.clock()), width, height,
+                          self.app.current_theme.dark)
+        chart.update(Text(text, no_wrap=True))
+
+    def _breakdown(self) -> Table:
+        r = self.row
+        table = Table.grid(padding=(0, 2))
+        for _ in range(4):
+            table.add_column()
+        unpriced = f"  ⚠ {r.unpriced_requests_today} unpriced requests (not in $)" if r.unpriced_requests_today else ""
+        table.add_row(
+            Text(f"burn {fmt.usd(r.usd_per_hour)}/h est", style="bold"),
+            Text(f"today {fmt.usd(r.usd_today)} est" + (f" (agents reported {fmt.usd(r.usd_provided_today)})" if r.usd_provided_today else "")),
+            Text(f"{fmt.count(r.tokens_today)} tokens, {r.requests_today} requests, {r.errors_today} errors"),
+            Text(unpriced, style="bold"),
+        )
+        if r.agent or r.pid or r.cmd:
+            table.add_row(Text(f"agent {fmt.printable(r.agent or '?')}"), Text(f"pid {r.pid if r.pid is not None else 'unknown'}"),
+                          Text(f"project {fmt.printable(r.project or '-')}  branch {fmt.printable(r.branch or '-')}"),
+                          Text(fmt.printable(r.cmd or "")))
+        models = Table(title="by model (today)", title_justify="left", box=None, padding=(0, 2), show_edge=False)
+        for name, just in (("model", "left"), ("requests", "right"), ("tokens", "right"), ("spend est", "right")):
+            models.add_column(name, justify=just)  # type: ignore[arg-type]
+        for m in r.models[:8]:
+            spend = "unpriced" if (m.unpriced_requests and not m.usd) else fmt.usd(m.usd) + ("+?" if m.unpriced_requests else "")
+            models.add_row(Text(fmt.printable(m.model)), str(m.requests), fmt.count(m.tokens), spend)
+        outer = Table.grid()
+        outer.add_row(table)
+        if r.models:
+            outer.add_row(models)
+        return outer
+
+    def _recent(self) -> Table:
+        table = Table(title="most recent requests", title_justify="left", box=None, padding=(0, 2), show_edge=False)
+        for name, just in (("age", "right"), ("agent", "left"), ("model", "left"), ("in", "right"), ("out", "right"),
+                           ("cost", "right"), ("status", "left")):
+            table.add_column(name, justify=just)  # type: ignore[arg-type]
+        now = self.clock()
+        for r in self.requests[:10]:
+            usd = r.get("usd")
+            cost = "unpriced" if usd is None else f"{fmt.usd(usd)} {'est' if r.get('cost_kind') == 'estimated' else r.get('cost_kind', '')}"
+            table.add_row(
+                fmt.age(now - float(r.get("ts", now))), Text(fmt.printable(str(r.get("agent", "")))),
+                Text(fmt.printable(str(r.get("model", "")))), fmt.count(int(r.get("input_tokens", 0))),
+                fmt.count(int(r.get("output_tokens", 0))), cost, r.get("status", "ok"),
+            )
+        if not self.requests:
+            table.add_row("", Text("no recent requests in memory for this row"), "", "", "", "", "")
+        return table
+
+    def action_close(self) -> None:
+        self.dismiss(None)

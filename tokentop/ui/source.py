@@ -1,0 +1,187 @@
+"""Where the live view gets its snapshots: an embedded feed, a remote feed, or a manual slot.
+
+The app only ever calls :meth:`SnapshotSource.latest` (once per redraw) and
+:meth:`SnapshotSource.recent_requests` (detail screen); it never touches the aggregator. Sources:
+
+- :class:`EmbeddedSource`: a :class:`~tokentop.core.feed.runner.FeedRunner` on its own thread;
+  ``latest()`` hops onto the feed's loop for a fresh snapshot.
+- :class:`RemoteSource`: ``WS /v1/stream`` of another feed via
+  :func:`~tokentop.core.feed.client.stream_snapshots`; tracks connected/disconnected and reconnects.
+- :class:`ManualSource`: a slot someone pushes snapshots into (tests, screenshots, ``--once``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tokentop.core.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from tokentop.core.feed.runner import FeedRunner
+
+
+class SnapshotSource(Protocol):
+    #: shown in the header: where the data comes from
+    label: str
+    #: False while a remote feed cannot be reached
+    connected: bool
+    #: why it is disconnected (shown in the header)
+    error: str | None
+    #: the control API base URL and local token, when this source can reach one
+    control_url: str | None
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def latest(self) -> Snapshot | None: ...
+
+    async def recent_requests(self, view: str, key: str, limit: int = 20) -> list[dict[str, Any]]: ...
+
+
+class ManualSource:
+    """Holds whatever snapshot was last :meth:`push`-ed."""
+
+    def __init__(self, snapshot: Snapshot | None = None, *, label: str = "manual", requests: list[dict[str, Any]] | None = None) -> None:
+        self.label = label
+        self.connected = True
+        self.error: str | None = None
+        self.control_url: str | None = None
+        self._snapshot = snapshot
+        self.requests: list[dict[str, Any]] = list(requests or [])
+        self.pulls = 0
+
+    def push(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def latest(self) -> Snapshot | None:
+        self.pulls += 1
+        return self._snapshot
+
+    async def recent_requests(self, view: str, key: str, limit: int = 20) -> list[dict[str, Any]]:
+        return self.requests[:limit]
+
+
+def _request_dicts(items: list[Any]) -> list[dict[str, Any]]:
+    return [
+        dict(item.event.to_dict(), cost_kind=item.cost.kind, usd=None if item.cost.pusd is None else float(item.cost.usd))
+        for item in items
+    ]
+
+
+class EmbeddedSource:
+    """A feed running in this process on its own thread."""
+
+    def __init__(self, runner: FeedRunner) -> None:
+        self.runner = runner
+        self.connected = True
+        self.error: str | None = None
+        self.control_url = runner.address
+
+    @property
+    def label(self) -> str:
+        where = self.runner.address or "in-process only"
+        return f"embedded feed {where}"
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.runner.stop)
+
+    def latest(self) -> Snapshot | None:
+        try:
+            snap = self.runner.snapshot()
+        except Exception as exc:  # the feed thread died: say so rather than freeze silently
+            self.connected = False
+            self.error = f"embedded feed failed: {exc}"
+            return None
+        self.connected = True
+        self.error = None
+        return snap
+
+    async def recent_requests(self, view: str, key: str, limit: int = 20) -> list[dict[str, Any]]:
+        runner = self.runner
+
+        async def take() -> list[dict[str, Any]]:
+            return _request_dicts(runner.service.aggregator.recent_requests(view, key, limit))
+
+        return await asyncio.to_thread(runner.run_coroutine, take())
+
+
+class RemoteSource:
+    """Another feed's snapshot stream; reconnects by itself when the feed restarts."""
+
+    def __init__(self, url: str, *, retry_s: float = 1.0, clock: Any = time.time) -> None:
+        self.url = url
+        self.label = f"feed {url}"
+        self.connected = False
+        self.error: str | None = "connecting…"
+        self.control_url = url
+        self.retry_s = retry_s
+        self._clock = clock
+        self._snapshot: Snapshot | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.disconnected_since: float | None = None
+        self.received = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._consume(), name="tokentop-remote-stream")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    async def _consume(self) -> None:
+        from tokentop.core.feed.client import stream_snapshots
+
+        async for item in stream_snapshots(self.url, retry_s=self.retry_s):
+            if isinstance(item, Exception):
+                if self.connected or self.disconnected_since is None:
+                    self.disconnected_since = self._clock()
+                self.connected = False
+                self.error = _describe(item)
+            else:
+                self._snapshot = item
+                self.connected = True
+                self.error = None
+                self.disconnected_since = None
+                self.received += 1
+
+    def latest(self) -> Snapshot | None:
+        return self._snapshot
+
+    async def recent_requests(self, view: str, key: str, limit: int = 20) -> list[dict[str, Any]]:
+        from tokentop.core.feed.client import FeedClient, FeedUnavailable
+
+        def fetch() -> list[dict[str, Any]]:
+            with FeedClient(self.url, timeout=3.0) as client:
+                r = client.get("/v1/requests", view=view, key=key, limit=limit)
+                r.raise_for_status()
+                return list(r.json().get("requests", []))
+
+        try:
+            return await asyncio.to_thread(fetch)
+        except (FeedUnavailable, Exception):
+            return []
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if "Connect call failed" in text or "refused" in text.lower():
+        return "connection refused"
+    return text if len(text) <= 80 else text[:79] + "…"

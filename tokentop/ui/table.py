@@ -1,0 +1,364 @@
+"""The live table: a line-API widget that paints only what is visible and only what changed.
+
+Why not ``DataTable``: it repaints every visible cell on any update (~35 ms per frame at 160x50,
+``shared/reference/textual.md`` §2). Here each row's line is a cached :class:`Strip`, rebuilt only
+when that row's data, the layout, the cursor/tag mark or the theme changed, and :meth:`show`
+refreshes only the screen lines whose content changed.
+
+The cursor is a row *key*, not an index: when rows re-sort, the cursor follows its row. If the row
+disappears (filtered out, evicted) the cursor moves to the row now at the same place, visibly.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
+
+from tokentop.core.snapshot import Row, SortKey
+from tokentop.ui import format as fmt
+from tokentop.ui.views import Column, ViewSpec, layout_columns
+
+GUTTER = 1  # left cell: the tag mark
+
+
+class BurnTable(Widget, can_focus=True):
+    """Rows of one view, sorted by the app; cursor by key; tags by key."""
+
+    COMPONENT_CLASSES = {
+        "burn-table--header",
+        "burn-table--header-sorted",
+        "burn-table--cursor",
+        "burn-table--tagged",
+        "burn-table--name",
+        "burn-table--dim",
+        "burn-table--warn",
+        "burn-table--burn-low",
+        "burn-table--burn-mid",
+        "burn-table--burn-high",
+        "burn-table--spark",
+    }
+
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "edge(-1)", "First row", show=False),
+        Binding("end", "edge(1)", "Last row", show=False),
+    ]
+
+    class HeaderClicked(Message):
+        def __init__(self, sort: SortKey) -> None:
+            self.sort = sort
+            super().__init__()
+
+    class CursorMoved(Message):
+        def __init__(self, key: str | None) -> None:
+            self.key = key
+            super().__init__()
+
+    def __init__(self, spec: ViewSpec, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.spec = spec
+        self.rows: list[Row] = []
+        self._index: dict[str, int] = {}
+        self.cursor_key: str | None = None
+        self.tagged: set[str] = set()
+        self.sort_key: SortKey = "burn"
+        self.sort_reverse = False
+        self._top = 0
+        self._layout: list[tuple[Column, int]] = []
+        self._layout_width = -1
+        self._cache: dict[str, tuple[object, Strip]] = {}
+        self._painted: list[tuple[str, Row] | None] = []
+        self._painted_marks: list[tuple[bool, bool] | None] = []
+        self._styles: dict[str, Style] = {}
+        #: how many row lines were rebuilt in total (the bench and tests read it)
+        self.lines_rendered = 0
+
+    # -- public API ------------------------------------------------------------------------------
+    def set_view(self, spec: ViewSpec) -> None:
+        if spec is self.spec:
+            return
+        self.spec = spec
+        self.rows = []
+        self._index = {}
+        self.cursor_key = None
+        self.tagged.clear()
+        self._top = 0
+        self._invalidate()
+
+    def set_sort(self, key: SortKey, reverse: bool) -> None:
+        if (key, reverse) != (self.sort_key, self.sort_reverse):
+            self.sort_key, self.sort_reverse = key, reverse
+            self.refresh(Region(0, 0, self.size.width, 1))
+
+    def show(self, rows: Sequence[Row]) -> None:
+        """Display ``rows`` (already filtered and sorted); repaint only the lines that changed."""
+        old_cursor_index = self._index.get(self.cursor_key, 0) if self.cursor_key is not None else 0
+        self.rows = list(rows)
+        self._index = {r.key: i for i, r in enumerate(self.rows)}
+        if self.cursor_key not in self._index:
+            if self.rows:
+                self.cursor_key = self.rows[min(old_cursor_index, len(self.rows) - 1)].key
+                self.post_message(self.CursorMoved(self.cursor_key))
+            else:
+                self.cursor_key = None
+        self.tagged &= self._index.keys()
+        self._scroll_to_cursor()
+        self._repaint_changed()
+
+    @property
+    def cursor_row(self) -> Row | None:
+        if self.cursor_key is None:
+            return None
+        i = self._index.get(self.cursor_key)
+        return None if i is None else self.rows[i]
+
+    @property
+    def cursor_index(self) -> int | None:
+        return None if self.cursor_key is None else self._index.get(self.cursor_key)
+
+    def move_cursor_to(self, key: str) -> None:
+        if key in self._index and key != self.cursor_key:
+            self.cursor_key = key
+            self._scroll_to_cursor()
+            self._repaint_changed()
+            self.post_message(self.CursorMoved(key))
+
+    def toggle_tag(self) -> None:
+        key = self.cursor_key
+        if key is None:
+            return
+        if key in self.tagged:
+            self.tagged.discard(key)
+        else:
+            self.tagged.add(key)
+        self._refresh_key(key)
+
+    def untag_all(self) -> None:
+        keys = list(self.tagged)
+        self.tagged.clear()
+        for key in keys:
+            self._refresh_key(key)
+
+    def rows_keys_in_order(self) -> list[str]:
+        return [r.key for r in self.rows]
+
+    def visible_rows(self) -> list[Row]:
+        return self.rows[self._top : self._top + self._body_height()]
+
+    def render_text(self) -> list[str]:
+        """What the table shows now, as plain text lines (tests, ``--once --plain``)."""
+        return [strip.text for strip in (self.render_line(y) for y in range(self.size.height))]
+
+    # -- actions ---------------------------------------------------------------------------------
+    def action_cursor(self, delta: int) -> None:
+        self._move_index(delta)
+
+    def action_page(self, delta: int) -> None:
+        self._move_index(delta * max(1, self._body_height() - 1))
+
+    def action_edge(self, direction: int) -> None:
+        self._move_index(-len(self.rows) if direction < 0 else len(self.rows))
+
+    def _move_index(self, delta: int) -> None:
+        if not self.rows:
+            return
+        i = self._index.get(self.cursor_key, 0) if self.cursor_key is not None else 0
+        j = max(0, min(len(self.rows) - 1, i + delta))
+        self.move_cursor_to(self.rows[j].key)
+
+    # -- mouse -----------------------------------------------------------------------------------
+    def on_click(self, event: events.Click) -> None:
+        y, x = event.y, event.x
+        if y == 0:
+            col = self._column_at(x)
+            if col is not None and col.sort is not None:
+                self.post_message(self.HeaderClicked(col.sort))
+            return
+        i = self._top + y - 1
+        if 0 <= i < len(self.rows):
+            self.move_cursor_to(self.rows[i].key)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._move_index(3)
+        event.stop()
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._move_index(-3)
+        event.stop()
+
+    def _column_at(self, x: int) -> Column | None:
+        pos = GUTTER
+        for col, w in self._current_layout():
+            if pos <= x < pos + w:
+                return col
+            pos += w + 1
+        return None
+
+    # -- painting --------------------------------------------------------------------------------
+    def on_resize(self, event: events.Resize) -> None:
+        self._scroll_to_cursor()
+        self._invalidate()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles.clear()
+        self._cache.clear()
+        self._painted = []
+
+    def _invalidate(self) -> None:
+        self._cache.clear()
+        self._painted = []
+        self._layout_width = -1
+        self.refresh()
+
+    def _body_height(self) -> int:
+        return max(0, self.size.height - 1)
+
+    def _scroll_to_cursor(self) -> None:
+        body = self._body_height()
+        i = self.cursor_index
+        if i is None or body <= 0:
+            self._top = max(0, min(self._top, max(0, len(self.rows) - body)))
+            return
+        if i < self._top:
+            self._top = i
+        elif i >= self._top + body:
+            self._top = i - body + 1
+        self._top = max(0, min(self._top, max(0, len(self.rows) - body)))
+
+    def _repaint_changed(self) -> None:
+        body = self._body_height()
+        width = self.size.width
+        if not self._painted or len(self._painted) != body:
+            self._painted = [None] * body
+            self.refresh()
+            self._record_painted(body)
+            return
+        for y in range(body):
+            i = self._top + y
+            now = (self.rows[i].key, self.rows[i]) if i < len(self.rows) else None
+            before = self._painted[y]
+            if now != before or (now is not None and self._mark(now[0]) != self._painted_marks[y]):
+                self.refresh(Region(0, y + 1, width, 1))
+        self._record_painted(body)
+
+    def _mark(self, key: str) -> tuple[bool, bool]:
+        return (key == self.cursor_key, key in self.tagged)
+
+    def _record_painted(self, body: int) -> None:
+        painted: list[tuple[str, Row] | None] = []
+        marks: list[tuple[bool, bool] | None] = []
+        for y in range(body):
+            i = self._top + y
+            if i < len(self.rows):
+                painted.append((self.rows[i].key, self.rows[i]))
+                marks.append(self._mark(self.rows[i].key))
+            else:
+                painted.append(None)
+                marks.append(None)
+        self._painted = painted
+        self._painted_marks = marks
+
+    def _refresh_key(self, key: str) -> None:
+        i = self._index.get(key)
+        if i is None:
+            return
+        y = i - self._top
+        if 0 <= y < self._body_height():
+            self.refresh(Region(0, y + 1, self.size.width, 1))
+            if self._painted_marks and y < len(self._painted_marks):
+                self._painted_marks[y] = self._mark(key)
+
+    def _style(self, name: str) -> Style:
+        style = self._styles.get(name)
+        if style is None:
+            style = self.get_component_rich_style(f"burn-table--{name}", partial=True)
+            self._styles[name] = style
+        return style
+
+    def _current_layout(self) -> list[tuple[Column, int]]:
+        width = self.size.width - GUTTER
+        if width != self._layout_width:
+            self._layout = layout_columns(self.spec.columns, max(0, width))
+            self._layout_width = width
+            self._cache.clear()
+        return self._layout
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        layout = self._current_layout()
+        if y == 0:
+            return self._header_strip(layout, width)
+        i = self._top + y - 1
+        if i >= len(self.rows):
+            return Strip.blank(width, base)
+        row = self.rows[i]
+        cursor, tagged = self._mark(row.key)
+        sig = (row, width, cursor, tagged)
+        hit = self._cache.get(row.key)
+        if hit is not None and (hit[0] is sig or hit[0] == sig):
+            return hit[1]
+        strip = self._row_strip(row, layout, width, cursor, tagged)
+        self._cache[row.key] = (sig, strip)
+        self.lines_rendered += 1
+        return strip
+
+    def _header_strip(self, layout: list[tuple[Column, int]], width: int) -> Strip:
+        head = self._style("header")
+        sorted_style = head + self._style("header-sorted")
+        segs = [Segment(" " * GUTTER, head)]
+        for n, (col, w) in enumerate(layout):
+            title = col.title
+            style = head
+            if col.sort is not None and col.sort == self.sort_key:
+                arrow = "▲" if ((col.sort == "name") != self.sort_reverse) else "▼"
+                title = f"{title}{arrow}"
+                style = sorted_style
+            text = fmt.ellipsize(title, w)
+            text = text.ljust(w) if col.align == "left" else text.rjust(w)
+            if n:
+                segs.append(Segment(" ", head))
+            segs.append(Segment(text, style))
+        return Strip(segs).adjust_cell_length(width, head)
+
+    def _row_strip(self, row: Row, layout: list[tuple[Column, int]], width: int, cursor: bool, tagged: bool) -> Strip:
+        base = self.rich_style
+        if tagged:
+            base = base + self._style("tagged")
+        if cursor:
+            base = base + self._style("cursor")
+        segs = [Segment("•" if tagged else " ", base)]
+        for n, (col, w) in enumerate(layout):
+            if n:
+                segs.append(Segment(" ", base))
+            if col.id == "spark":
+                text = fmt.sparkline(row.burn_series, w)
+                style_name = "burn-" + fmt.burn_level(row.usd_per_hour) if row.usd_per_hour else "spark"
+            else:
+                text, style_name = col.render(row)
+                text = fmt.ellipsize_middle(text, w) if col.cut_middle else fmt.ellipsize(text, w)
+                text = text.ljust(w) if col.align == "left" else text.rjust(w)
+            style = base + self._style(style_name) if style_name else base
+            if cursor:
+                style = style + self._style("cursor")
+            segs.append(Segment(text, style))
+        return Strip(segs).adjust_cell_length(width, base)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:  # noqa: D401
+        return max(1, len(self.rows) + 1)
+
+
+def keys_of(rows: Iterable[Row]) -> list[str]:
+    return [r.key for r in rows]

@@ -1,0 +1,193 @@
+"""The table's views (Agents, Sessions, Models, Projects) and their columns: a registry.
+
+A view is a :class:`ViewSpec`: which snapshot dimension it shows, the digit key that selects it and
+its columns. Adding a view (e.g. Providers on key ``5``) is one :func:`register_view` call; the app
+binds the digits ``1``-``9`` and shows only those a view is registered for.
+
+Cells are ``(text, style)`` pairs where ``style`` names a theme-driven style (``burn-low``,
+``burn-mid``, ``burn-high``, ``dim``, ``warn``, ``spark``); the table turns them into colours. Text
+is always literal: nothing here is ever parsed as markup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+from tokentop.core.snapshot import Row, SortKey
+from tokentop.ui import format as fmt
+
+Cell = tuple[str, str]
+Align = Literal["left", "right"]
+
+
+@dataclass(frozen=True)
+class Column:
+    id: str
+    title: str
+    #: fixed width in cells; the ``flex`` column takes what is left (at least ``width``)
+    width: int
+    render: Callable[[Row], Cell]
+    align: Align = "right"
+    #: higher survives longer when the pane is narrow; 100 never drops
+    priority: int = 50
+    flex: bool = False
+    #: sort key a click on the header selects
+    sort: SortKey | None = None
+    #: the sparkline column shrinks to ``min_width`` before anything else drops
+    min_width: int | None = None
+    #: long values lose their middle (ids), not their end
+    cut_middle: bool = False
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    key: str  # the digit that selects it
+    dim: str  # snapshot dimension
+    title: str
+    columns: tuple[Column, ...] = field(default=())
+
+
+def _dash_if_zero(text: str, value: float) -> Cell:
+    return (text, "dim") if value == 0 else (text, "")
+
+
+def name_cell(row: Row) -> Cell:
+    return fmt.printable(row.key), "name"
+
+
+def models_cell(row: Row) -> Cell:
+    names = row.model_names
+    return (fmt.printable(names), "dim") if names else ("-", "dim")
+
+
+def sessions_cell(row: Row) -> Cell:
+    return _dash_if_zero(str(row.sessions), row.sessions)
+
+
+def req_cell(row: Row) -> Cell:
+    return _dash_if_zero(fmt.rate(row.requests_per_s), row.requests_per_s)
+
+
+def tok_cell(row: Row) -> Cell:
+    return _dash_if_zero(fmt.rate(row.tokens_per_s), row.tokens_per_s)
+
+
+def burn_cell(row: Row) -> Cell:
+    if row.usd_per_hour == 0:
+        return "$0.00", "dim"
+    return fmt.usd(row.usd_per_hour), "burn-" + fmt.burn_level(row.usd_per_hour)
+
+
+def spend_cell(row: Row) -> Cell:
+    """Spend today; requests that could not be priced are flagged, never folded in as $0."""
+    if row.unpriced_requests_today and row.usd_today == 0:
+        return "unpriced", "warn"
+    text = fmt.usd(row.usd_today)
+    if row.unpriced_requests_today:
+        return text + "+?", "warn"
+    return (text, "dim") if row.usd_today == 0 else (text, "")
+
+
+def tokens_cell(row: Row) -> Cell:
+    return _dash_if_zero(fmt.count(row.tokens_today), row.tokens_today)
+
+
+def state_cell(row: Row) -> Cell:
+    style = {"active": "", "idle": "dim", "paused": "warn", "stopped": "warn"}.get(row.state, "warn")
+    return fmt.printable(row.state), style
+
+
+def pid_cell(row: Row) -> Cell:
+    return (str(row.pid), "") if row.pid is not None else ("-", "dim")
+
+
+def agent_cell(row: Row) -> Cell:
+    return fmt.printable(row.agent or "-"), "dim" if row.agent is None else ""
+
+
+def spark_cell(row: Row) -> Cell:
+    # the table draws the series itself at the column's current width
+    return "", "spark"
+
+
+def _cols(*cols: Column) -> tuple[Column, ...]:
+    return cols
+
+
+NAME = Column("name", "NAME", 12, name_cell, align="left", priority=100, flex=True, sort="name")
+MODELS = Column("models", "MODEL", 18, models_cell, align="left", priority=30)
+SESSIONS = Column("sessions", "SESS", 4, sessions_cell, priority=40)
+REQ = Column("req", "REQ/S", 5, req_cell, priority=45, sort="requests")
+TOK = Column("tok", "TOK/S", 6, tok_cell, priority=80, sort="tokens")
+BURN = Column("burn", "$/H est", 9, burn_cell, priority=100, sort="burn")
+SPEND = Column("spend", "TODAY est", 10, spend_cell, priority=90, sort="spend")
+TOKENS = Column("tokens", "TOKENS", 7, tokens_cell, priority=20)
+STATE = Column("state", "STATE", 6, state_cell, align="left", priority=25)
+SPARK = Column("spark", "BURN 2 MIN", 24, spark_cell, align="left", priority=60, min_width=8)
+SESSION = Column("name", "SESSION", 16, name_cell, align="left", priority=100, flex=True, sort="name", cut_middle=True)
+AGENT = Column("agent", "AGENT", 12, agent_cell, align="left", priority=70)
+MODEL = Column("models", "MODEL", 16, models_cell, align="left", priority=30)
+PID = Column("pid", "PID", 7, pid_cell, priority=35)
+
+VIEWS: dict[str, ViewSpec] = {}
+
+
+def register_view(spec: ViewSpec) -> None:
+    """Add (or replace) the view selected by ``spec.key``."""
+    if not (len(spec.key) == 1 and spec.key.isdigit() and spec.key != "0"):
+        raise ValueError(f"a view key is one digit 1-9, got {spec.key!r}")
+    VIEWS[spec.key] = spec
+
+
+def view_by_dim(dim: str) -> ViewSpec | None:
+    for spec in VIEWS.values():
+        if spec.dim == dim:
+            return spec
+    return None
+
+
+register_view(ViewSpec("1", "agents", "Agents", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
+register_view(ViewSpec("2", "sessions", "Sessions", _cols(SESSION, AGENT, MODEL, PID, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
+register_view(ViewSpec("3", "models", "Models", _cols(NAME, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
+register_view(ViewSpec("4", "projects", "Projects", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
+
+
+def layout_columns(columns: tuple[Column, ...], width: int) -> list[tuple[Column, int]]:
+    """Which columns fit in ``width`` cells and how wide each is (1 space between columns).
+
+    The sparkline shrinks to its minimum first, then columns drop lowest priority first; the flex
+    (name) column takes the remaining space.
+    """
+    chosen = list(columns)
+
+    def fixed_total(cols: list[Column], spark_w: int | None) -> int:
+        total = 0
+        for c in cols:
+            if c.min_width is not None and spark_w is not None:
+                total += spark_w
+            else:
+                total += c.width
+        return total + max(0, len(cols) - 1)
+
+    spark = next((c for c in chosen if c.min_width is not None), None)
+    spark_w = spark.width if spark else None
+    while True:
+        need = fixed_total(chosen, spark_w)
+        if need <= width:
+            break
+        if spark is not None and spark in chosen and spark_w is not None and spark_w > spark.min_width:  # type: ignore[operator]
+            spark_w = max(spark.min_width, spark_w - (need - width))  # type: ignore[arg-type]
+            continue
+        droppable = [c for c in chosen if c.priority < 100]
+        if not droppable:
+            break
+        chosen.remove(min(droppable, key=lambda c: c.priority))
+    extra = max(0, width - fixed_total(chosen, spark_w))
+    out: list[tuple[Column, int]] = []
+    for c in chosen:
+        w = spark_w if (c.min_width is not None and spark_w is not None) else c.width
+        if c.flex:
+            w += extra
+        out.append((c, w))
+    return out

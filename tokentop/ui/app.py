@@ -354,7 +354,8 @@ class TokentopApp(App[None]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(self.screen.active_bindings))
+        views = {f"view('{k}')": f"{spec.title} view" for k, spec in VIEWS.items()}
+        self.push_screen(HelpScreen(self.screen.active_bindings, views))
 
     # -- kill / pause / resume --------------------------------------------------------------------
     def capture_targets(self) -> list[Target]:

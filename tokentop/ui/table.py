@@ -322,11 +322,11 @@ class BurnTable(Widget, can_focus=True):
         for n, (col, w) in enumerate(layout):
             title = col.title
             style = head
+            text = fmt.ellipsize(title, w)
             if col.sort is not None and col.sort == self.sort_key:
                 arrow = "▲" if ((col.sort == "name") != self.sort_reverse) else "▼"
-                title = f"{title}{arrow}"
+                text = (title if len(title) < w else title[: max(0, w - 1)]) + arrow
                 style = sorted_style
-            text = fmt.ellipsize(title, w)
             text = text.ljust(w) if col.align == "left" else text.rjust(w)
             if n:
                 segs.append(Segment(" ", head))

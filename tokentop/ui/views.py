@@ -74,6 +74,8 @@ def tok_cell(row: Row) -> Cell:
 
 
 def burn_cell(row: Row) -> Cell:
+    if row.usd_per_hour == 0 and row.unpriced_requests_today and row.state == "active":
+        return "unpriced", "warn"  # requests it could not price: never shown as $0
     if row.usd_per_hour == 0:
         return "$0.00", "dim"
     return fmt.usd(row.usd_per_hour), "burn-" + fmt.burn_level(row.usd_per_hour)
@@ -118,7 +120,7 @@ def _cols(*cols: Column) -> tuple[Column, ...]:
 NAME = Column("name", "NAME", 12, name_cell, align="left", priority=100, flex=True, sort="name")
 MODELS = Column("models", "MODEL", 18, models_cell, align="left", priority=30)
 SESSIONS = Column("sessions", "SESS", 4, sessions_cell, priority=40)
-REQ = Column("req", "REQ/S", 5, req_cell, priority=45, sort="requests")
+REQ = Column("req", "REQ/S", 6, req_cell, priority=45, sort="requests")
 TOK = Column("tok", "TOK/S", 6, tok_cell, priority=80, sort="tokens")
 BURN = Column("burn", "$/H est", 9, burn_cell, priority=100, sort="burn")
 SPEND = Column("spend", "TODAY est", 10, spend_cell, priority=90, sort="spend")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,38 +18,48 @@ def key_label(key: str) -> str:
     return KEY_NAMES.get(key, key)
 
 
-def bindings_table(active: dict) -> Table:
-    """Rows of (keys, description) grouped by action, from ``Screen.active_bindings``."""
+def binding_rows(active: dict, descriptions: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(keys, description) per action, in binding order, from ``Screen.active_bindings``.
+
+    Disabled or hidden-by-``check_action`` bindings are not in ``active_bindings`` enabled, so
+    read-only mode's missing kill keys are simply not listed.
+    """
     by_action: dict[tuple[str, str], list[str]] = {}
     order: list[tuple[str, str]] = []
     for key, active_binding in active.items():
         binding = active_binding.binding
-        if not active_binding.enabled:
+        if not active_binding.enabled or binding.system:
             continue
-        ident = (binding.action, binding.description or binding.action)
+        ident = (binding.action, (descriptions or {}).get(binding.action) or binding.description or binding.action)
         if ident not in by_action:
             by_action[ident] = []
             order.append(ident)
         label = key_label(key)
         if label not in by_action[ident]:
             by_action[ident].append(label)
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
-    for ident in order:
-        table.add_row(Text(" ".join(by_action[ident])), Text(ident[1]))
-    return table
+    return [(" ".join(by_action[ident]), ident[1]) for ident in order]
+
+
+def help_text(rows: list[tuple[str, str]]) -> Text:
+    width = max((len(k) for k, _ in rows), default=0)
+    text = Text()
+    text.append("tokentop keys", "bold")
+    text.append("   (Esc closes; ctrl+p opens the command palette, incl. themes)\n\n")
+    for keys, description in rows:
+        text.append(keys.ljust(width + 2), "bold")
+        text.append(description + "\n")
+    return text
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss_help", "Close help")]
 
-    def __init__(self, active: dict) -> None:
+    def __init__(self, active: dict, descriptions: dict[str, str] | None = None) -> None:
         super().__init__()
-        self.active = active
+        self.rows = binding_rows(active, descriptions)
 
     def compose(self) -> ComposeResult:
-        yield Static(bindings_table(self.active), id="help")
+        yield Static(help_text(self.rows), id="help", markup=False)
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

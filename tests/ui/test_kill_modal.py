@@ -1,0 +1,179 @@
+"""The kill / pause / resume modal against the control port (tokentop.core.control.port)."""
+
+from __future__ import annotations
+
+from textual.widgets import Button
+
+from tokentop.core.control.port import NO_PROCESS_REASON, Candidate, Outcome, Plan, Target
+from tokentop.ui.screens.action import ActionScreen
+from tokentop.ui.screens.help import HelpScreen
+from tokentop.ui.table import BurnTable
+
+from tests.ui.helpers import make_app, snapshot_of, traffic
+
+
+class RecordingController:
+    """A controller that can act on sessions with a pid and records what it was asked to do."""
+
+    def __init__(self, candidates: dict[str, tuple[Candidate, ...]] | None = None) -> None:
+        self.calls: list[tuple[str, str, int | None, str | None]] = []
+        self.candidates = candidates or {}
+
+    def plan(self, target: Target) -> Plan:
+        if target.pid is None and target.session not in self.candidates:
+            return Plan(target, False, NO_PROCESS_REASON)
+        return Plan(target, True, pid=target.pid, cmd=target.cmd, candidates=self.candidates.get(target.session, ()))
+
+    async def act(self, target: Target, action, *, pid=None, signal=None) -> Outcome:  # noqa: ANN001
+        self.calls.append((target.session, action, pid, signal))
+        return Outcome(target.session, action, True, f"sent {signal} to pid {pid}")
+
+
+def sessions_snapshot():
+    return snapshot_of(
+        traffic("claude-code", "runaway-1", "claude-sonnet-4-5", provider="anthropic", per_request_in=80_000,
+                per_request_out=1_000, n=5, pid=4242)
+        + traffic("codex", "quiet-2", "gpt-4o-mini", per_request_in=1_000, per_request_out=100, n=3, pid=5151)
+        + traffic("emitter", "nopid-3", "gpt-4o-mini", per_request_in=500, per_request_out=50, n=2)
+    )
+
+
+async def test_kill_modal_names_target_and_focuses_cancel() -> None:
+    controller = RecordingController()
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        assert app.query_one(BurnTable).cursor_key == "runaway-1"
+        await pilot.press("k")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ActionScreen)
+        text = " ".join(str(w.render()) for w in screen.query(".target"))
+        for part in ("claude-code", "runaway-1", "4242", "/h est", "claude-sonnet-4-5"):
+            assert part in text
+        assert app.focused is screen.query_one("#cancel", Button)
+        assert str(screen.query_one("#confirm", Button).label) == "Send TERM"
+        await pilot.press("enter")  # Enter on the focused Cancel: nothing happens
+        await pilot.pause()
+        assert controller.calls == []
+        assert not isinstance(app.screen, ActionScreen)
+
+
+async def test_confirm_sends_term_by_default_and_kill_when_chosen() -> None:
+    controller = RecordingController()
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert controller.calls == [("runaway-1", "terminate", 4242, "TERM")]
+        outcome = str(app.screen.query_one("#outcome").render())
+        assert "sent TERM to pid 4242" in outcome
+        await pilot.press("escape")
+        await pilot.press("k")
+        await pilot.pause()
+        await pilot.click("#sig-kill")
+        await pilot.pause()
+        assert str(app.screen.query_one("#confirm", Button).label) == "Send KILL"
+        await pilot.click("#confirm")
+        await pilot.pause()
+        assert controller.calls[-1] == ("runaway-1", "kill", 4242, "KILL")
+
+
+async def test_no_pid_says_why_and_cannot_confirm() -> None:
+    app = make_app(sessions_snapshot(), view="sessions")  # default NoController
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        app.query_one(BurnTable).move_cursor_to("nopid-3")
+        await pilot.press("k")
+        await pilot.pause()
+        screen = app.screen
+        reasons = " ".join(str(w.render()) for w in screen.query(".reason"))
+        assert "no pid was reported" in reasons
+        assert "tokentop run" in reasons
+        assert screen.query_one("#confirm", Button).disabled
+        await pilot.press("y")  # the shortcut cannot bypass it either
+        await pilot.pause()
+        assert isinstance(app.screen, ActionScreen) and app.screen.outcomes is None
+
+
+async def test_candidates_act_on_none_until_one_is_picked() -> None:
+    candidates = {"nopid-3": (Candidate(700, "python agent.py", 1.0, "/work/a"), Candidate(701, "python agent.py --other", 2.0))}
+    controller = RecordingController(candidates)
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        app.query_one(BurnTable).move_cursor_to("nopid-3")
+        await pilot.press("k")
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one("#confirm", Button).disabled
+        await pilot.press("y")
+        await pilot.pause()
+        assert controller.calls == []
+        options = screen.query_one("#candidates")
+        options.focus()
+        await pilot.press("down", "enter")  # highlight the second candidate and pick it
+        await pilot.pause()
+        assert not screen.query_one("#confirm", Button).disabled
+        await pilot.press("y")
+        await pilot.pause()
+        assert controller.calls == [("nopid-3", "terminate", 701, "TERM")]
+
+
+async def test_pause_and_continue_go_through_the_same_modal() -> None:
+    controller = RecordingController()
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, ActionScreen)
+        assert "Pause 1 session?" in str(app.screen.query_one("#title").render())
+        assert app.focused is app.screen.query_one("#cancel", Button)
+        await pilot.press("y")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert [c[1] for c in controller.calls] == ["pause", "resume"]
+
+
+async def test_the_target_is_captured_at_key_press() -> None:
+    controller = RecordingController()
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+        # the data moves under the modal: quiet-2 becomes the top row
+        app.source.push(snapshot_of(traffic("codex", "quiet-2", "gpt-4o", per_request_in=900_000,
+                                            per_request_out=1_000, n=5, pid=5151)))
+        app.refresh_now()
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert controller.calls == [("runaway-1", "terminate", 4242, "TERM")]
+
+
+async def test_readonly_hides_kill_pause_and_continue() -> None:
+    controller = RecordingController()
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller, readonly=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        for key in ("k", "f9", "s", "c"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(app.screen, ActionScreen)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        descriptions = [d for _, d in app.screen.rows]
+        assert "Sort by $/h" in descriptions and "Agents view" in descriptions
+        assert "Kill" not in descriptions and "Pause session" not in descriptions
+        assert not any("k" in keys.split() for keys, _ in app.screen.rows)
+        assert controller.calls == []

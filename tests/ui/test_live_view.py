@@ -1,0 +1,237 @@
+"""Pilot tests of the live view: what a user sees and what their keys do."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tokentop.core.snapshot import sort_rows
+from tokentop.ui.header import Meters
+from tokentop.ui.table import BurnTable
+
+from tests.ui.helpers import NOW, fleet_events, make_app, names_in_order, snapshot_of, table_lines, traffic
+
+
+async def test_rows_sorted_by_burn_by_default_and_unpriced_is_loud() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        order = names_in_order(app)
+        assert order[0] == "claude-code"  # the biggest $/h is on top
+        burns = [r.usd_per_hour for r in app.query_one(BurnTable).rows]
+        assert burns == sorted(burns, reverse=True)
+        text = "\n".join(table_lines(app))
+        homebrew = next(line for line in table_lines(app) if "homebrew" in line)
+        assert "unpriced" in homebrew and "$0.00 " not in homebrew.split("my-private")[1][30:]
+        header = app.query_one(Meters).render().plain
+        assert "3 unpriced requests" in header
+        assert "est" in header
+        assert "claude-sonnet-4-5" in text
+
+
+async def test_sort_keys_and_invert() -> None:
+    snap = snapshot_of(fleet_events())
+    app = make_app(snap)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("R")  # requests/s
+        assert names_in_order(app)[0] == "codex"
+        assert app.query_one(BurnTable).render_text()[0].find("REQ/S▼") >= 0
+        await pilot.press("I")
+        assert names_in_order(app)[-1] == "codex"
+        assert "SORT requests▲" in app.query_one(Meters).render().plain
+        await pilot.press("N")
+        assert names_in_order(app) == sorted(names_in_order(app), key=str.casefold)
+        await pilot.press("N")  # the same key again inverts
+        assert names_in_order(app) == sorted(names_in_order(app), key=str.casefold, reverse=True)
+        await pilot.press("T")
+        assert [r.key for r in sort_rows(snap.agents, "tokens")] == names_in_order(app)
+        await pilot.press("greater_than_sign")  # next column after tokens: requests
+        assert app.sort_key == "requests"
+        await pilot.press("less_than_sign", "less_than_sign")
+        assert app.sort_key == "burn"
+        await pilot.press("C")
+        assert app.sort_key == "spend"
+
+
+async def test_header_click_sorts_by_that_column() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        table = app.query_one(BurnTable)
+        first = table.render_text()[0]
+        x = first.index("REQ/S")
+        await pilot.click(BurnTable, offset=(x + 1, 0))
+        assert app.sort_key == "requests"
+        assert names_in_order(app)[0] == "codex"
+
+
+async def test_filter_is_live_and_escape_clears_it() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("slash", "c", "o", "d")
+        assert set(names_in_order(app)) == {"codex", "claude-code"}
+        await pilot.press("e", "x")
+        assert names_in_order(app) == ["codex"]
+        assert "FILTER" in app.query_one(Meters).render().plain
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert names_in_order(app) == ["codex"]
+        assert app.focused is app.query_one(BurnTable)
+        await pilot.press("escape")
+        assert len(names_in_order(app)) == 4
+        assert "FILTER" not in app.query_one(Meters).render().plain
+
+
+async def test_filter_matches_model_and_project_too() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("slash", *"gpt-4o-mini")
+        assert names_in_order(app) == ["codex"]
+        await pilot.press("escape")
+        await pilot.press("2", "slash", *"billing")  # session rows carry their project
+        assert names_in_order(app) == ["cc-1"]
+
+
+async def test_pause_freezes_display_while_data_keeps_flowing() -> None:
+    first = snapshot_of(fleet_events())
+    app = make_app(first)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("p")
+        assert "PAUSED" in app.query_one(Meters).render().plain
+        more = fleet_events() + traffic("newcomer", "nc-1", "gpt-4o", per_request_in=90_000, per_request_out=9_000, n=10, every_s=1.0)
+        second = snapshot_of(more, now=NOW + 5)
+        app.source.push(second)
+        app.refresh_now()
+        await pilot.pause()
+        assert app.latest is second  # data kept flowing
+        assert "newcomer" not in names_in_order(app)  # display frozen
+        assert not any("newcomer" in line for line in table_lines(app))
+        await pilot.press("Z")  # htop's key resumes too
+        assert "newcomer" in names_in_order(app)
+        assert "PAUSED" not in app.query_one(Meters).render().plain
+
+
+async def test_cursor_stays_on_the_same_session_across_resorts() -> None:
+    events = (
+        traffic("a", "s-a", "gpt-4o", per_request_in=50_000, per_request_out=1_000, n=5, pid=101)
+        + traffic("b", "s-b", "gpt-4o", per_request_in=20_000, per_request_out=1_000, n=5, pid=102)
+        + traffic("c", "s-c", "gpt-4o", per_request_in=5_000, per_request_out=1_000, n=5, pid=103)
+    )
+    app = make_app(snapshot_of(events), view="sessions")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        assert names_in_order(app) == ["s-a", "s-b", "s-c"]
+        await pilot.press("down", "down")
+        table = app.query_one(BurnTable)
+        assert table.cursor_key == "s-c"
+        # s-c becomes the biggest spender: it moves to the top and the cursor goes with it
+        surge = events + traffic("c", "s-c", "gpt-4o", per_request_in=400_000, per_request_out=1_000, n=5,
+                                 pid=103, start_age=0.5)
+        app.source.push(snapshot_of(surge, now=NOW + 1))
+        app.refresh_now()
+        await pilot.pause()
+        assert names_in_order(app)[0] == "s-c"
+        assert table.cursor_key == "s-c"
+        assert table.cursor_index == 0
+        # and k names that session, not whatever now sits where the cursor was
+        await pilot.press("k")
+        from tokentop.ui.screens.action import ActionScreen
+
+        assert isinstance(app.screen, ActionScreen)
+        assert [t.session for t in app.screen.targets] == ["s-c"]
+
+
+async def test_views_switch_with_digits_and_key_5_is_unbound() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("2")
+        assert app.view_spec.dim == "sessions"
+        assert set(names_in_order(app)) == {"cc-1", "cx-1", "ai-1", "hb-1"}
+        assert "PID" in table_lines(app)[0]
+        await pilot.press("3")
+        assert "gpt-4o-mini" in names_in_order(app)
+        await pilot.press("4")
+        assert set(names_in_order(app)) == {"billing", "web", "infra", "lab"}
+        await pilot.press("5")
+        assert app.view_spec.dim == "projects"
+        assert app.check_action("view", ("5",)) is False
+        await pilot.press("1")
+        assert app.view_spec.dim == "agents"
+
+
+async def test_names_are_rendered_literally() -> None:
+    events = traffic("[bold]x[/]", "[red]s[/red]", "gpt-4o", per_request_in=1000, per_request_out=10, n=2) + traffic(
+        "[link=http://evil]y", "s2", "gpt-4o", per_request_in=10, per_request_out=1, n=1
+    )
+    app = make_app(snapshot_of(events))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        text = "\n".join(table_lines(app))
+        assert "[bold]x[/]" in text
+        assert "[link=http://evil]y" in text
+        await pilot.press("2")
+        assert "[red]s[/red]" in "\n".join(table_lines(app))
+        await pilot.press("k")
+        from tokentop.ui.screens.action import ActionScreen
+
+        screen = app.screen
+        assert isinstance(screen, ActionScreen)
+        shown = " ".join(str(w.render()) for w in screen.query(".target"))
+        assert "[red]s[/red]" in shown and "[bold]x[/]" in shown
+
+
+async def test_empty_state_explains_how_to_connect() -> None:
+    app = make_app(None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        empty = app.query_one("#empty")
+        assert empty.display and not app.query_one(BurnTable).display
+        text = str(empty.render())
+        for hint in ("tokentop demo", "tokentop run", "tokentop emit", "/v1/events", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                     "http://127.0.0.1:7411"):
+            assert hint in text
+        app.source.push(snapshot_of(fleet_events()))
+        app.refresh_now()
+        await pilot.pause()
+        assert not empty.display and app.query_one(BurnTable).display
+
+
+async def test_tagged_rows_are_the_kill_targets() -> None:
+    app = make_app(snapshot_of(fleet_events()), view="sessions")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("space", "space")  # tags the first two rows (space moves down)
+        table = app.query_one(BurnTable)
+        assert table.tagged == set(names_in_order(app)[:2])
+        await pilot.press("k")
+        assert {t.session for t in app.screen.targets} == set(names_in_order(app)[:2])
+        await pilot.press("escape")
+        await pilot.press("U")
+        assert not table.tagged
+
+
+async def test_refresh_interval_keys_and_header() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("plus")
+        assert app.refresh_s == 0.5
+        assert "every 0.5 s" in app.query_one(Meters).render().plain
+        await pilot.press("minus", "minus")
+        assert app.refresh_s == 2.0
+
+
+async def test_agent_row_kill_captures_its_active_sessions() -> None:
+    events = traffic("claude-code", "cc-1", "gpt-4o", per_request_in=50_000, per_request_out=10, n=3, pid=11) + traffic(
+        "claude-code", "cc-2", "gpt-4o", per_request_in=10_000, per_request_out=10, n=3, pid=12
+    ) + traffic("other", "o-1", "gpt-4o", per_request_in=1_000, per_request_out=10, n=3, pid=13)
+    app = make_app(snapshot_of(events))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        assert app.query_one(BurnTable).cursor_key == "claude-code"
+        await pilot.press("k")
+        assert [t.session for t in app.screen.targets] == ["cc-1", "cc-2"]
+        assert [t.pid for t in app.screen.targets] == [11, 12]

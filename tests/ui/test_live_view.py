@@ -235,3 +235,62 @@ async def test_agent_row_kill_captures_its_active_sessions() -> None:
         await pilot.press("k")
         assert [t.session for t in app.screen.targets] == ["cc-1", "cc-2"]
         assert [t.pid for t in app.screen.targets] == [11, 12]
+
+
+async def test_small_panes_stay_readable_and_reflow_on_resize() -> None:
+    app = make_app(snapshot_of(fleet_events()), view="sessions")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        meters = app.query_one(Meters)
+        assert not meters.has_class("-condensed") and meters.size.height == 3
+        assert "PID" in table_lines(app)[0]
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not meters.has_class("-condensed")
+        head = table_lines(app)[0]
+        assert "$/H est" in head and "TODAY est" in head and "SESSION" in head
+        await pilot.resize_terminal(60, 15)
+        await pilot.pause()
+        assert meters.has_class("-condensed") and meters.size.height == 1
+        lines = table_lines(app)
+        assert all(len(line) <= 60 for line in lines)
+        head = lines[0]
+        assert "$/H est" in head and "SESSION" in head and "PID" not in head
+        assert any(line.lstrip().startswith("cc-1") for line in lines[1:])
+        condensed = meters.render().plain
+        assert "/h" in condensed and "today" in condensed and "Sessions" in condensed
+        await pilot.resize_terminal(120, 30)
+        await pilot.pause()
+        assert "PID" in table_lines(app)[0] and not meters.has_class("-condensed")
+
+
+async def test_detail_screen_shows_chart_models_and_recent_requests() -> None:
+    from tokentop.ui.screens.detail import DetailScreen
+    from tokentop.ui.source import ManualSource
+
+    requests = [
+        {"ts": NOW - 2 - i * 5, "agent": "claude-code", "model": "claude-sonnet-4-5", "input_tokens": 60_000,
+         "output_tokens": 2_000, "usd": 0.2, "cost_kind": "estimated", "status": "ok"}
+        for i in range(8)
+    ]
+    source = ManualSource(snapshot_of(fleet_events()), requests=requests)
+    app = make_app(source=source)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, DetailScreen) and screen.row.key == "claude-code"
+        chart = str(screen.query_one("#chart").render())
+        assert "$/h (estimated), last 2 min" in chart and "tokens/s" in chart
+        assert "12400" in chart  # 62,000 tokens per 5 s bin
+        from rich.console import Console
+
+        console = Console(width=108, record=True, file=open("/dev/null", "w"))
+        console.print(screen._breakdown())
+        console.print(screen._recent())
+        text = console.export_text()
+        assert "claude-sonnet-4-5" in text and "by model" in text
+        assert "most recent requests" in text and "60.0k" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DetailScreen)

@@ -21,7 +21,7 @@ from textual.widgets import Input, Static
 
 from tokentop.core.control.port import Controller, NoController, Target
 from tokentop.core.snapshot import SORT_KEYS, Row, Snapshot, SortKey, sort_rows
-from tokentop.ui.header import CONDENSE_BELOW_HEIGHT, CONDENSE_BELOW_WIDTH, HeaderState, Meters
+from tokentop.ui.header import HeaderState, Meters
 from tokentop.ui.source import SnapshotSource
 from tokentop.ui.table import BurnTable
 from tokentop.ui.themes import DEFAULT_THEME, NO_COLOR_THEME, load_themes
@@ -36,7 +36,7 @@ EMPTY_TEXT = """\
 No token usage seen yet on {label}.
 
   Try it now        tokentop demo          a simulated fleet; nothing real is spent
-  Wrap an agent     tokentop run -- claude (or any command): its usage shows here, and k can stop it
+  Wrap an agent     tokentop run -- claude     its usage shows here, and k can stop it
   Send events       tokentop emit --agent me --model gpt-4o-mini --input 1200 --output 300
                     or POST JSON lines to {url}/v1/events   (docs/events.md)
   OpenTelemetry     OTEL_EXPORTER_OTLP_ENDPOINT={url}
@@ -167,14 +167,9 @@ class TokentopApp(App[None]):
         if self._timer is not None:
             self._timer.stop()
 
-    def on_resize(self) -> None:
-        self._apply_condensed()
-        self._render_header()
-
     def _apply_condensed(self) -> None:
         meters = self.query_one(Meters)
-        condensed = self.size.height < CONDENSE_BELOW_HEIGHT or self.size.width < CONDENSE_BELOW_WIDTH
-        meters.set_class(condensed, "-condensed")
+        meters.set_class(meters.condensed, "-condensed")
 
     # -- the tick -------------------------------------------------------------------------------
     def refresh_now(self) -> None:

@@ -80,8 +80,9 @@ def age(seconds: float) -> str:
 def sparkline(values: Sequence[float], width: int) -> str:
     """Block-character sparkline of ``values`` in ``width`` cells, zero-based, scaled to the max.
 
-    The series is bucketed (max per bucket) down to ``width``; the newest values are on the right.
-    A bucket with no activity is a space so a quiet row reads as quiet.
+    The series is bucketed (sum per bucket: money or tokens in that slice of time) down to
+    ``width``; the newest values are on the right. A bucket with no activity is a space so a quiet
+    row reads as quiet.
     """
     if width <= 0:
         return ""
@@ -96,7 +97,7 @@ def sparkline(values: Sequence[float], width: int) -> str:
         for i in range(width):
             lo = i * n // width
             hi = max(lo + 1, (i + 1) * n // width)
-            buckets.append(float(max(values[lo:hi])))
+            buckets.append(float(sum(values[lo:hi])))
     top = max(buckets)
     if top <= 0:
         return " " * width

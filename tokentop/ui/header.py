@@ -20,7 +20,7 @@ from tokentop.ui import format as fmt
 
 #: below this many rows or columns the header condenses to one line
 CONDENSE_BELOW_HEIGHT = 20
-CONDENSE_BELOW_WIDTH = 90
+CONDENSE_BELOW_WIDTH = 78
 
 
 @dataclass
@@ -81,7 +81,11 @@ class Meters(Widget):
 
     @property
     def condensed(self) -> bool:
-        return self.app.size.height < CONDENSE_BELOW_HEIGHT or self.size.width < CONDENSE_BELOW_WIDTH
+        size = self.app.size
+        return size.height < CONDENSE_BELOW_HEIGHT or size.width < CONDENSE_BELOW_WIDTH
+
+    def on_resize(self) -> None:
+        self.set_class(self.condensed, "-condensed")
 
     def _s(self, name: str) -> Style:
         return self.get_component_rich_style(f"meters--{name}", partial=True)

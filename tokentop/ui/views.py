@@ -118,8 +118,8 @@ def _cols(*cols: Column) -> tuple[Column, ...]:
 
 
 NAME = Column("name", "NAME", 12, name_cell, align="left", priority=100, flex=True, sort="name")
-MODELS = Column("models", "MODEL", 18, models_cell, align="left", priority=30)
-SESSIONS = Column("sessions", "SESS", 4, sessions_cell, priority=40)
+MODELS = Column("models", "MODEL", 16, models_cell, align="left", priority=30)
+SESSIONS = Column("sessions", "SESS", 4, sessions_cell, priority=28)
 REQ = Column("req", "REQ/S", 6, req_cell, priority=45, sort="requests")
 TOK = Column("tok", "TOK/S", 6, tok_cell, priority=80, sort="tokens")
 BURN = Column("burn", "$/H est", 9, burn_cell, priority=100, sort="burn")
@@ -186,10 +186,13 @@ def layout_columns(columns: tuple[Column, ...], width: int) -> list[tuple[Column
             break
         chosen.remove(min(droppable, key=lambda c: c.priority))
     extra = max(0, width - fixed_total(chosen, spark_w))
-    out: list[tuple[Column, int]] = []
-    for c in chosen:
-        w = spark_w if (c.min_width is not None and spark_w is not None) else c.width
-        if c.flex:
-            w += extra
-        out.append((c, w))
-    return out
+    widths = {c.id: (spark_w if (c.min_width is not None and spark_w is not None) else c.width) for c in chosen}
+    # spare room: the name up to 32 cells, then the sparkline up to 48, then the model up to 30,
+    # then the name again
+    for cid, cap in (("name", 32), ("spark", 48), ("models", 30), ("name", 10_000)):
+        if extra <= 0 or cid not in widths:
+            continue
+        grow = min(extra, max(0, cap - widths[cid]))
+        widths[cid] += grow
+        extra -= grow
+    return [(c, widths[c.id]) for c in chosen]

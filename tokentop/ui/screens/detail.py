@@ -40,23 +40,24 @@ def tokens_per_s_series(requests: list[dict[str, Any]], now: float, span_s: int 
     return bins
 
 
-def chart_text(burn: list[float], tokens: list[float], width: int, height: int, dark: bool) -> str:
-    """Two stacked plotext line charts as plain text (colour is applied by the theme)."""
+def chart_text(burn: list[float], tokens: list[float], width: int, height: int) -> str:
+    """Two stacked plotext (6.x) line charts as plain text; colour comes from the theme (#chart)."""
     import plotext as plt
 
-    plt.clear_figure()
-    plt.subplots(2, 1)
-    plt.plotsize(max(30, width), max(8, height))
-    plt.theme("clear")
-    xs = list(range(-len(burn) * 5 + 5, 1, 5))
-    plt.subplot(1, 1)
-    plt.plot(xs, burn or [0.0], marker="braille")
-    plt.title("$/h (estimated), last 2 min")
-    plt.subplot(2, 1)
-    xt = list(range(-len(tokens) * TOKEN_BIN_S + TOKEN_BIN_S, 1, TOKEN_BIN_S))
-    plt.plot(xt, tokens or [0.0], marker="braille")
-    plt.title("tokens/s, last 2 min (from recent requests)")
-    return plt.build()
+    fig = plt.figure
+    fig.clear()
+    fig.subplots(2, 1)
+    fig.plot_size(max(30, width), max(8, height))
+    fig.theme("colorless")
+    top = fig.subplot(1, 1)
+    xs = [float(-5 * (len(burn) - 1 - i)) for i in range(len(burn))] or [0.0]
+    top.draw(top.signal(xs, burn or [0.0], marker="braille").lines())
+    top.title("$/h (estimated), last 2 min")
+    bottom = fig.subplot(2, 1)
+    xt = [float(-TOKEN_BIN_S * (len(tokens) - 1 - i)) for i in range(len(tokens))] or [0.0]
+    bottom.draw(bottom.signal(xt, tokens or [0.0], marker="braille").lines())
+    bottom.title("tokens/s, last 2 min (from recent requests)")
+    return fig.build().string(colorless=True)
 
 
 class DetailScreen(Screen[None]):
@@ -76,6 +77,7 @@ class DetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         title = Text(f"{self.spec.title[:-1] if self.spec.title.endswith('s') else self.spec.title}: ")
         title.append(fmt.printable(self.row.key))
+        title.append("   Esc back · r reload", "dim")
         yield Static(title, id="detail-title", markup=False)
         yield Static("", id="chart", markup=False)
         yield Static(self._breakdown(), id="breakdown", markup=False)
@@ -108,8 +110,7 @@ class DetailScreen(Screen[None]):
         chart = self.query_one("#chart", Static)
         width = max(30, chart.size.width - 2)
         height = max(8, chart.size.height)
-        text = chart_text(burn_per_hour_series(self.row), tokens_per_s_series(self.requests, self.clock()), width, height,
-                          self.app.current_theme.dark)
+        text = chart_text(burn_per_hour_series(self.row), tokens_per_s_series(self.requests, self.clock()), width, height)
         chart.update(Text(text, no_wrap=True))
 
     def _breakdown(self) -> Table:
@@ -146,7 +147,7 @@ class DetailScreen(Screen[None]):
                            ("cost", "right"), ("status", "left")):
             table.add_column(name, justify=just)  # type: ignore[arg-type]
         now = self.clock()
-        for r in self.requests[:10]:
+        for r in self.requests[:6]:
             usd = r.get("usd")
             cost = "unpriced" if usd is None else f"{fmt.usd(usd)} {'est' if r.get('cost_kind') == 'estimated' else r.get('cost_kind', '')}"
             table.add_row(

@@ -24,6 +24,9 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
         lines.append("no token usage seen yet (try: tokentop demo)")
         return "\n".join(lines) + "\n"
     layout = layout_columns(spec.columns, width)
+    # plain text is read, not glanced at: names are never cut
+    longest = max((len(fmt.printable(r.key)) for r in rows), default=0)
+    layout = [(c, max(w, longest) if c.flex else w) for c, w in layout]
     head = []
     for col, w in layout:
         head.append(col.title.ljust(w) if col.align == "left" else col.title.rjust(w))

@@ -101,9 +101,9 @@ def schedule(agent: SimAgent, seed: int) -> Iterator[SimRequest]:
     while True:
         if agent.profile == "runaway":
             # ramps: requests come faster and prompts grow (a loop re-sending a swelling context)
-            ramp = min(6.0, 1.0 + t / 60.0)
+            ramp = min(8.0, 1.0 + t / 60.0)
             gap = max(1.0, agent.interval_s / ramp) * rng.uniform(0.7, 1.3)
-            context = min(80_000, int(context * rng.uniform(1.005, 1.03)) + 300)
+            context = min(120_000, int(context * rng.uniform(1.005, 1.03)) + 300)
             inp = context
             out = int(agent.output_tokens * rng.uniform(0.8, 2.0))
         elif agent.profile == "bursty":

@@ -45,14 +45,11 @@ class ThemeLoad:
 
 def shipped_theme_dir() -> Path | None:
     """The repo's ``themes/`` when running from source, else the ``tokentop.themes`` package data."""
-    source = Path(__file__).resolve().parents[2] / "themes"
-    if source.is_dir() and any(source.glob("*.toml")):
+    root = Path(__file__).resolve().parents[2]
+    source = root / "themes"
+    if (root / "pyproject.toml").is_file() and source.is_dir() and any(source.glob("*.toml")):
         return source
-    try:
-        pkg = resources.files("tokentop.themes")
-    except (ModuleNotFoundError, TypeError):
-        return None
-    path = Path(str(pkg))
+    path = Path(str(resources.files("tokentop") / "themes"))  # installed: tokentop/themes/*.toml
     return path if path.is_dir() else None
 
 

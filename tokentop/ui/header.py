@@ -71,12 +71,14 @@ class Meters(Widget):
         self._last: tuple | None = None
 
     def show(self, snapshot: Snapshot | None, state: HeaderState) -> None:
-        key = (id(snapshot), state.__dict__.copy(), self.size)
+        """Repaint only when what the header says actually changed."""
+        self.snapshot = snapshot
+        self.state = state
+        text = self.render()
+        key = (text.plain, tuple(text.spans), self.size)
         if key == self._last:
             return
         self._last = key
-        self.snapshot = snapshot
-        self.state = state
         self.refresh()
 
     @property

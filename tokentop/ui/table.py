@@ -245,11 +245,17 @@ class BurnTable(Widget, can_focus=True):
             self.refresh()
             self._record_painted(body)
             return
+        changed: list[int] = []
         for y in range(body):
             i = self._top + y
             now = (self.rows[i].key, self.rows[i]) if i < len(self.rows) else None
             before = self._painted[y]
             if now != before or (now is not None and self._mark(now[0]) != self._painted_marks[y]):
+                changed.append(y)
+        if len(changed) > 8:
+            self.refresh(Region(0, 1, width, body))  # one region beats many small ones
+        else:
+            for y in changed:
                 self.refresh(Region(0, y + 1, width, 1))
         self._record_painted(body)
 
@@ -306,11 +312,15 @@ class BurnTable(Widget, can_focus=True):
             return Strip.blank(width, base)
         row = self.rows[i]
         cursor, tagged = self._mark(row.key)
-        sig = (row, width, cursor, tagged)
         hit = self._cache.get(row.key)
-        if hit is not None and (hit[0] is sig or hit[0] == sig):
+        if hit is not None and hit[0][0] is row and hit[0][1:] == (width, cursor, tagged):
             return hit[1]
-        strip = self._row_strip(row, layout, width, cursor, tagged)
+        cells = self._cells(row, layout)
+        sig = (row, width, cursor, tagged, cells)
+        if hit is not None and hit[0][1:] == sig[1:]:
+            self._cache[row.key] = (sig, hit[1])  # new data, same text: keep the strip
+            return hit[1]
+        strip = self._row_strip(cells, width, cursor, tagged)
         self._cache[row.key] = (sig, strip)
         self.lines_rendered += 1
         return strip
@@ -333,16 +343,10 @@ class BurnTable(Widget, can_focus=True):
             segs.append(Segment(text, style))
         return Strip(segs).adjust_cell_length(width, head)
 
-    def _row_strip(self, row: Row, layout: list[tuple[Column, int]], width: int, cursor: bool, tagged: bool) -> Strip:
-        base = self.rich_style
-        if tagged:
-            base = base + self._style("tagged")
-        if cursor:
-            base = base + self._style("cursor")
-        segs = [Segment("•" if tagged else " ", base)]
-        for n, (col, w) in enumerate(layout):
-            if n:
-                segs.append(Segment(" ", base))
+    def _cells(self, row: Row, layout: list[tuple[Column, int]]) -> tuple[tuple[str, str], ...]:
+        """The row's visible text, padded to the layout, with each cell's style name."""
+        out = []
+        for col, w in layout:
             if col.id == "spark":
                 text = fmt.sparkline(row.burn_series, w)
                 style_name = "burn-" + fmt.burn_level(row.usd_per_hour) if row.usd_per_hour else "spark"
@@ -350,10 +354,32 @@ class BurnTable(Widget, can_focus=True):
                 text, style_name = col.render(row)
                 text = fmt.ellipsize_middle(text, w) if col.cut_middle else fmt.ellipsize(text, w)
                 text = text.ljust(w) if col.align == "left" else text.rjust(w)
-            style = base + self._style(style_name) if style_name else base
+            out.append((text, style_name))
+        return tuple(out)
+
+    def _composite(self, name: str, cursor: bool, tagged: bool) -> Style:
+        key = f"{name}|{cursor:d}{tagged:d}"
+        style = self._styles.get(key)
+        if style is None:
+            style = self.rich_style
+            if tagged:
+                style = style + self._style("tagged")
             if cursor:
                 style = style + self._style("cursor")
-            segs.append(Segment(text, style))
+            if name:
+                style = style + self._style(name)
+                if cursor:
+                    style = style + self._style("cursor")
+            self._styles[key] = style
+        return style
+
+    def _row_strip(self, cells: tuple[tuple[str, str], ...], width: int, cursor: bool, tagged: bool) -> Strip:
+        base = self._composite("", cursor, tagged)
+        segs = [Segment("•" if tagged else " ", base)]
+        for n, (text, style_name) in enumerate(cells):
+            if n:
+                segs.append(Segment(" ", base))
+            segs.append(Segment(text, self._composite(style_name, cursor, tagged)))
         return Strip(segs).adjust_cell_length(width, base)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:  # noqa: D401

@@ -126,7 +126,7 @@ BURN = Column("burn", "$/H est", 9, burn_cell, priority=100, sort="burn")
 SPEND = Column("spend", "TODAY est", 10, spend_cell, priority=90, sort="spend")
 TOKENS = Column("tokens", "TOKENS", 7, tokens_cell, priority=20)
 STATE = Column("state", "STATE", 6, state_cell, align="left", priority=25)
-SPARK = Column("spark", "BURN 2 MIN", 24, spark_cell, align="left", priority=60, min_width=8)
+SPARK = Column("spark", "BURN 2 MIN", 20, spark_cell, align="left", priority=60, min_width=8)
 SESSION = Column("name", "SESSION", 16, name_cell, align="left", priority=100, flex=True, sort="name", cut_middle=True)
 AGENT = Column("agent", "AGENT", 12, agent_cell, align="left", priority=70)
 MODEL = Column("models", "MODEL", 16, models_cell, align="left", priority=30)
@@ -187,9 +187,9 @@ def layout_columns(columns: tuple[Column, ...], width: int) -> list[tuple[Column
         chosen.remove(min(droppable, key=lambda c: c.priority))
     extra = max(0, width - fixed_total(chosen, spark_w))
     widths = {c.id: (spark_w if (c.min_width is not None and spark_w is not None) else c.width) for c in chosen}
-    # spare room: the name up to 32 cells, then the sparkline up to 48, then the model up to 30,
+    # spare room: the name up to 24 cells, the model up to 20, the sparkline up to 48, the model up to 30,
     # then the name again
-    for cid, cap in (("name", 32), ("spark", 48), ("models", 30), ("name", 10_000)):
+    for cid, cap in (("name", 20), ("models", 20), ("spark", 48), ("models", 30), ("name", 10_000)):
         if extra <= 0 or cid not in widths:
             continue
         grow = min(extra, max(0, cap - widths[cid]))

@@ -294,3 +294,15 @@ async def test_detail_screen_shows_chart_models_and_recent_requests() -> None:
         assert "most recent requests" in text and "60.0k" in text
         await pilot.press("escape")
         assert not isinstance(app.screen, DetailScreen)
+
+
+async def test_click_selects_a_row_and_palette_offers_themes_views_and_sorts() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        table = app.query_one(BurnTable)
+        await pilot.click(BurnTable, offset=(3, 3))  # third row
+        assert table.cursor_key == names_in_order(app)[2]
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Theme" in " ".join(titles)
+        assert "View: Sessions" in titles and "Sort by tokens" in titles

@@ -91,3 +91,23 @@ def test_once_plain_with_no_data_points_to_the_demo(feed, capsys) -> None:  # no
     assert main(["--feed", feed.address, "--once", "--plain", "--view", "sessions"]) == 0
     out = capsys.readouterr().out
     assert "tokentop Sessions" in out and "tokentop demo" in out
+
+
+async def test_embedded_source_reads_the_running_feed(feed) -> None:  # noqa: ANN001
+    from tokentop.ui.source import EmbeddedSource
+
+    await asyncio.to_thread(post, feed.address, "gamma")
+    source = EmbeddedSource(feed)
+    assert f"embedded feed {feed.address}" == source.label
+    snap = source.latest()
+    assert snap is not None and [r.key for r in snap.agents] == ["gamma"]
+    requests = await source.recent_requests("agents", "gamma", 5)
+    assert len(requests) == 1 and requests[0]["input_tokens"] == 5000 and requests[0]["cost_kind"] == "estimated"
+    app = make_app(source=source, clock=time.time)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.refresh_now()
+        await pilot.pause()
+        assert names_in_order(app) == ["gamma"]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.requests and app.screen.requests[0]["agent"] == "gamma"

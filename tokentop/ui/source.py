@@ -109,7 +109,10 @@ class EmbeddedSource:
         return snap
 
     async def recent_requests(self, view: str, key: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Through the feed's public ``GET /v1/requests`` when it listens, else on its loop."""
         runner = self.runner
+        if runner.address:
+            return await _fetch_requests(runner.address, view, key, limit)
 
         async def take() -> list[dict[str, Any]]:
             return _request_dicts(runner.service.aggregator.recent_requests(view, key, limit))
@@ -166,18 +169,20 @@ class RemoteSource:
         return self._snapshot
 
     async def recent_requests(self, view: str, key: str, limit: int = 20) -> list[dict[str, Any]]:
-        from tokentop.core.feed.client import FeedClient, FeedUnavailable
+        return await _fetch_requests(self.url, view, key, limit)
 
-        def fetch() -> list[dict[str, Any]]:
-            with FeedClient(self.url, timeout=3.0) as client:
-                r = client.get("/v1/requests", view=view, key=key, limit=limit)
-                r.raise_for_status()
-                return list(r.json().get("requests", []))
 
-        try:
-            return await asyncio.to_thread(fetch)
-        except (FeedUnavailable, Exception):
-            return []
+async def _fetch_requests(url: str, view: str, key: str, limit: int) -> list[dict[str, Any]]:
+    """``GET /v1/requests`` of the feed at ``url``; raises ``FeedUnavailable`` / ``httpx.HTTPError``."""
+    from tokentop.core.feed.client import FeedClient
+
+    def fetch() -> list[dict[str, Any]]:
+        with FeedClient(url, timeout=3.0) as client:
+            r = client.get("/v1/requests", view=view, key=key, limit=limit)
+            r.raise_for_status()
+            return list(r.json().get("requests", []))
+
+    return await asyncio.to_thread(fetch)
 
 
 def _describe(exc: Exception) -> str:

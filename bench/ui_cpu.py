@@ -189,19 +189,19 @@ def main() -> int:
         # 2. loaded: the generator runs, the UI redraws at 1 Hz
         gen = start_loadgen(url, args.sessions, args.rate, env)
         time.sleep(3)
-        ui = PtyApp([PY, "-m", "tokentop", "--feed", url, "--view", "sessions"], env, cols, rows, marker=b"$/H est")
+        ui = PtyApp([PY, "-m", "tokentop", "--feed", url, "--view", "sessions"], env, cols, rows, marker=b"active")
         results["first_frame_with_data_s"] = ui.wait_first_frame()
         time.sleep(args.warmup)
         results["loaded_cpu_pct"] = ui.cpu_percent(args.seconds)
         ui.stop()
         # same load, redraw every 10 s: what receiving and decoding the stream alone costs
         ui = PtyApp([PY, "-m", "tokentop", "--feed", url, "--view", "sessions", "--refresh", "10"], env, cols, rows,
-                    marker=b"$/H est")
+                    marker=b"active")
         ui.wait_first_frame()
         time.sleep(args.warmup)
         results["loaded_decode_only_cpu_pct"] = ui.cpu_percent(args.seconds)
         ui.stop()
-        ui = PtyApp([PY, "-m", "tokentop", "--feed", url, "--view", "sessions"], env, cols, rows, marker=b"$/H est")
+        ui = PtyApp([PY, "-m", "tokentop", "--feed", url, "--view", "sessions"], env, cols, rows, marker=b"active")
         ui.wait_first_frame()
         gen.terminate()
         gen.wait()

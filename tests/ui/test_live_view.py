@@ -306,3 +306,16 @@ async def test_click_selects_a_row_and_palette_offers_themes_views_and_sorts() -
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Theme" in " ".join(titles)
         assert "View: Sessions" in titles and "Sort by tokens" in titles
+
+
+async def test_arrow_keys_work_as_soon_as_data_arrives() -> None:
+    app = make_app(None, view="sessions")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        app.source.push(snapshot_of(fleet_events()))
+        app.refresh_now()
+        await pilot.pause()
+        table = app.query_one(BurnTable)
+        assert app.focused is table
+        await pilot.press("down")
+        assert table.cursor_key == names_in_order(app)[1]

@@ -116,7 +116,7 @@ class TokentopApp(App[None]):
         #: snapshot on screen (frozen while paused)
         self.shown: Snapshot | None = None
         self._timer: Timer | None = None
-        self._saving = False
+        self._empty_text = ""
         for t in self._theme_load.themes.values():
             self.register_theme(t)
         wanted = theme or DEFAULT_THEME
@@ -149,6 +149,7 @@ class TokentopApp(App[None]):
     def on_mount(self) -> None:
         table = self.query_one(BurnTable)
         table.set_sort(self.sort_key, self.sort_reverse)
+        table.display = False  # until the first snapshot with data
         table.focus()
         problems = [m for m in (self._theme_load.error_message(), self.theme_error) if m]
         if problems:
@@ -198,13 +199,18 @@ class TokentopApp(App[None]):
         snap = self.shown
         if snap is None or snap.empty:
             url = getattr(self.source, "control_url", None) or "http://127.0.0.1:7411"
-            empty.update(EMPTY_TEXT.format(label=self.source.label, url=url))
+            text = EMPTY_TEXT.format(label=self.source.label, url=url)
+            if text != self._empty_text:  # an unchanged Static is not re-rendered every tick
+                self._empty_text = text
+                empty.update(text)
             empty.display = True
             table.display = False
         else:
-            if empty.display:
+            if empty.display or not table.display:
                 empty.display = False
                 table.display = True
+                if self.focused is None:
+                    table.focus()
             table.show(self.current_rows())
         self._render_header()
 

@@ -93,11 +93,10 @@ def sparkline(values: Sequence[float], width: int) -> str:
         buckets = [float(v) for v in values]
         buckets = [0.0] * (width - n) + buckets
     else:
-        buckets = []
-        for i in range(width):
-            lo = i * n // width
-            hi = max(lo + 1, (i + 1) * n // width)
-            buckets.append(float(sum(values[lo:hi])))
+        buckets = [0.0] * width
+        for j, v in enumerate(values):
+            if v:
+                buckets[j * width // n] += v
     top = max(buckets)
     if top <= 0:
         return " " * width

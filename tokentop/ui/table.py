@@ -303,13 +303,12 @@ class BurnTable(Widget, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
         layout = self._current_layout()
         if y == 0:
             return self._header_strip(layout, width)
         i = self._top + y - 1
         if i >= len(self.rows):
-            return Strip.blank(width, base)
+            return Strip.blank(width, self._composite("", False, False))
         row = self.rows[i]
         cursor, tagged = self._mark(row.key)
         hit = self._cache.get(row.key)

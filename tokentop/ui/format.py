@@ -7,6 +7,7 @@ dim dash by the caller, unpriced money as ``unpriced``, never as ``$0``.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Final, Sequence
 
@@ -106,7 +107,7 @@ def sparkline(values: Sequence[float], width: int) -> str:
         if v <= 0:
             out.append(" ")
         else:
-            out.append(BARS[min(last, int(v / top * last + 0.5))])
+            out.append(BARS[min(last, max(0, math.ceil(v / top * len(BARS)) - 1))])  # k/8 of full height
     return "".join(out)
 
 

@@ -177,3 +177,16 @@ async def test_readonly_hides_kill_pause_and_continue() -> None:
         assert "Kill" not in descriptions and "Pause session" not in descriptions
         assert not any("k" in keys.split() for keys, _ in app.screen.rows)
         assert controller.calls == []
+
+
+async def test_modal_buttons_stay_visible_in_a_60x15_pane() -> None:
+    app = make_app(sessions_snapshot(), view="sessions", controller=RecordingController())
+    async with app.run_test(size=(60, 15)) as pilot:
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+        screen = app.screen
+        for button_id in ("#cancel", "#confirm"):
+            region = screen.query_one(button_id).region
+            assert region.height >= 1 and region.y + region.height <= 15 and region.x + region.width <= 60
+        assert app.focused is screen.query_one("#cancel")

@@ -103,8 +103,9 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
                     yield RadioButton("KILL: force, no clean-up", id="sig-kill")
             yield Static("", id="outcome", markup=False)
             with Horizontal(id="buttons"):
-                yield Button("Cancel", id="cancel", variant="primary")
-                yield Button(self._confirm_label(), id="confirm", variant="error" if self.kind == "kill" else "warning")
+                yield Button("Cancel", id="cancel", variant="primary", compact=True)
+                yield Button(self._confirm_label(), id="confirm", variant="error" if self.kind == "kill" else "warning",
+                             compact=True)
 
     def _confirm_label(self) -> str:
         if self.kind == "kill":

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -79,9 +80,10 @@ class DetailScreen(Screen[None]):
         title.append(fmt.printable(self.row.key))
         title.append("   Esc back · r reload", "dim")
         yield Static(title, id="detail-title", markup=False)
-        yield Static("", id="chart", markup=False)
-        yield Static(self._breakdown(), id="breakdown", markup=False)
-        yield Static("loading recent requests…", id="recent", markup=False)
+        with VerticalScroll(id="detail-body"):
+            yield Static("", id="chart", markup=False)
+            yield Static(self._breakdown(), id="breakdown", markup=False)
+            yield Static("loading recent requests…", id="recent", markup=False)
 
     async def on_mount(self) -> None:
         await self.action_reload()
@@ -108,8 +110,9 @@ class DetailScreen(Screen[None]):
 
     def _draw_chart(self) -> None:
         chart = self.query_one("#chart", Static)
-        width = max(30, chart.size.width - 2)
-        height = max(8, chart.size.height)
+        width = max(30, self.size.width - 4)
+        height = max(12, min(24, self.size.height - 10))
+        chart.styles.height = height
         text = chart_text(burn_per_hour_series(self.row), tokens_per_s_series(self.requests, self.clock()), width, height)
         chart.update(Text(text, no_wrap=True))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -12,6 +13,10 @@ KEY_NAMES = {
     "question_mark": "?", "less_than_sign": "<", "greater_than_sign": ">", "slash": "/", "plus": "+",
     "minus": "-", "space": "space", "escape": "Esc", "enter": "Enter",
 }
+
+
+GENERIC_ACTIONS = frozenset({"app.focus_next", "app.focus_previous", "focus_next", "focus_previous", "screen.copy_text",
+                             "copy_text", "app.copy_text", "screen.focus_next", "screen.focus_previous"})
 
 
 def key_label(key: str) -> str:
@@ -37,6 +42,9 @@ def binding_rows(active: dict, descriptions: dict[str, str] | None = None) -> li
         label = key_label(key)
         if label not in by_action[ident]:
             by_action[ident].append(label)
+    # tokentop's own keys first, Textual's generic ones (focus, copy) last
+    generic = [ident for ident in order if ident[0] in GENERIC_ACTIONS]
+    order = [ident for ident in order if ident[0] not in GENERIC_ACTIONS] + generic
     return [(" ".join(by_action[ident]), ident[1]) for ident in order]
 
 
@@ -59,7 +67,11 @@ class HelpScreen(ModalScreen[None]):
         self.rows = binding_rows(active, descriptions)
 
     def compose(self) -> ComposeResult:
-        yield Static(help_text(self.rows), id="help", markup=False)
+        with VerticalScroll(id="help-scroll"):
+            yield Static(help_text(self.rows), id="help", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#help-scroll").focus()  # arrows / PgUp / PgDn scroll in small panes
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

@@ -78,8 +78,8 @@ def test_per_row_series_and_models() -> None:
 
 def test_late_events_land_in_their_own_second() -> None:
     agg = agg_with(ev(1, ts=NOW - 1), ev(2, ts=NOW - 50), ev(3, ts=NOW - 20))
-    series = agg.total.series(NOW, 1)
-    assert series[-2] == 1 and series[-51] == 1 and series[-21] == 1
+    series = agg.snapshot(NOW).totals.requests_series
+    assert series[-2] == 1 and series[-51] == 1 and series[-21] == 1 and sum(series) == 3
 
 
 def test_session_rows_carry_identity_and_state() -> None:
@@ -102,17 +102,25 @@ def test_eviction_bounds_memory_and_keeps_totals() -> None:
     dropped = agg.evict(NOW)
     after = agg.snapshot(NOW)
     assert dropped == 1000 and after.sessions == ()
+    assert not agg.cells and not agg.cold["sessions"]
     assert after.totals.usd_today == before.totals.usd_today
     assert after.agents[0].usd_today == before.agents[0].usd_today
     assert after.totals.requests_today == 1000
 
 
-def test_idle_rows_release_their_buckets() -> None:
-    agg = agg_with(ev(1, ts=NOW))
-    acc = agg.rows["sessions"]["s1"]
-    assert acc.buckets
-    agg.snapshot(NOW + 500)
-    assert not acc.buckets
+def test_quiet_cells_are_folded_and_their_rows_reused() -> None:
+    agg = agg_with(ev(1, ts=NOW), ev(2, ts=NOW, session="s2"))
+    assert len(agg.cells) == 2
+    first = agg.snapshot(NOW + 500)
+    assert not agg.cells  # folded into the cold sums: no buckets kept for quiet rows
+    second = agg.snapshot(NOW + 501)
+    assert second.find("sessions", "s1") is first.find("sessions", "s1")  # unchanged rows are reused
+    assert second.totals.requests_today == 2
+    agg.apply(ev(3, ts=NOW + 502), PRICER.price(ev(3)), NOW + 502)  # the session wakes up again
+    third = agg.snapshot(NOW + 502)
+    assert third.find("sessions", "s1").requests_today == 2
+    assert third.find("sessions", "s1").state == "active"
+    assert third.totals.requests_today == 3
 
 
 def test_config_limits() -> None:

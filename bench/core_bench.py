@@ -247,29 +247,39 @@ def bench_lag(rate: int = 5000, seconds: float = 10.0) -> None:
         feed.close()
 
 
-def bench_memory(sessions: int = 100_000) -> None:
+def bench_memory(sessions: int = 100_000, minutes: float = 100.0) -> None:
+    """100k distinct sessions arriving over `minutes` simulated minutes, with the feed's periodic
+    eviction (default session TTL 30 min) and a snapshot every 30 simulated seconds."""
     import psutil
 
     proc = psutil.Process()
     base = proc.memory_info().rss / 2**20
-    now = time.time()
+    start = time.time() - minutes * 60
     pricer = Pricer()
-    agg = Aggregator(AggregatorConfig(session_ttl_s=60))
-    # 100k distinct sessions, one request each, spread over the last 10 minutes
+    agg = Aggregator(AggregatorConfig())
+    span = minutes * 60
+    next_tick = start + 30
+    peak = base
+    snap = None
     for i in range(sessions):
-        e = Event(id=f"m{i}", ts=now - 600 + 600 * i / sessions, agent=f"agent-{i % 50}", session=f"session-{i:06d}",
+        now = start + span * i / sessions
+        e = Event(id=f"m{i}", ts=now, agent=f"agent-{i % 50}", session=f"session-{i:06d}",
                   model=MODELS[i % 5], input_tokens=5000, output_tokens=500)
         agg.apply(e, pricer.price(e), now)
-    agg.snapshot(now)
-    peak = proc.memory_info().rss / 2**20
-    evicted = agg.evict(now)
+        if now >= next_tick:
+            agg.evict(now)
+            snap = agg.snapshot(now)
+            next_tick += 30
+            if i % 10_000 < 40:
+                peak = max(peak, proc.memory_info().rss / 2**20)
+    now = start + span
+    agg.evict(now)
     snap = agg.snapshot(now)
-    gc.collect()
-    after = proc.memory_info().rss / 2**20
-    print(f"memory: {sessions} distinct sessions (one request each over 10 min): RSS {peak:.0f} MB with all of "
-          f"them in the snapshot (process baseline {base:.0f} MB); evicted {evicted} session rows silent > 60 s; "
-          f"RSS after eviction {after:.0f} MB with {len(snap.sessions)} session rows left; totals intact: "
-          f"{snap.totals.requests_today} requests, ${snap.totals.usd_today:.2f} today")
+    rss = proc.memory_info().rss / 2**20
+    print(f"memory: {sessions} distinct sessions over {minutes:.0f} min with eviction (TTL "
+          f"{agg.config.session_ttl_s / 60:.0f} min): RSS {rss:.0f} MB at the end, peak sampled {max(peak, rss):.0f} MB "
+          f"(process baseline {base:.0f} MB); {len(snap.sessions)} session rows live, {agg.evicted} evicted; "
+          f"totals intact: {snap.totals.requests_today} requests, ${snap.totals.usd_today:.2f} today")
 
 
 def main() -> None:

@@ -91,7 +91,8 @@ def test_defaults_fill_missing_fields_only() -> None:
     assert parse_event({}, now=NOW, defaults={"host": "feed-host"}).host == "feed-host"
 
 
-def test_event_is_immutable() -> None:
-    e = Event(id="a", ts=NOW)
-    with pytest.raises(AttributeError):
-        e.agent = "x"  # type: ignore[misc]
+def test_fast_path_and_general_checks_agree() -> None:
+    a = parse(id="x", ts=NOW - 5.5, input_tokens=10, output_tokens=3, agent="a")
+    b = parse(id="x", ts=str(NOW - 5.5).join(("", "")) and NOW - 5.5, input_tokens=10.0, output_tokens=3.0, agent=" a ")
+    assert a == b
+    assert hash(a) == hash(b)

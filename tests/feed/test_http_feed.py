@@ -211,3 +211,11 @@ def test_token_file_is_private(feed) -> None:
 
     mode = stat.S_IMODE(os.stat(feed.token_dir / "token").st_mode)
     assert mode == 0o600
+
+
+def test_ndjson_line_holding_two_objects_is_rejected_not_split(feed) -> None:
+    body = '{"id": "n1", "agent": "a"}\n{"id": "n2"},{"id": "n3"}\n{"id": "n4"}\n'
+    data = post(feed, body).json()
+    assert (data["accepted"], data["rejected"]) == (2, 1)
+    assert data["errors"][0]["line"] == 2
+    assert {r.key for r in feed.snapshot().agents} == {"a", "unknown"}

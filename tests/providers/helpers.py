@@ -46,16 +46,18 @@ def make_api(server: FakeServer, provider: str, client: httpx.AsyncClient, *, ke
     return api
 
 
-def seed_days(server: FakeServer, provider: str, days: int, *, models=("model-a", "model-b"), skip_every: int = 4) -> None:
+def seed_days(server: FakeServer, provider: str, days: int, *, models=("model-a", "model-b"), skip_every: int = 4,
+              now: int = NOW) -> None:
     """Usage and costs over ``days`` days before and including today; every ``skip_every``-th day empty."""
     data = getattr(server.api, provider)
+    today = now - now % DAY
     for d in range(days):
-        day = TODAY - d * DAY
+        day = today - d * DAY
         if skip_every and d % skip_every == 3:
             continue  # an empty day: buckets present, results []
         for i, model in enumerate(models):
             for minute in (5, 600, 1300):
-                if day + minute * 60 > NOW:
+                if day + minute * 60 > now:
                     continue
                 data.usage.append(Usage(day + minute * 60, model, uncached=1000 + d * 7 + i, cache_read=300 + i,
                                         cache_write_5m=50, cache_write_1h=10 * i, output=200 + d, requests=2 + i,

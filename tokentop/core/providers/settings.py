@@ -58,6 +58,7 @@ SETTINGS: Final = {
     "backfill_days": Setting(int, 31, "days of daily usage and cost fetched when the ledger lacks them", _days),
     "timeout_s": Setting(NUM, 30, "timeout of one HTTP request", _positive),
     "max_attempts": Setting(int, 5, "tries per request on 429/5xx/timeouts (exponential backoff with jitter)", _attempts),
+    "backoff_base_s": Setting(NUM, 1.0, "first retry waits up to this long; doubles per try (full jitter), Retry-After is a floor", _positive),
     "group_by": Setting(list, [], "extra usage dimensions besides model (openai: project_id, api_key_id...; anthropic: workspace_id...)", _dims),
 }
 
@@ -76,6 +77,7 @@ class ProviderSettings:
     backfill_days: int
     timeout_s: float
     max_attempts: int
+    backoff_base_s: float
     group_by: tuple[str, ...]
 
 
@@ -101,7 +103,8 @@ def provider_settings(table: Mapping[str, Mapping[str, Any]] | None, environ: Ma
             name=name, enabled=bool(values["enabled"]), base_url=base, key_env=key_env, key_file=values["key_file"],
             poll_interval_s=float(values["poll_interval_s"]), daily_interval_s=float(values["daily_interval_s"]),
             backfill_days=int(values["backfill_days"]), timeout_s=float(values["timeout_s"]),
-            max_attempts=int(values["max_attempts"]), group_by=tuple(values["group_by"]),
+            max_attempts=int(values["max_attempts"]),
+            backoff_base_s=float(values["backoff_base_s"]), group_by=tuple(values["group_by"]),
         )
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

@@ -112,7 +112,7 @@ def build_api(settings: ProviderSettings, key: AdminKey, client: httpx.AsyncClie
 
     module = openai if settings.name == "openai" else anthropic
     fetcher = Fetcher(settings.name, client, key, module.headers(key.value),
-                      policy or RetryPolicy(max_attempts=settings.max_attempts))
+                      policy or RetryPolicy(max_attempts=settings.max_attempts, base_delay_s=settings.backoff_base_s))
     if sleep is not None:
         fetcher.sleep = sleep
     cls = openai.OpenAIUsageAPI if settings.name == "openai" else anthropic.AnthropicUsageAPI

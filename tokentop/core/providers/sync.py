@@ -8,6 +8,7 @@ the first missing day to the window's end, following every page.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -69,8 +70,8 @@ class ProviderSync:
     def name(self) -> str:
         return self.api.name
 
-    def missing_days(self, kind: str, start: int, end: int) -> list[int]:
-        held = self.store.settled_starts(self.name, kind, start, end, self.settle_s)
+    async def missing_days(self, kind: str, start: int, end: int) -> list[int]:
+        held = await asyncio.to_thread(self.store.settled_starts, self.name, kind, start, end, self.settle_s)
         return [d for d in range(start, end, DAY) if d not in held]
 
     async def sync_days(self, days: int, now: float | None = None) -> SyncResult:
@@ -78,16 +79,18 @@ class ProviderSync:
         start, end = window_days(days, now)
         result = SyncResult()
         for kind in ("usage_1d", "cost_1d"):
-            missing = self.missing_days(kind, start, end)
+            missing = await self.missing_days(kind, start, end)
             if not missing:
                 continue
             first = missing[0]
             if kind == "usage_1d":
                 fetched = await self.api.usage(first, end, "1d")
-                self.store.replace_usage(self.name, "1d", first, end, fetched.rows, fetched.buckets, self.clock())
+                await asyncio.to_thread(self.store.replace_usage, self.name, "1d", first, end, fetched.rows,
+                                        fetched.buckets, self.clock())
             else:
                 fetched = await self.api.costs(first, end)
-                self.store.replace_costs(self.name, first, end, fetched.rows, fetched.buckets, self.clock())
+                await asyncio.to_thread(self.store.replace_costs, self.name, first, end, fetched.rows,
+                                        fetched.buckets, self.clock())
             result.add(fetched)
             result.fetched_days = max(result.fetched_days, (end - first) // DAY)
             result.kinds.append(kind)
@@ -99,7 +102,8 @@ class ProviderSync:
         end = int(now // 60) * 60 + 60
         start = end - minutes * 60
         fetched = await self.api.usage(start, end, "1m")
-        self.store.replace_usage(self.name, "1m", start, end, fetched.rows, fetched.buckets, self.clock())
+        await asyncio.to_thread(self.store.replace_usage, self.name, "1m", start, end, fetched.rows, fetched.buckets,
+                                self.clock())
         result = SyncResult(kinds=["usage_1m"])
         result.add(fetched)
         return result

@@ -14,7 +14,7 @@ from tokentop.core.providers.paging import RetryPolicy
 from tokentop.core.providers.settings import provider_settings
 from tokentop.core.providers.sync import build_api
 
-# 2026-11-20T12:34:56Z
+# 2026-11-26T12:34:56Z
 NOW = 1795696496
 DAY = 86400
 TODAY = NOW - NOW % DAY

@@ -134,3 +134,30 @@ def test_unpriced_billed_models_are_loud_not_zero():
     assert match_key("GPT-4o-2024-08-06") == match_key("gpt-4o") == "gpt-4o"
     assert match_key("claude-sonnet-4-20250514") == "claude-sonnet-4"
     assert "no billed usage" in compute_unattributed("openai", [], [], Pricer()).explanation
+
+
+async def test_poller_backs_off_after_a_rejected_key_and_prunes_old_minutes(fake_api, ledger):
+    import httpx
+
+    from helpers import settings_for
+    from tokentop.core.providers.keys import AdminKey
+    from tokentop.core.providers.poller import AUTH_RETRY_S, ProviderPoller
+
+    store = BilledStore(ledger)
+    now = time.time()
+    old = int(now // 60) * 60 - 3 * 86400
+    store.replace_usage("openai", "1m", old, old + 60, [UsageRow("openai", "1m", old, old + 60, model="m", input_tokens=1)],
+                        [(old, old + 60)], now)
+    s = settings_for(fake_api, "openai", poll_interval_s=60, backfill_days=2)
+    wrong = "sk-admin-NOPE-NOPE-NOPE-0000000000000000"
+    poller = ProviderPoller(s, AdminKey(wrong, "OPENAI_ADMIN_KEY"), store, pricer=Pricer())
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert await poller.poll_once(client) is False
+        assert poller.next_delay_s() == AUTH_RETRY_S and len(fake_api.api.log) == 1  # 401: no retries
+        status = poller.status()
+        assert "OPENAI_ADMIN_KEY" in status["last_error"] and wrong not in json.dumps(status)
+        poller.key = AdminKey(fake_api.api.openai.key, "OPENAI_ADMIN_KEY")
+        assert await poller.poll_once(client) is True
+    assert poller.next_delay_s() == 60 and poller.status()["last_error"] is None
+    assert store.minutes("openai", old, old + 60) == []  # 1-minute rows older than two days are dropped
+    assert poller.status()["unattributed"]["explanation"] == "no billed usage in the last 60 min"

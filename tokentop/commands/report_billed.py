@@ -119,7 +119,7 @@ def run_billed(args: argparse.Namespace) -> int:
 
 def _print(reports: list[Any], args: argparse.Namespace) -> None:
     from tokentop.core.pricing import usd
-    from tokentop.core.providers.report import dumps_exact
+    from tokentop.core.providers.report import dumps_exact, usd_text
 
     if args.json:
         doc = {"source": "billed", "days": args.days, "offline": bool(args.offline),
@@ -130,12 +130,12 @@ def _print(reports: list[Any], args: argparse.Namespace) -> None:
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(["provider", "kind", "key", "usd", "requests", "input_tokens", "output_tokens"])
         for r in reports:
-            w.writerow([r.provider, "total", f"{_d(r.start)}..{_d(r.end - 86400)}", usd(r.pusd_total),
+            w.writerow([r.provider, "total", f"{_d(r.start)}..{_d(r.end - 86400)}", usd_text(r.pusd_total),
                         _n(r.requests_total), r.input_tokens_total, r.output_tokens_total])
             for d in r.by_day:
-                w.writerow([r.provider, "day", d.date, usd(d.pusd), _n(d.requests), d.input_tokens, d.output_tokens])
+                w.writerow([r.provider, "day", d.date, usd_text(d.pusd), _n(d.requests), d.input_tokens, d.output_tokens])
             for m in r.by_model:
-                w.writerow([r.provider, "model", m.model, usd(m.pusd), _n(m.requests), m.input_tokens, m.output_tokens])
+                w.writerow([r.provider, "model", m.model, usd_text(m.pusd), _n(m.requests), m.input_tokens, m.output_tokens])
         return
     for r in reports:
         state = "" if r.complete else "  (INCOMPLETE: some days were never fetched)"

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from tokentop.core.events import Event
 from tokentop.core.pricing import Pricer, normalise_model, usd
+from tokentop.core.providers.report import usd_text
 from tokentop.core.providers.store import BilledStore
 
 HOUR_S = 3600
@@ -57,9 +58,9 @@ class Unattributed:
     def to_json(self) -> dict[str, Any]:
         return {
             "window_s": self.window_s,
-            "billed_usd": str(usd(self.billed_pusd)),
-            "local_usd": str(usd(self.local_pusd)),
-            "unattributed_usd": str(usd(self.unattributed_pusd)),
+            "billed_usd": usd_text(self.billed_pusd),
+            "local_usd": usd_text(self.local_pusd),
+            "unattributed_usd": usd_text(self.unattributed_pusd),
             "billed_tokens": self.billed_tokens,
             "unattributed_tokens": self.unattributed_tokens,
             "unpriced_tokens": self.unpriced_tokens,

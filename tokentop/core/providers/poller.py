@@ -25,6 +25,11 @@ from tokentop.core.providers.sync import ProviderSync, build_api
 
 log = logging.getLogger("tokentop.providers")
 
+#: After the provider rejects the key, wait at least this long before asking again (not every minute).
+AUTH_RETRY_S = 600.0
+#: 1-minute rows older than this are dropped (they only serve the last hour's view).
+KEEP_MINUTES_S = 2 * 86400
+
 
 class ProviderPoller:
     def __init__(self, settings: ProviderSettings, key: AdminKey, store: BilledStore, *,
@@ -44,6 +49,7 @@ class ProviderPoller:
         self.rows_rejected = 0
         self.polls = 0
         self.unattributed: dict[str, Any] | None = None
+        self.auth_failed = False
 
     @property
     def name(self) -> str:
@@ -75,8 +81,10 @@ class ProviderPoller:
                 daily = await sync.sync_days(self.settings.backfill_days)
                 self.rows_rejected += daily.rejected
                 self.last_daily_at = now
+                await asyncio.to_thread(self.store.prune_minutes, int(now - KEEP_MINUTES_S))
             problem = result.first_problem
         except ProviderAuthError as exc:
+            self.auth_failed = True
             self._failed(str(exc))
             return False
         except ProviderError as exc:
@@ -86,6 +94,7 @@ class ProviderPoller:
             log.exception("%s poll failed", self.name)
             self._failed(f"{self.name}: internal error {type(exc).__name__}")
             return False
+        self.auth_failed = False
         self.last_success_at = self.clock()
         self.last_error = f"{result.rejected} malformed row(s) skipped: {problem}" if problem else None
         await self._refresh_unattributed()
@@ -112,4 +121,9 @@ class ProviderPoller:
                 await self.poll_once(client)
                 if self.on_change is not None:
                     self.on_change()
-                await asyncio.sleep(self.settings.poll_interval_s)
+                await asyncio.sleep(self.next_delay_s())
+
+    def next_delay_s(self) -> float:
+        """Seconds to the next poll: the interval, or :data:`AUTH_RETRY_S` after a rejected key."""
+        interval = self.settings.poll_interval_s
+        return max(interval, AUTH_RETRY_S) if self.auth_failed else interval

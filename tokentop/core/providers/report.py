@@ -78,6 +78,12 @@ class ProviderReport:
         }
 
 
+def usd_text(pusd: int) -> str:
+    """Dollars as plain decimal text without trailing zeros: ``"1.5"``, ``"0"``."""
+    value = usd(pusd)
+    return format(value.normalize(), "f") if value else "0"
+
+
 def _date(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 

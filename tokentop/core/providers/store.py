@@ -122,6 +122,17 @@ class BilledStore:
 
         return self.ledger.call(run)
 
+    def prune_minutes(self, before: int) -> int:
+        """Drop 1-minute rows (and their bucket records) older than ``before``: they only serve the last hour."""
+        def run(conn: sqlite3.Connection) -> int:
+            with conn:
+                conn.execute("BEGIN")
+                n = conn.execute("DELETE FROM billed_usage WHERE width = '1m' AND start < ?", (before,)).rowcount
+                conn.execute("DELETE FROM billed_buckets WHERE kind = 'usage_1m' AND start < ?", (before,))
+            return n
+
+        return self.ledger.call(run)
+
     # -- coverage -------------------------------------------------------------------------------
     def settled_starts(self, provider: str, kind: str, start: int, end: int, settle_s: float) -> set[int]:
         """Bucket starts in ``[start, end)`` fetched at least ``settle_s`` after the bucket ended."""

@@ -54,7 +54,7 @@ async def _fetch(settings: Any, key: Any, store: Any, days: int) -> str | None:
         except ProviderError as exc:
             return str(exc)
     if result.rejected:
-        return f"{result.rejected} malformed row(s) skipped; first: {result.first_problem}"
+        return f"{settings.name}: {result.rejected} malformed row(s) skipped; first: {result.first_problem}"
     return None
 
 
@@ -111,9 +111,9 @@ def run_billed(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     _print(reports, args)
-    for n, err in errors.items():
+    for err in errors.values():
         if err:
-            print(f"tokentop: {n}: {err}", file=sys.stderr)
+            print(f"tokentop: {err}", file=sys.stderr)
     return 1 if any(errors.values()) else 0
 
 
@@ -142,11 +142,11 @@ def _print(reports: list[Any], args: argparse.Namespace) -> None:
         print(f"{r.provider} — billed, {_d(r.start)} .. {_d(r.end - 86400)} ({r.days} days){state}")
         if r.error:
             print(f"  last fetch failed: {r.error}")
-        print(f"  total  ${_money(usd(r.pusd_total)):>12}  {_count(r.requests_total):>12} req  "
+        print(f"  {'total':<28} {_money(usd(r.pusd_total)):>13}         {_count(r.requests_total):>10} req  "
               f"{r.input_tokens_total:>14,} in  {r.output_tokens_total:>12,} out")
         for m in r.by_model[:10]:
             share = f"{m.share * 100:5.1f}%" if m.share is not None else "    –"
-            print(f"  {m.model[:28]:<28} ${_money(usd(m.pusd)):>12} {share}  {_count(m.requests):>10} req  "
+            print(f"  {m.model[:28]:<28} {_money(usd(m.pusd)):>13} {share}  {_count(m.requests):>10} req  "
                   f"{m.input_tokens:>14,} in  {m.output_tokens:>12,} out")
         print()
 
@@ -166,4 +166,4 @@ def _count(v: int | None) -> str:
 
 
 def _money(v: Any) -> str:
-    return f"{v:,.2f}"
+    return f"${v:,.2f}"

@@ -176,7 +176,8 @@ class BilledStore:
                 (provider, width, start, end))}
             out = []
             for model in set(cost) | set(usage):
-                req, all_known, inp, outp, cr, cw, cw1 = usage.get(model, (0, 1, 0, 0, 0, 0, 0))
+                # a model with costs but no usage rows (tools, storage): its request count is unknown
+                req, all_known, inp, outp, cr, cw, cw1 = usage.get(model, (None, 0, 0, 0, 0, 0, 0))
                 out.append(ModelTotals(model, int(cost.get(model, 0)), int(req or 0) if all_known else None,
                                        int(inp), int(outp), int(cr), int(cw), int(cw1)))
             out.sort(key=lambda m: (-m.pusd, -(m.input_tokens + m.output_tokens), m.model))

@@ -61,7 +61,8 @@ def test_a_stalled_provider_never_stalls_the_other_and_keys_stay_masked(provider
         assert status["anthropic"]["last_success_at"] is None
         assert "within the timeout" in status["anthropic"]["last_error"]
         assert status["openai"]["key"] == "sk-admin-…cdef" and status["openai"]["key_source"] == "OPENAI_ADMIN_KEY"
-        text = json.dumps(runner.snapshot().to_json())
+        text = json.dumps(runner.snapshot().to_json(), ensure_ascii=False)
+        assert '"key": "sk-admin-…cdef"' in text  # the masked key is what shows
         for key in (provider_env.api.openai.key, provider_env.api.anthropic.key):
             assert key not in text and key[:-4] not in text
         unattributed = status["openai"]["unattributed"]
@@ -136,7 +137,7 @@ def test_unpriced_billed_models_are_loud_not_zero():
     assert "no billed usage" in compute_unattributed("openai", [], [], Pricer()).explanation
 
 
-async def test_poller_backs_off_after_a_rejected_key_and_prunes_old_minutes(fake_api, ledger):
+async def test_poller_backs_off_after_a_rejected_key_and_prunes_old_minutes(fake_api, ledger, caplog):
     import httpx
 
     from helpers import settings_for
@@ -151,11 +152,13 @@ async def test_poller_backs_off_after_a_rejected_key_and_prunes_old_minutes(fake
     s = settings_for(fake_api, "openai", poll_interval_s=60, backfill_days=2)
     wrong = "sk-admin-NOPE-NOPE-NOPE-0000000000000000"
     poller = ProviderPoller(s, AdminKey(wrong, "OPENAI_ADMIN_KEY"), store, pricer=Pricer())
+    caplog.set_level("DEBUG")
     async with httpx.AsyncClient(timeout=5) as client:
         assert await poller.poll_once(client) is False
         assert poller.next_delay_s() == AUTH_RETRY_S and len(fake_api.api.log) == 1  # 401: no retries
         status = poller.status()
         assert "OPENAI_ADMIN_KEY" in status["last_error"] and wrong not in json.dumps(status)
+        assert "rejected the admin key" in caplog.text and wrong not in caplog.text and wrong[:-4] not in caplog.text
         poller.key = AdminKey(fake_api.api.openai.key, "OPENAI_ADMIN_KEY")
         assert await poller.poll_once(client) is True
     assert poller.next_delay_s() == 60 and poller.status()["last_error"] is None

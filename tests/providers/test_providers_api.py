@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from decimal import Decimal
 
 import httpx
@@ -188,3 +189,40 @@ async def test_base_urls_follow_sdk_semantics(fake_api):
         for provider in PROVIDERS:
             got = await make_api(fake_api, provider, client).usage(TODAY, TODAY + DAY, "1d")
             assert len(got.buckets) == 1
+
+
+async def test_malformed_rows_are_counted_and_the_rest_kept(fake_api):
+    fake_api.api.openai.usage += [Usage(TODAY + 60, "good", uncached=10, output=1), Usage(TODAY + 120, "bad", uncached=10, output=-5)]
+    async with httpx.AsyncClient(timeout=5) as client:
+        got = await make_api(fake_api, "openai", client).usage(TODAY, TODAY + DAY, "1m")
+    assert [r.model for r in got.rows] == ["good"]
+    assert got.rejected == 1 and "output_tokens must be a non-negative integer" in got.first_problem
+
+
+async def test_retry_after_beyond_the_limit_fails_at_once_and_http_dates_are_understood(fake_api):
+    from email.utils import formatdate
+
+    from tokentop.core.providers.paging import retry_after_s
+
+    assert retry_after_s("12") == 12 and retry_after_s(None) is None and retry_after_s("soon") is None
+    assert 55 <= retry_after_s(formatdate(time.time() + 60, usegmt=True)) <= 61
+    fake_api.api.fail(429, retry_after="3600")
+    sleep = RecordingSleep()
+    async with httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(ProviderError, match=r"HTTP 429 .*retry after 3600s"):
+            await make_api(fake_api, "anthropic", client, sleep=sleep).usage(TODAY, TODAY + DAY, "1d")
+    assert sleep.waits == [] and len(fake_api.api.log) == 1
+
+
+async def test_has_more_without_a_cursor_is_an_error_not_a_loop(fake_api):
+    fake_api.api.page_cap = 1
+    real = fake_api.api._window
+
+    def broken(*a, **kw):
+        starts, nxt = real(*a, **kw)
+        return starts, ("" if nxt else None)
+
+    fake_api.api._window = broken
+    async with httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(ProviderError, match="has_more without a new next_page"):
+            await make_api(fake_api, "openai", client).usage(TODAY - DAY, TODAY + DAY, "1d")

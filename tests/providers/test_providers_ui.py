@@ -132,3 +132,20 @@ async def test_dashboard_says_requests_are_not_reported_for_anthropic(tmp_path):
         totals = str(app.screen.query_one("#dashboard-totals", Static).content)
         assert "INCOMPLETE" in totals and "requests n/a" in totals
         assert app.screen.query_one("#dashboard-models", DataTable).get_row("claude-x")[3] == "n/a"
+
+
+async def test_panels_from_snapshot_status_and_notes_for_unpolled_providers(tmp_path):
+    from tokentop.core.providers.panel import build_panels
+
+    led, store = _store(tmp_path)
+    status = {"openai": {"enabled": True, "key": "sk-admin-…cdef", "last_success_at": NOW - 5, "last_error": None},
+              "anthropic": {"enabled": False, "reason": "no admin key: set ANTHROPIC_ADMIN_KEY or key_file in the config"}}
+    try:
+        panels, notes = build_panels(store, NOW, Pricer(), status)
+    finally:
+        led.close()
+    assert [p.provider for p in panels] == ["openai"] and "ANTHROPIC_ADMIN_KEY" in notes["anthropic"]
+    app = Host(ProvidersScreen(panels, now=NOW, notes=notes))
+    async with app.run_test(size=(120, 40)):
+        notes_text = [str(s.content) for s in app.screen.query(".pv-note")]
+        assert notes_text == ["anthropic: no admin key: set ANTHROPIC_ADMIN_KEY or key_file in the config"]

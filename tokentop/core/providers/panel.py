@@ -176,3 +176,18 @@ def build_panel(store: BilledStore, provider: str, now: float, pricer: Pricer, s
         unattributed=compute_unattributed(provider, billed, local, pricer, window_s),
         status=dict(status or {}),
     )
+
+
+def build_panels(store: BilledStore, now: float, pricer: Pricer, providers_status: dict[str, Any]) -> tuple[list[ProviderPanel], dict[str, str]]:
+    """Panels for every polled provider in ``snapshot.status["providers"]``, plus a note (why not)
+    for each configured-but-not-polled one — what :class:`ProvidersScreen` takes."""
+    panels: list[ProviderPanel] = []
+    notes: dict[str, str] = {}
+    for name, st in sorted((providers_status or {}).items()):
+        if not isinstance(st, dict):
+            continue
+        if st.get("enabled"):
+            panels.append(build_panel(store, name, now, pricer, st))
+        else:
+            notes[name] = str(st.get("last_error") or st.get("reason") or "not polled")
+    return panels, notes

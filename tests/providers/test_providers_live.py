@@ -123,7 +123,7 @@ def test_unattributed_is_billed_minus_local_for_the_same_models_and_minutes(tmp_
     assert u.billed_pusd == to_pusd(Decimal("2") + Decimal("1"))  # gpt-z $1 in + $1 out; gpt-y $1
     assert u.unattributed_pusd == to_pusd(Decimal("0.6"))
     assert u.unattributed_tokens == 600_000 and u.unpriced_tokens == 0
-    assert "$0.60 of $3.00" in u.explanation and "20%" in u.explanation
+    assert "$0.6000 of $3.00" in u.explanation and "20%" in u.explanation
     assert [mm.model for mm in panel.by_model] == ["gpt-z-2025-01-01", "gpt-y"]
     assert panel.by_model[0].tokens_per_minute[49] == 1_500_000 and panel.by_model[0].requests_per_minute[49] == 10
     assert len(panel.by_model[0].tokens_per_minute) == 60  # the last is the current minute

@@ -80,6 +80,8 @@ async def test_providers_view_shows_spend_sparklines_health_and_unattributed(tmp
         anthropic = screen.query_one("#provider-anthropic", ProviderCard)
         a_text = "\n".join(str(s.content) for s in anthropic.query(Static))
         assert "never fetched" in a_text and "last error: anthropic rejected" in a_text
+        assert "unattributed: unpriced — 55 billed tokens of unpriced models" in a_text  # never $0
+        assert "today ? · this month ? (costs not fetched yet)" in a_text
         assert "n/a (not reported)" in "\n".join(str(lbl.content) for lbl in anthropic.query("Label"))
         assert screen.focused is openai
         await pilot.press("down")

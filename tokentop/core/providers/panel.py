@@ -26,6 +26,12 @@ HOUR_S = 3600
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
 
 
+def usd_short(pusd: int) -> str:
+    """``$12.34``; below a dollar four decimals (``$0.0042``) so small hourly figures are not ``$0.00``."""
+    value = usd(pusd)
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
+
+
 def match_key(model: str) -> str:
     """Model names as providers bill them and as agents log them meet here (date suffix dropped)."""
     return _DATE_SUFFIX.sub("", normalise_model(model)) if model else ""
@@ -77,6 +83,8 @@ class ProviderPanel:
     by_model: tuple[ModelMinutes, ...]
     unattributed: Unattributed
     status: dict[str, Any] = field(default_factory=dict)
+    #: Today's cost bucket was fetched (else today's and the month's spend are unknown, not $0).
+    costs_fetched_today: bool = True
 
     @property
     def last_error(self) -> str | None:
@@ -121,16 +129,19 @@ def compute_unattributed(provider: str, billed: Sequence[tuple], local: Iterable
     un_tokens = sum(max(0, a[1] - a[4]) for a in per_model.values())
     unpriced = sum(max(0, a[2] - a[4]) if a[2] == a[1] else 0 for a in per_model.values())
     minutes = window_s // 60
+    tail = "matches no local agent: a key used elsewhere or an agent tokentop does not watch"
     if not billed_tokens:
         text = f"no billed usage in the last {minutes} min"
     elif un_pusd == 0 and unpriced == 0:
         text = f"every billed token of the last {minutes} min matches a local agent's (same models, same minutes)"
+    elif billed_pusd == 0:
+        text = (f"{unpriced:,} billed tokens of unpriced models in the last {minutes} min match no local agent: "
+                f"a key used elsewhere or an agent tokentop does not watch")
     else:
-        share = (Decimal(un_pusd) / Decimal(billed_pusd) * 100) if billed_pusd else Decimal(0)
-        text = (f"${usd(un_pusd):.2f} of ${usd(billed_pusd):.2f} billed in the last {minutes} min ({share:.0f}%) "
-                f"matches no local agent: a key used elsewhere or an agent tokentop does not watch")
+        share = Decimal(un_pusd) / Decimal(billed_pusd) * 100
+        text = f"{usd_short(un_pusd)} of {usd_short(billed_pusd)} billed in the last {minutes} min ({share:.0f}%) {tail}"
         if unpriced:
-            text += f"; {unpriced:,} tokens of unpriced models too"
+            text += f"; plus {unpriced:,} tokens of unpriced models"
     return Unattributed(window_s, billed_pusd, local_pusd, un_pusd, billed_tokens, un_tokens, unpriced, text)
 
 
@@ -175,6 +186,7 @@ def build_panel(store: BilledStore, provider: str, now: float, pricer: Pricer, s
         by_model=by_model,
         unattributed=compute_unattributed(provider, billed, local, pricer, window_s),
         status=dict(status or {}),
+        costs_fetched_today=bool(store.fetched_starts(provider, "cost_1d", today, today + 86400)),
     )
 
 

@@ -29,7 +29,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, width: int, hei
     fig = plotext.terminal.__class__()._master
     fig._set_size(max(20, width), max(6, height))
     if values:
-        fig.draw(fig.bar(list(labels), [float(v) for v in values]))
+        fig.draw(fig.bar(list(labels), [float(v) for v in values], width=0.6))
     fig.title(title)
     return fig.build().string(colorless=True)
 
@@ -44,7 +44,7 @@ class ChartView(Static):
     DEFAULT_CSS = "ChartView { height: 14; }"
 
     def __init__(self, title: str, labels: Sequence[str], values: Sequence[float], *, note: str = "", id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, markup=False)
         self.chart_title = title
         self.labels = list(labels)
         self.values = list(values)
@@ -81,7 +81,7 @@ class ProviderDashboardScreen(Screen):
             f"{r.provider} — last {r.days} days, billed{state}\n"
             f"total {money(r.pusd_total)} · requests {req} · input tokens {r.input_tokens_total:,} · "
             f"output tokens {r.output_tokens_total:,}" + (f"\nlast fetch failed: {r.error}" if r.error else ""),
-            id="dashboard-totals",
+            id="dashboard-totals", markup=False,
         )
         with VerticalScroll():
             yield ChartView("daily spend (USD, billed)", dates, [float(usd(d.pusd)) for d in r.by_day], id="chart-spend")

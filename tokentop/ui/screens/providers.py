@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Label, Sparkline, Static
 
 from tokentop.core.pricing import usd
-from tokentop.core.providers.panel import ProviderPanel
+from tokentop.core.providers.panel import ProviderPanel, usd_short
 
 MAX_MODELS = 6
 
@@ -72,7 +72,7 @@ class ProviderCard(Vertical, can_focus=True):
     ProviderCard .pv-error { color: $error; }
     ProviderCard .pv-unattributed { color: $warning; }
     ProviderCard .pv-model-row { height: 1; }
-    ProviderCard .pv-model { width: 28; }
+    ProviderCard .pv-model { width: 30; }
     ProviderCard Sparkline { width: 1fr; height: 1; margin-right: 2; }
     ProviderCard .pv-na { width: 1fr; color: $text-muted; }
     """
@@ -84,19 +84,23 @@ class ProviderCard(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         p = self.panel
-        yield Static(f"{p.provider} — billed (provider API)", classes="pv-title")
-        yield Static(health_line(p, self.now), classes="pv-health" + (" pv-error" if p.last_error else ""))
-        yield Static(f"today {money(p.pusd_today)} · this month {money(p.pusd_month)}", classes="pv-spend")
+        yield Static(f"{p.provider} — billed (provider API)", classes="pv-title", markup=False)
+        yield Static(health_line(p, self.now), classes="pv-health" + (" pv-error" if p.last_error else ""), markup=False)
+        if p.costs_fetched_today:
+            spend = f"today {money(p.pusd_today)} · this month {money(p.pusd_month)}"
+        else:
+            spend = "today ? · this month ? (costs not fetched yet)"
+        yield Static(spend, classes="pv-spend", markup=False)
         if p.by_model:
             with Horizontal(classes="pv-model-row"):
                 yield Label("last 60 min, per minute", classes="pv-model")
                 yield Label("tokens", classes="pv-na")
                 yield Label("requests", classes="pv-na")
         else:
-            yield Static("no billed usage in the last 60 min", classes="pv-empty")
+            yield Static("no billed usage in the last 60 min", classes="pv-empty", markup=False)
         for m in p.by_model[:MAX_MODELS]:
             with Horizontal(classes="pv-model-row"):
-                yield Label(f"{m.model[:20]} {m.tokens:>7,}", classes="pv-model")
+                yield Label(f"{m.model[:18]:<18} {m.tokens:>9,}", classes="pv-model", markup=False)
                 yield Sparkline(list(m.tokens_per_minute), summary_function=max, classes="pv-tokens")
                 if m.requests_per_minute is None:
                     yield Label("n/a (not reported)", classes="pv-na")
@@ -105,7 +109,8 @@ class ProviderCard(Vertical, can_focus=True):
         if len(p.by_model) > MAX_MODELS:
             yield Static(f"… and {len(p.by_model) - MAX_MODELS} more models", classes="pv-more")
         u = p.unattributed
-        yield Static(f"unattributed: {money(u.unattributed_pusd)} — {u.explanation}", classes="pv-unattributed")
+        amount = "unpriced" if u.billed_pusd == 0 and u.unpriced_tokens else usd_short(u.unattributed_pusd)
+        yield Static(f"unattributed: {amount} — {u.explanation}", classes="pv-unattributed", markup=False)
 
     def action_open_dashboard(self) -> None:
         self.post_message(ProvidersScreen.OpenDashboard(self.panel.provider))
@@ -133,14 +138,14 @@ class ProvidersScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static("Providers — billed spend from the provider admin APIs   [Enter] 30-day dashboard  [Esc] back",
-                     id="providers-header")
+                     id="providers-header", markup=False)
         with VerticalScroll(id="providers-body", can_focus=False):
             yield from self._cards()
 
     def _cards(self) -> list:
         out: list = [ProviderCard(p, self.now) for p in self.panels]
         for name, note in sorted(self.notes.items()):
-            out.append(Static(f"{name}: {note}", classes="pv-note"))
+            out.append(Static(f"{name}: {note}", classes="pv-note", markup=False))
         if not out:
             out.append(Static("no provider configured: set OPENAI_ADMIN_KEY or ANTHROPIC_ADMIN_KEY", classes="pv-note"))
         return out

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from fake_provider_api import Cost, Usage
-from helpers import DAY, NOW, TODAY, RecordingSleep, make_api, seed_days
+from provider_helpers import DAY, NOW, TODAY, RecordingSleep, make_api, seed_days
 from tokentop.core.pricing import to_pusd
 from tokentop.core.providers.keys import AdminKeyError, load_admin_key, mask
 from tokentop.core.providers.paging import ProviderAuthError, ProviderError

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from helpers import DAY, seed_days
+from provider_helpers import DAY, seed_days
 from tokentop import cli
 
 

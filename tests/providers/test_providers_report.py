@@ -125,3 +125,19 @@ def test_one_provider_failing_still_reports_the_other(env, capsys, isolated_dirs
     start, end = _window(2)
     assert doc["providers"]["openai"]["usd_total"] == env.api.expected("openai", start, end)["usd"]
     assert doc["providers"]["anthropic"]["error"]
+
+
+def test_billed_arguments_fold_into_a_parser_that_already_has_days_and_formats():
+    import argparse
+
+    from tokentop.commands.report_billed import add_billed_arguments
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=7)
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    parser.add_argument("--billed", action="store_true")
+    add_billed_arguments(parser)  # must not raise "conflicting option string"
+    args = parser.parse_args(["--billed", "--provider", "anthropic", "--days", "3", "--json", "--offline"])
+    assert (args.provider, args.days, args.json, args.offline) == ("anthropic", 3, True, True)

@@ -23,13 +23,24 @@ PROVIDER_NAMES = ("openai", "anthropic")
 
 
 def add_billed_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``--billed`` (shared with ``report`` at merge)."""
-    parser.add_argument("--provider", choices=PROVIDER_NAMES, help="only this provider (default: every one with a key or data)")
-    parser.add_argument("--days", type=int, default=30, metavar="N", help="the last N UTC days, today included (default 30)")
-    fmt = parser.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="JSON (shape in docs/api.md)")
-    fmt.add_argument("--csv", action="store_true", help="CSV rows: provider,kind,key,usd,requests,input_tokens,output_tokens")
-    parser.add_argument("--offline", action="store_true", help="read the ledger only; fetch nothing")
+    """The options of ``--billed`` (shared with ``report`` at merge). Options the parser already has
+    (``report``'s own ``--days``/``--json``/``--csv``) are reused, not added twice; ``run_billed``
+    only needs ``args.provider``, ``args.days``, ``args.json``, ``args.csv`` and ``args.offline``."""
+    have = parser._option_string_actions  # noqa: SLF001 -- argparse has no public "has option"
+
+    if "--provider" not in have:
+        parser.add_argument("--provider", choices=PROVIDER_NAMES,
+                            help="only this provider (default: every one with a key or data)")
+    if "--days" not in have:
+        parser.add_argument("--days", type=int, default=30, metavar="N",
+                            help="the last N UTC days, today included (default 30)")
+    if "--json" not in have and "--csv" not in have:
+        fmt = parser.add_mutually_exclusive_group()
+        fmt.add_argument("--json", action="store_true", help="JSON (shape in docs/api.md)")
+        fmt.add_argument("--csv", action="store_true",
+                         help="CSV rows: provider,kind,key,usd,requests,input_tokens,output_tokens")
+    if "--offline" not in have:
+        parser.add_argument("--offline", action="store_true", help="read the ledger only; fetch nothing")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +77,7 @@ def run_billed(args: argparse.Namespace) -> int:
     from tokentop.core.providers.settings import provider_settings
     from tokentop.core.providers.store import BilledStore
 
+    args.days = getattr(args, "days", None) or 30
     if not 1 <= args.days <= 366:
         return fail("--days must be between 1 and 366")
     cfg = load_config(args)
@@ -73,6 +85,8 @@ def run_billed(args: argparse.Namespace) -> int:
         settings = provider_settings(cfg.providers)
     except ConfigError as exc:
         return fail(str(exc))
+    args.provider = getattr(args, "provider", None)
+    args.offline = bool(getattr(args, "offline", False))
     names = [args.provider] if args.provider else [n for n in PROVIDER_NAMES if settings[n].enabled]
     try:
         ledger = Ledger(cfg.ledger_path, retention_days=float(cfg.ledger.retention_days))
@@ -121,12 +135,12 @@ def _print(reports: list[Any], args: argparse.Namespace) -> None:
     from tokentop.core.pricing import usd
     from tokentop.core.providers.report import dumps_exact, usd_text
 
-    if args.json:
+    if getattr(args, "json", False):
         doc = {"source": "billed", "days": args.days, "offline": bool(args.offline),
                "providers": {r.provider: r.to_json() for r in reports}}
         print(dumps_exact(doc))
         return
-    if args.csv:
+    if getattr(args, "csv", False):
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(["provider", "kind", "key", "usd", "requests", "input_tokens", "output_tokens"])
         for r in reports:

@@ -243,3 +243,7 @@ class FeedRunner:
             self._thread.join(timeout=10)
             self._thread = None
         self.ledger.close()
+
+
+# Built-in attachments register their STARTUP_HOOKS when imported (kept last: they import this module).
+import tokentop.core.providers.hook  # noqa: E402,F401  -- provider usage pollers, when admin keys are set

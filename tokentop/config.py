@@ -355,3 +355,7 @@ def parse_decimal(value: Any) -> Decimal:
         return Decimal(str(value))
     except InvalidOperation as exc:
         raise ConfigError(f"not a number: {value!r}") from exc
+
+
+# -- sections owned by other modules (each module registers its own; imported here so every load knows them)
+from tokentop.core.control import settings as _control_settings  # noqa: E402,F401

@@ -238,3 +238,7 @@ class FeedRunner:
             self._thread.join(timeout=10)
             self._thread = None
         self.ledger.close()
+
+
+# -- feed plugins that register routes / hooks / startup hooks (one line each)
+import tokentop.core.control.wiring  # noqa: E402,F401

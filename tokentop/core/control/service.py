@@ -8,8 +8,8 @@ the CLI and remote viewers through the HTTP API (``tokentop.core.control.api``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import os
 import signal as _signal
 from collections import deque
 from dataclasses import dataclass
@@ -29,6 +29,8 @@ log = logging.getLogger("tokentop.control")
 
 #: How many recent outcomes snapshot status carries (``status.control.outcomes``).
 STATUS_OUTCOMES: Final = 20
+#: (session, pid) pairs from events that were refused a binding, remembered so each is checked once.
+MAX_REFUSED_BINDINGS: Final = 10_000
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ControlService:
         self.emitters = EmitterHub()
         self.outcomes: deque[dict[str, Any]] = deque(maxlen=STATUS_OUTCOMES)
         self.refused_event_pids = 0
+        self._refused_bindings: set[tuple[str, int]] = set()
         for rec in self.registry.load():
             service.aggregator.bind_process(rec.session, rec.facts())
         service.listeners.append(self.on_events)
@@ -89,20 +92,25 @@ class ControlService:
     def on_events(self, accepted: Sequence[tuple[Event, Cost]]) -> None:
         """Feed listener: events with ``pid`` from this host bind their session (new bindings only)."""
         host = self.service.host
+        refused = self.refused_event_pids
         for event, _ in accepted:
             pid = event.pid
             if pid is None or event.session is None or self.registry.has_binding(event.session, pid):
                 continue
+            if (event.session, pid) in self._refused_bindings:
+                continue
             if event.host is not None and host is not None and event.host != host:
                 continue
-            if pid <= 1:
+            ident = identity_for_event_pid(pid, event.ts) if pid > 1 else None
+            if ident is None or ident.uid != os.getuid():
                 self.refused_event_pids += 1
-                continue
-            ident = identity_for_event_pid(pid, event.ts)
-            if ident is None:
-                self.refused_event_pids += 1
+                if len(self._refused_bindings) >= MAX_REFUSED_BINDINGS:
+                    self._refused_bindings.clear()
+                self._refused_bindings.add((event.session, pid))  # not re-examined on every event
                 continue
             self.register(event.session, ident, host=host, agent=event.agent, source="event")
+        if self.refused_event_pids != refused:
+            self._publish_status()
 
     # -- planning --------------------------------------------------------------------------------
     def _session_facts(self, session: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def test_event_pid_binds_session_then_pause_resume_kill_are_audited(feed, childr
         assert wait_for(lambda: proc_status(p.pid) in (psutil.STATUS_SLEEPING, psutil.STATUS_RUNNING))
         assert feed.snapshot().find("sessions", "sess-a").state != "paused"
 
-        r = http.post("/v1/sessions/sess-a/kill", json={"signal": "TERM"})
+        r = http.post("/v1/sessions/sess-a/kill")  # no signal: TERM first
         assert r.status_code == 200 and r.json()["ok"], r.text
         assert p.wait(5) == -15
 
@@ -167,7 +167,7 @@ async def test_emitter_over_publish_socket_gets_control_messages_and_acks(feed):
     ctl = control_for(feed.app)
     assert wait_for(lambda: not ctl.emitters.connected("inproc-1"))
     audit = ctl.audit.recent(10, "inproc-1")
-    assert [(a.action, a.ok) for a in audit] == [("pause", True), ("resume", True), ("kill", True)]
+    assert [(a.action, a.ok) for a in audit] == [("pause", True), ("resume", True), ("terminate", True)]
 
 
 async def test_emitter_that_never_acks_times_out_as_failure(feed):

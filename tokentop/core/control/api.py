@@ -75,14 +75,13 @@ def routes(feed: Any) -> list[BaseRoute]:
             return JSONResponse({"error": "signal must be a name such as \"TERM\" or \"KILL\""}, 400)
         if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
             return JSONResponse({"error": "pid must be an integer"}, 400)
-        if action == "terminate":
-            action, signal = "terminate", signal or "TERM"
-        elif action == "kill" and signal is not None:
+        if action in ("terminate", "kill"):
+            # /kill without a signal is the safe default: TERM, then KILL after the grace
             try:
-                name, _ = parse_signal(signal, "KILL")
+                name, _ = parse_signal(signal, "TERM")
             except Refused as exc:
                 return JSONResponse({"error": exc.reason, "code": exc.code}, 400)
-            action = "kill" if name == "KILL" else "terminate"
+            action, signal = ("kill", "KILL") if name == "KILL" else ("terminate", name)
         origin = str(body.get("origin") or "api")[:40]
         result = await ctl.act(session, action, pid=pid, signal=signal, origin=origin)
         status = 200 if result.outcome.ok else (409 if result.code not in ("bad_action", "bad_signal") else 400)

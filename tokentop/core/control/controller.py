@@ -94,6 +94,8 @@ class RemoteController:
             body["pid"] = pid
         if signal is not None:
             body["signal"] = signal
+        elif action == "kill":
+            body["signal"] = "KILL"  # the port's "kill" is SIGKILL; the API's bare /kill means TERM first
         base, kwargs = self._akwargs_factory(self.url)
         try:
             async with httpx.AsyncClient(base_url=base, headers=self._headers, timeout=self.act_timeout_s, **kwargs) as c:

@@ -1,0 +1,133 @@
+"""The real CLI: `tokentop run` registers its child; `tokentop pause|resume|kill` and `tokentop log`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from tokentop.core.control.service import control_for
+from tests.control._helpers import proc_status, wait_for
+
+#: An "agent": posts one event for the session tokentop run gave it, then sleeps.
+AGENT = r"""
+import json, os, time, urllib.request
+body = json.dumps({"agent": os.environ["TOKENTOP_AGENT"], "session": os.environ["TOKENTOP_SESSION"],
+                   "model": "gpt-4o", "input_tokens": 100, "output_tokens": 10}).encode()
+urllib.request.urlopen(urllib.request.Request(os.environ["TOKENTOP_FEED"] + "/v1/events", data=body,
+                       headers={"content-type": "application/json"}), timeout=5).read()
+assert os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] == os.environ["TOKENTOP_FEED"]
+assert "tokentop.session=" + os.environ["TOKENTOP_SESSION"] in os.environ["OTEL_RESOURCE_ATTRIBUTES"]
+assert os.getpgrp() == os.getpid()
+print("agent ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def tokentop(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tokentop", *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def start_run(feed, session: str) -> subprocess.Popen:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tokentop", "run", "--feed", feed.address, "--agent", "my-agent", "--session", session,
+         "--", sys.executable, "-c", AGENT],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    assert p.stdout.readline().strip() == "agent ready", p.stderr.read() if p.poll() is not None else ""
+    return p
+
+
+def test_run_registers_child_and_cli_pauses_resumes_kills_it(feed):
+    p = start_run(feed, "cli-1")
+    try:
+        ctl = control_for(feed.app)
+        assert wait_for(lambda: ctl.registry.get("cli-1") is not None)
+        rec = ctl.registry.get("cli-1")
+        agent_pid = rec.identity.pid
+        assert agent_pid != p.pid and psutil.Process(agent_pid).ppid() == p.pid  # the command, not tokentop
+        assert rec.agent == "my-agent" and rec.source == "run"
+        row = feed.snapshot().find("sessions", "cli-1")
+        assert row is not None and row.pid == agent_pid and row.agent == "my-agent"
+
+        r = tokentop("pause", "--feed", feed.address, "cli-1")
+        assert r.returncode == 0, r.stderr
+        assert "STOP sent to process group" in r.stdout
+        assert wait_for(lambda: proc_status(agent_pid) == psutil.STATUS_STOPPED)
+        r = tokentop("resume", "--feed", feed.address, "cli-1")
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: proc_status(agent_pid) != psutil.STATUS_STOPPED)
+        r = tokentop("kill", "--feed", feed.address, "cli-1")
+        assert r.returncode == 0, r.stderr
+        assert p.wait(10) == 128 + 15  # the child's end (SIGTERM) passed through as 143
+        # the run removed its record once the child ended
+        assert wait_for(lambda: ctl.registry.get("cli-1") is None)
+
+        r = tokentop("pause", "--feed", feed.address, "cli-1")
+        assert r.returncode == 1 and "refused" in r.stderr
+
+        cfg_file = feed.token_dir.parent / "log.toml"
+        cfg_file.write_text(f'[ledger]\npath = "{feed.ledger.path}"\n')
+        log = tokentop("log", "--config", str(cfg_file))
+        assert log.returncode == 0, log.stderr
+        lines = [line for line in log.stdout.splitlines() if "cli-1" in line]
+        assert len(lines) == 4
+        assert "ok" in lines[0] and "pause" in lines[0] and "by cli" in lines[0]
+        assert "terminate" in lines[2] and "TERM" in lines[2]
+        assert "REFUSED" in lines[3]
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def test_run_forwards_sigterm_to_the_child_group(feed):
+    p = start_run(feed, "cli-2")
+    try:
+        ctl = control_for(feed.app)
+        assert wait_for(lambda: ctl.registry.get("cli-2") is not None)
+        agent_pid = ctl.registry.get("cli-2").identity.pid
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 143
+        assert wait_for(lambda: not psutil.pid_exists(agent_pid) or proc_status(agent_pid) == psutil.STATUS_ZOMBIE)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def test_run_without_feed_says_so_and_passes_the_exit_code():
+    r = tokentop("run", "--feed", "http://127.0.0.1:9", "--", sys.executable, "-c",
+                 "import os, sys; print(os.environ['TOKENTOP_SESSION']); sys.exit(7)")
+    assert r.returncode == 7
+    assert r.stdout.startswith("run-")
+    assert "no feed answers at http://127.0.0.1:9" in r.stderr
+    r = tokentop("run", "--feed", "http://127.0.0.1:9", "--", "/nonexistent/agent")
+    assert r.returncode == 127 and "cannot run" in r.stderr
+    r = tokentop("run", "--feed", "http://127.0.0.1:9")
+    assert r.returncode == 2 and "nothing to run" in r.stderr
+
+
+def test_cli_kill_without_feed_acts_on_the_ledger_record(tmp_path, children):
+    """No feed running: `tokentop kill` uses the process record a feed persisted earlier."""
+    from tokentop import config as config_mod
+    from tokentop.core.control.process import identify
+    from tokentop.core.feed.runner import FeedRunner
+
+    db = tmp_path / "solo.db"
+    cfg_file = tmp_path / "cfg.toml"
+    cfg_file.write_text(f'[ledger]\npath = "{db}"\n[control]\ngrace_s = 0.5\n')
+    child = children.start(ignore_term=True)
+    runner = FeedRunner(config_mod.load(cfg_file), listen="127.0.0.1:0")
+    control_for(runner.app).register("solo", identify(child.pid), agent="x")
+    runner.ledger.close()
+    r = tokentop("kill", "--config", str(cfg_file), "--feed", "http://127.0.0.1:9", "solo")
+    assert r.returncode == 0, r.stderr
+    assert "acting directly" in r.stderr and "SIGKILL sent" in r.stdout
+    assert child.wait(5) == -9

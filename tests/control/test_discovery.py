@@ -78,3 +78,32 @@ def test_unique_match_is_planned_ambiguous_lists_candidates_and_acts_on_none(fee
             p.kill()
             p.wait()
             p.stdout.close()
+
+
+def test_session_reported_by_a_registered_run_child_is_matched_to_it(feed, tmp_path, children):
+    """`tokentop run -- claude`: Claude reports its own session id; the run's record is the candidate."""
+    from tokentop.core.control.process import identify
+
+    proj = tmp_path / "webapp"
+    proj.mkdir()
+    child = children.start(cwd=proj)
+    ctl = control_for(feed.app)
+    feed.run_coroutine(_register(ctl, "run-abc", identify(child.pid)))
+    time.sleep(0.02)
+    with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
+        http.post("/v1/events", json={"agent": "claude-code", "session": "claude-uuid-1", "project": "webapp",
+                                      "input_tokens": 10})
+        plan = http.get("/v1/sessions/claude-uuid-1/plan").json()
+        assert plan["can_act"] and plan["pid"] == child.pid, plan
+        r = http.post("/v1/sessions/claude-uuid-1/pause", json={"pid": child.pid})
+        assert r.status_code == 200, r.text
+        assert wait_for(lambda: proc_status(child.pid) == psutil.STATUS_STOPPED)
+        # a session of another project is not matched to it
+        http.post("/v1/events", json={"agent": "claude-code", "session": "claude-uuid-2", "project": "other",
+                                      "input_tokens": 10})
+        plan = http.get("/v1/sessions/claude-uuid-2/plan").json()
+        assert not plan["can_act"] and plan["candidates"] == []
+
+
+async def _register(ctl, session, ident):
+    ctl.register(session, ident, agent="claude-code", source="run")

@@ -94,7 +94,8 @@ def routes(feed: Any) -> list[BaseRoute]:
         session = session_of(request)
         if isinstance(session, Response):
             return session
-        return JSONResponse(plan_to_json(ctl.plan(session)))
+        # discovery walks the process table: off the event loop
+        return JSONResponse(plan_to_json(await _in_thread(lambda: ctl.plan(session))))
 
     async def register(request: Request) -> Response:
         denied = feed.require_token(request)

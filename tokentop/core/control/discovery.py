@@ -41,6 +41,11 @@ def process_names_for(agent: str | None) -> tuple[str, ...]:
     return (key,)
 
 
+def runs_named(names: tuple[str, ...], cmd: str) -> bool:
+    """Does a recorded command line (words joined by spaces) run one of ``names``?"""
+    return _runs(names, "", cmd.split(" ")[:3])
+
+
 def _runs(names: tuple[str, ...], pname: str, cmdline: list[str]) -> bool:
     if pname in names:
         return True
@@ -50,7 +55,7 @@ def _runs(names: tuple[str, ...], pname: str, cmdline: list[str]) -> bool:
     return False
 
 
-def _cwd_matches(cwd: str | None, project: str | None) -> bool:
+def cwd_matches(cwd: str | None, project: str | None) -> bool:
     if not project:
         return True
     if not cwd:
@@ -94,7 +99,7 @@ def find_candidates(
                 cwd: str | None = proc.cwd()
             except (psutil.AccessDenied, OSError):
                 cwd = None
-            if not _cwd_matches(cwd, project):
+            if not cwd_matches(cwd, project):
                 continue
             out.append(Candidate(pid=pid, cmd=" ".join(cmdline)[:300] or pname, start_time=create_time, cwd=cwd))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):

@@ -18,7 +18,7 @@ from typing import Any, Final, Sequence
 from tokentop.core.control import discovery, process
 from tokentop.core.control.audit import AuditLog, AuditRecord
 from tokentop.core.control.emitters import EmitterHub
-from tokentop.core.control.port import ACTIONS, NO_PROCESS_REASON, Outcome, Plan, Target
+from tokentop.core.control.port import ACTIONS, NO_PROCESS_REASON, Candidate, Outcome, Plan, Target
 from tokentop.core.control.process import ProcessIdentity, Refused
 from tokentop.core.control.registry import ProcessRecord, ProcessRegistry, identity_for_event_pid
 from tokentop.core.events import Event
@@ -150,12 +150,28 @@ class ControlService:
         return Plan(target, False, NO_PROCESS_REASON)
 
     def _candidates(self, session: str, target: Target) -> list[Any]:
+        """Processes that could be behind ``session``: running claude/codex processes, and processes
+        registered for other sessions (an agent process often runs several sessions: a ``tokentop run``
+        child whose agent reports its own session ids), matched by agent, cwd and start time."""
         facts = self._session_facts(session)
-        bound = {r.identity.pid for r in self.registry if r.session != session}
-        return discovery.find_candidates(
-            agent=facts.get("agent") or target.agent, project=facts.get("project"),
-            first_seen=facts.get("first_seen"), exclude=bound,
-        )
+        agent = facts.get("agent") or target.agent
+        project = facts.get("project")
+        first_seen = facts.get("first_seen")
+        found = {c.pid: c for c in discovery.find_candidates(agent=agent, project=project, first_seen=first_seen)}
+        names = discovery.process_names_for(agent)
+        for rec in self.registry:
+            ident = rec.identity
+            if rec.session == session or ident.pid in found:
+                continue
+            same_agent = (agent is not None and rec.agent == agent) or discovery.runs_named(names, ident.cmd)
+            if not same_agent or not discovery.cwd_matches(ident.cwd, project):
+                continue
+            if first_seen is not None and ident.create_time > first_seen + discovery.START_SLACK_S:
+                continue
+            if not process.alive(ident):
+                continue
+            found[ident.pid] = Candidate(ident.pid, ident.cmd, ident.create_time, ident.cwd)
+        return sorted(found.values(), key=lambda c: (c.start_time, c.pid))
 
     # -- acting ----------------------------------------------------------------------------------
     async def act(self, session: str, action: str, *, pid: int | None = None, signal: str | None = None,

@@ -206,6 +206,8 @@ class _RunawayState:
     below_since: float | None = None
     tripped: bool = False
     threshold: float = 0.0
+    #: median of ``samples``, recomputed only when they change
+    median: float | None = None
 
 
 class PolicyEngine:
@@ -292,6 +294,7 @@ class PolicyEngine:
                 burn = row.usd_per_hour
                 while st.samples and st.samples[0][0] < now - rule.median_window_s:
                     st.samples.popleft()
+                    st.median = None
                 threshold = self._threshold(rule, st)
                 above = threshold is not None and burn > threshold
                 if above:
@@ -322,6 +325,7 @@ class PolicyEngine:
                 if not above and not st.tripped and now - st.last_sample >= sample_every:
                     st.samples.append((now, burn))
                     st.last_sample = now
+                    st.median = None
         for k in [k for k in self.runaway_state if k not in seen]:
             del self.runaway_state[k]  # the row is gone (evicted): forget it
         return decisions
@@ -332,8 +336,9 @@ class PolicyEngine:
         if rule.usd_per_hour_above is not None:
             limits.append(rule.usd_per_hour_above)
         if rule.median_multiple is not None and len(st.samples) >= MIN_MEDIAN_SAMPLES:
-            med = median(v for _, v in st.samples)
-            limits.append(max(rule.median_multiple * med, rule.min_usd_per_hour))
+            if st.median is None:
+                st.median = median(v for _, v in st.samples)
+            limits.append(max(rule.median_multiple * st.median, rule.min_usd_per_hour))
         return min(limits) if limits else None
 
     @staticmethod

@@ -131,3 +131,41 @@ def test_cli_kill_without_feed_acts_on_the_ledger_record(tmp_path, children):
     assert r.returncode == 0, r.stderr
     assert "acting directly" in r.stderr and "SIGKILL sent" in r.stdout
     assert child.wait(5) == -9
+
+
+def test_run_from_a_terminal_gives_the_child_the_foreground_so_it_can_read_keys():
+    """An interactive agent in its own process group must still own the terminal (no SIGTTIN stop)."""
+    import pty
+    import select
+
+    agent = ("import os, sys; print(f'fg {os.tcgetpgrp(0) == os.getpgrp()} {os.getpgrp() == os.getpid()}', flush=True);"
+             " print('got', sys.stdin.readline().strip(), flush=True)")
+    pid, fd = pty.fork()
+    if pid == 0:  # child: a session leader whose controlling terminal is the pty
+        os.execv(sys.executable, [sys.executable, "-m", "tokentop", "run", "--feed", "http://127.0.0.1:9", "--",
+                                  sys.executable, "-c", agent])
+    out, sent = b"", False
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline and b"got typed" not in out:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if b"fg " in out and b"\n" in out.split(b"fg ", 1)[1] and not sent:
+                os.write(fd, b"typed\n")
+                sent = True
+    finally:
+        if b"got typed" not in out:
+            os.kill(pid, signal.SIGKILL)  # a child stopped by SIGTTIN would hang tokentop run forever
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = out.decode(errors="replace")
+    assert "fg True True" in text  # own group, and it is the terminal's foreground group
+    assert "got typed" in text
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -177,3 +177,27 @@ def test_check_exit_codes(tmp_path, limit, code, status):
     r = subprocess.run([sys.executable, "-m", "tokentop", "check", "--config", str(cfg_file),
                         "--feed", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
     assert r.returncode == code and r.stdout.startswith(status.upper())
+
+
+def test_policy_task_runs_with_a_serving_feed_and_flags_the_budget(tmp_path):
+    import httpx
+
+    cfg_file = tmp_path / "live.toml"
+    cfg_file.write_text(
+        f'[ledger]\npath = "{tmp_path / "live.db"}"\n'
+        "[control]\npolicy_interval_s = 0.05\ndesktop_notify = false\n"
+        '[budget.tiny]\nscope = "agent"\nusd_per_day = 1.0\n'
+    )
+    runner = FeedRunner(config_mod.load(cfg_file), listen="127.0.0.1:0").start_in_thread(require_listen=True)
+    try:
+        with httpx.Client(base_url=runner.address, timeout=10) as http:
+            e = hot_event("s-live", time.time()).to_dict()
+            assert http.post("/v1/events", json=e).status_code == 202
+        assert wait_for(lambda: runner.snapshot().status.get("policy", {}).get("alert_seq") == 1)
+        status = runner.snapshot().status["policy"]
+        assert status["flags"] == {"agents": {"agent-x": "over"}}
+        assert status["alerts"][0]["level"] == "over" and status["alerts"][0]["rule"] == "tiny"
+        time.sleep(0.3)
+        assert runner.snapshot().status["policy"]["alert_seq"] == 1  # still over: no new alert
+    finally:
+        runner.stop()

@@ -21,6 +21,7 @@ from tokentop.core.control.emitters import EmitterHub
 from tokentop.core.control.port import ACTIONS, NO_PROCESS_REASON, Candidate, Outcome, Plan, Target
 from tokentop.core.control.process import ProcessIdentity, Refused
 from tokentop.core.control.registry import ProcessRecord, ProcessRegistry, identity_for_event_pid
+from tokentop.core.aggregate import NONE_LABEL
 from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.pricing import Cost
@@ -114,10 +115,31 @@ class ControlService:
 
     # -- planning --------------------------------------------------------------------------------
     def _session_facts(self, session: str) -> dict[str, Any]:
-        acc = self.service.aggregator.rows["sessions"].get(session)
-        if acc is None:
+        """agent / project / host / first_seen of a session row (its cold sum and its hot cells)."""
+        agg = self.service.aggregator
+        facts: dict[str, Any] = {}
+        newest = -1.0
+        first: float | None = None
+        cold = agg.cold["sessions"].get(session)
+        if cold is not None:
+            newest = cold.last_seen
+            first = cold.first_seen or None
+            facts = {"agent": cold.agent, "project": cold.project, "host": cold.host}
+        for key, cell in list(agg.cells.items()):  # hot cells: O(hot), only when planning an action
+            if key[2] != session:
+                continue
+            if cell.first_seen and (first is None or cell.first_seen < first):
+                first = cell.first_seen
+            if cell.last_seen >= newest:
+                newest = cell.last_seen
+                facts = {"agent": key[0], "project": key[3], "host": key[5]}
+        if not facts:
             return {}
-        return {"agent": acc.agent, "project": acc.project, "first_seen": acc.first_seen or None, "host": acc.host}
+        for name in ("project", "host"):
+            if facts.get(name) == NONE_LABEL:
+                facts[name] = None
+        facts["first_seen"] = first
+        return facts
 
     def plan(self, target: Target | str) -> Plan:
         if isinstance(target, str):

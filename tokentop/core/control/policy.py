@@ -160,13 +160,21 @@ def _session_scope_key(row: Row, scope: str) -> str | None:
 
 
 def evaluate_budgets(snapshot: Snapshot, rules: Iterable[BudgetRule],
-                     previous: Mapping[tuple[str, str, str, str], str] | None = None) -> list[Finding]:
-    """Every (rule, key, measure) with its level now. ``previous`` levels give hysteresis."""
+                     previous: Mapping[tuple[str, str, str, str], str] | None = None,
+                     *, include_ok: bool = True) -> list[Finding]:
+    """Every (rule, key, measure) with its level now. ``previous`` levels give hysteresis.
+
+    ``include_ok=False`` leaves out per-key figures comfortably under their warning level (global
+    figures are always included), so the feed's per-second evaluation of thousands of sessions stays
+    cheap and its status small."""
     prev = previous or {}
     out: list[Finding] = []
     for rule in rules:
         def add(view: str, key: str, measure: str, value: float, limit: float) -> None:
-            level = _level(value, limit, rule.warn_at, prev.get((rule.name, view, key, measure), "ok"))
+            before = prev.get((rule.name, view, key, measure), "ok")
+            if not include_ok and view != "totals" and before == "ok" and value < limit * rule.warn_at * (1 - HYSTERESIS):
+                return
+            level = _level(value, limit, rule.warn_at, before)
             out.append(Finding(rule.name, view, key, measure, value, limit, level))
 
         if rule.scope == "global":
@@ -244,7 +252,7 @@ class PolicyEngine:
 
     # budgets
     def _budgets(self, snapshot: Snapshot) -> list[Decision]:
-        findings = evaluate_budgets(snapshot, self.budgets, self.levels)
+        findings = evaluate_budgets(snapshot, self.budgets, self.levels, include_ok=False)
         rules = {r.name: r for r in self.budgets}
         decisions: list[Decision] = []
         levels: dict[tuple[str, str, str, str], str] = {}
@@ -289,6 +297,8 @@ class PolicyEngine:
                 k = (rule.name, view, row.key)
                 seen.add(k)
                 st = self.runaway_state.get(k)
+                if row.state == "idle" and (st is None or not st.tripped):
+                    continue  # quiet: nothing can trip, and the median learns from working time only
                 if st is None:
                     st = self.runaway_state[k] = _RunawayState()
                 burn = row.usd_per_hour

@@ -19,6 +19,8 @@ log = logging.getLogger("tokentop.control")
 
 #: Alerts kept in snapshot status (``status.policy.alerts``), newest last.
 STATUS_ALERTS: Final = 20
+#: Budget findings kept in snapshot status (``status.policy.budgets``).
+MAX_STATUS_FINDINGS: Final = 100
 
 
 class PolicyRunner:
@@ -115,7 +117,8 @@ class PolicyRunner:
     def _publish(self) -> None:
         self.service.set_status("policy", {
             "flags": self.engine.flags(),
-            "budgets": [f.to_json() for f in self.engine.findings],
+            # global figures and everything at warning or over (per-key "ok" figures are left out)
+            "budgets": [f.to_json() for f in self.engine.findings if f.view == "totals" or f.level != "ok"][:MAX_STATUS_FINDINGS],
             "alerts": list(self.alerts),
             "alert_seq": self.alert_seq,
             "hook_failures": self.hook_failures,

@@ -215,3 +215,43 @@ def test_remote_controller_without_token_explains(feed):
     wrong = RemoteController(feed.address, "wrong-token")
     plan = wrong.plan(Target("x"))
     assert not plan.can_act and "token" in plan.reason
+
+
+def test_control_link_pauses_resumes_and_stops_an_in_process_agent(feed):
+    from tokentop.control_link import ControlLink
+
+    calls: list[str] = []
+    link = ControlLink("inproc-link", feed=feed.address, on_pause=lambda: calls.append("pause"),
+                       on_resume=lambda: calls.append("resume"), on_stop=lambda: calls.append("stop")).start()
+    try:
+        assert link.wait_connected(5)
+        assert wait_for(lambda: control_for(feed.app).emitters.connected("inproc-link"))
+        assert control_for(feed.app).plan("inproc-link").can_act
+        with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
+            r = http.post("/v1/sessions/inproc-link/pause")
+            assert r.status_code == 200 and r.json()["ok"], r.text
+            assert link.paused and link.wait_if_paused(0.05) is False  # the agent would block here
+            assert feed.snapshot().status["control"]["emitters"] == 1
+            r = http.post("/v1/sessions/inproc-link/resume")
+            assert r.status_code == 200 and not link.paused and link.wait_if_paused(0.05)
+            r = http.post("/v1/sessions/inproc-link/kill")
+            assert r.status_code == 200 and "acknowledged by 1 of 1" in r.json()["message"]
+        assert link.stop_requested and calls == ["pause", "resume", "stop"]
+    finally:
+        link.close()
+    assert wait_for(lambda: not control_for(feed.app).emitters.connected("inproc-link"))
+
+
+def test_control_link_reports_a_failing_handler_as_refusal(feed):
+    from tokentop.control_link import ControlLink
+
+    def boom() -> None:
+        raise RuntimeError("cannot pause mid-transaction")
+
+    with ControlLink("inproc-fail", feed=feed.address, on_pause=boom) as link:
+        assert link.wait_connected(5)
+        with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
+            r = http.post("/v1/sessions/inproc-fail/pause")
+        assert r.status_code == 409
+        assert "cannot pause mid-transaction" in r.json()["message"]
+        assert not link.paused

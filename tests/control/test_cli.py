@@ -169,3 +169,33 @@ def test_run_from_a_terminal_gives_the_child_the_foreground_so_it_can_read_keys(
     assert "fg True True" in text  # own group, and it is the terminal's foreground group
     assert "got typed" in text
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_control_over_a_unix_socket_feed(tmp_path, children):
+    from tokentop import config as config_mod
+    from tokentop.core.control import build_controller
+    from tokentop.core.control.port import Target
+    from tokentop.core.control.process import identify
+    from tokentop.core.feed.runner import FeedRunner
+
+    sock = tmp_path / "feed.sock"
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "u.db")}})
+    runner = FeedRunner(cfg, listen=f"unix:{sock}").start_in_thread(require_listen=True)
+    try:
+        child = children.start()
+        runner.run_coroutine(_register(control_for(runner.app), "unix-s", identify(child.pid)))
+        r = tokentop("pause", "--feed", f"unix:{sock}", "unix-s")
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: proc_status(child.pid) == psutil.STATUS_STOPPED)
+        import asyncio
+
+        ctl = build_controller(url=f"unix:{sock}", token=runner.token)
+        assert ctl.plan(Target("unix-s")).pid == child.pid
+        assert asyncio.run(ctl.act(Target("unix-s"), "resume")).ok
+        assert wait_for(lambda: proc_status(child.pid) != psutil.STATUS_STOPPED)
+    finally:
+        runner.stop()
+
+
+async def _register(ctl, session, ident):
+    ctl.register(session, ident, source="run")

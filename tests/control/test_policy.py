@@ -201,3 +201,23 @@ def test_policy_task_runs_with_a_serving_feed_and_flags_the_budget(tmp_path):
         assert runner.snapshot().status["policy"]["alert_seq"] == 1  # still over: no new alert
     finally:
         runner.stop()
+
+
+from hypothesis import given, settings, strategies as st
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=100), min_size=1, max_size=120))
+def test_runaway_decisions_alternate_trip_and_clear_and_never_repeat(burns):
+    """Whatever the burn does, a rule trips at most once per episode: runaway, cleared, runaway, ..."""
+    rule = RunawayRule("r", usd_per_hour_above=50.0, for_s=3, clear_fraction=0.8, action="pause")
+    engine = PolicyEngine(runaways=[rule])
+    levels = []
+    for t, burn in enumerate(burns):
+        for d in engine.evaluate(snap(sessions=[("s", "a", burn, 0)]), float(t)):
+            levels.append(d.level)
+            if d.level == "runaway":
+                assert d.action == "pause" and d.sessions == ("s",)
+                window = burns[max(0, t - 3):t + 1]
+                assert all(b > 50.0 for b in window)  # held above for for_s seconds
+    assert levels == ["runaway", "cleared"] * (len(levels) // 2) + (["runaway"] if len(levels) % 2 else [])

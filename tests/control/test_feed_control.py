@@ -255,3 +255,22 @@ def test_control_link_reports_a_failing_handler_as_refusal(feed):
         assert r.status_code == 409
         assert "cannot pause mid-transaction" in r.json()["message"]
         assert not link.paused
+
+
+def test_event_pid_from_inside_a_run_does_not_move_the_session_off_the_run_process(feed, children):
+    leader = children.start()
+    inner = children.start()  # stands for a subprocess of the agent that reports its own pid
+    ctl = control_for(feed.app)
+    feed.run_coroutine(_put(ctl, "run-9", identify(leader.pid)))
+    with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
+        assert http.post("/v1/events", json={"agent": "a", "session": "run-9", "pid": inner.pid}).status_code == 202
+        assert ctl.registry.get("run-9").identity.pid == leader.pid
+        http.post("/v1/events", json={"agent": "a", "session": "run-9", "pid": inner.pid, "id": "second"})
+        assert ctl.registry.get("run-9").identity.pid == leader.pid
+        # the run ends and removes its record (as `tokentop run` does): now the live pid on events binds
+        leader.kill()
+        leader.wait()
+        assert http.delete("/v1/sessions/run-9/process").json() == {"session": "run-9", "removed": True}
+        http.post("/v1/events", json={"agent": "a", "session": "run-9", "pid": inner.pid, "id": "third"})
+    rec = ctl.registry.get("run-9")
+    assert rec.identity.pid == inner.pid and rec.source == "event"

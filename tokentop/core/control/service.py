@@ -68,7 +68,9 @@ class ControlService:
         self.emitters = EmitterHub()
         self.outcomes: deque[dict[str, Any]] = deque(maxlen=STATUS_OUTCOMES)
         self.refused_event_pids = 0
-        self._refused_bindings: set[tuple[str, int]] = set()
+        #: session -> pids from its events examined and not bound (each pair is examined once)
+        self._unbound: dict[str, set[int]] = {}
+        self._unbound_count = 0
         for rec in self.registry.load():
             service.aggregator.bind_process(rec.session, rec.facts())
         service.listeners.append(self.on_events)
@@ -85,6 +87,7 @@ class ControlService:
 
     def unregister(self, session: str) -> bool:
         gone = self.registry.remove(session) is not None
+        self._unbound.pop(session, None)  # its events' pids may bind it now
         if gone:
             self.service.aggregator.bind_process(session, {})
             self._publish_status()
@@ -98,20 +101,32 @@ class ControlService:
             pid = event.pid
             if pid is None or event.session is None or self.registry.has_binding(event.session, pid):
                 continue
-            if (event.session, pid) in self._refused_bindings:
+            if pid in self._unbound.get(event.session, ()):
                 continue
             if event.host is not None and host is not None and event.host != host:
+                continue
+            current = self.registry.get(event.session)
+            if current is not None and current.source in ("run", "picked") and process.alive(current.identity):
+                # `tokentop run` (or the user) named the process; an emitter inside it reporting its own
+                # pid (a subprocess of the agent) does not move the session off the group leader
+                self._remember_unbound(event.session, pid)
                 continue
             ident = identity_for_event_pid(pid, event.ts) if pid > 1 else None
             if ident is None or ident.uid != os.getuid():
                 self.refused_event_pids += 1
-                if len(self._refused_bindings) >= MAX_REFUSED_BINDINGS:
-                    self._refused_bindings.clear()
-                self._refused_bindings.add((event.session, pid))  # not re-examined on every event
+                self._remember_unbound(event.session, pid)
                 continue
             self.register(event.session, ident, host=host, agent=event.agent, source="event")
         if self.refused_event_pids != refused:
             self._publish_status()
+
+    def _remember_unbound(self, session: str, pid: int) -> None:
+        """A (session, pid) pair examined and not bound: not re-examined on every event."""
+        if self._unbound_count >= MAX_REFUSED_BINDINGS:
+            self._unbound.clear()
+            self._unbound_count = 0
+        self._unbound.setdefault(session, set()).add(pid)
+        self._unbound_count += 1
 
     # -- planning --------------------------------------------------------------------------------
     def _session_facts(self, session: str) -> dict[str, Any]:

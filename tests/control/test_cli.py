@@ -199,3 +199,57 @@ def test_control_over_a_unix_socket_feed(tmp_path, children):
 
 async def _register(ctl, session, ident):
     ctl.register(session, ident, source="run")
+
+
+def test_run_from_a_terminal_handles_ctrl_z_like_a_shell_job_and_ignores_a_pause():
+    import pty
+    import select
+
+    agent = "import sys; print('ready', flush=True); print('got', sys.stdin.readline().strip(), flush=True)"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "tokentop", "run", "--feed", "http://127.0.0.1:9", "--",
+                                  sys.executable, "-c", agent])
+    out = b""
+
+    def pump(until: bytes, timeout: float = 15.0) -> None:
+        nonlocal out
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and until not in out:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    done = False
+    try:
+        pump(b"ready")
+        agent_pid = psutil.Process(pid).children()[0].pid
+        # a tokentop pause (SIGSTOP to the agent's group) is not job control: tokentop keeps waiting
+        os.killpg(agent_pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        assert os.waitpid(pid, os.WNOHANG | os.WUNTRACED) == (0, 0)
+        os.killpg(agent_pid, signal.SIGCONT)
+        # Ctrl-Z stops the agent's group; tokentop takes the terminal back and stops itself as the job
+        os.write(fd, b"\x1a")
+        status, end = 0, time.monotonic() + 10
+        while time.monotonic() < end:
+            got, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+            if got:
+                break
+            time.sleep(0.02)
+        assert os.WIFSTOPPED(status), "tokentop did not stop with its job: the shell would hang"
+        os.kill(pid, signal.SIGCONT)  # what the shell's `fg` does
+        time.sleep(0.2)
+        os.write(fd, b"after\n")
+        pump(b"got after")
+        assert b"got after" in out, out
+        _, status = os.waitpid(pid, 0)
+        done = True
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)

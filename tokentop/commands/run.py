@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if feed_up:
             registered = _register(client, session, agent, child.pid, identify, Refused, FeedUnavailable)
-        rc = child.wait()
+        rc = _wait(child, tty)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -187,6 +187,38 @@ def run(args: argparse.Namespace) -> int:
                 pass
         client.close()
     return 128 - rc if rc < 0 else rc
+
+
+JOB_CONTROL_STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def _wait(child: subprocess.Popen, tty: int | None) -> int:
+    """Wait for the child; from a terminal, also play the shell's part in job control.
+
+    The child owns the terminal, so Ctrl-Z stops *its* group while the user's shell waits on
+    tokentop: tokentop then takes the terminal back and stops itself, so the shell shows the job
+    as stopped; on ``fg`` it hands the terminal to the child again and continues it. A SIGSTOP (a
+    tokentop pause) is not job control: tokentop just keeps waiting.
+    """
+    if tty is None:
+        return child.wait()
+    while True:
+        try:
+            _, status = os.waitpid(child.pid, os.WUNTRACED)
+        except ChildProcessError:
+            return child.wait()
+        if os.WIFSTOPPED(status):
+            if os.WSTOPSIG(status) in JOB_CONTROL_STOPS:
+                _take_foreground(tty, os.getpgrp())
+                os.kill(os.getpid(), signal.SIGSTOP)  # the shell sees its job stop; `fg` continues us
+                _take_foreground(tty, child.pid)
+                try:
+                    os.killpg(child.pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            continue
+        child.returncode = os.waitstatus_to_exitcode(status)
+        return child.returncode
 
 
 def _register(client, session: str, agent: str, pid: int, identify, Refused, FeedUnavailable) -> bool:  # noqa: ANN001

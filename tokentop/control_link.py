@@ -35,6 +35,7 @@ class ControlLink:
         on_resume: Callback | None = None,
         on_stop: Callback | None = None,
         retry_s: float = 1.0,
+        token: str | None = None,
     ) -> None:
         self.session = session or os.environ.get("TOKENTOP_SESSION")
         if not self.session:
@@ -42,6 +43,8 @@ class ControlLink:
         self.feed = (feed or os.environ.get("TOKENTOP_FEED") or DEFAULT_FEED).rstrip("/")
         self.callbacks = {"pause": on_pause, "resume": on_resume, "stop": on_stop}
         self.retry_s = retry_s
+        #: the local token, needed only when the feed sets ``[feed] ingest_requires_token``
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
         self._running = threading.Event()
         self._running.set()
         self._closing = threading.Event()
@@ -95,10 +98,11 @@ class ControlLink:
         from websockets.sync.client import connect, unix_connect
 
         if self.feed.startswith("unix:"):
-            return unix_connect(self.feed[5:], "ws://tokentop/v1/publish", open_timeout=5)
+            return unix_connect(self.feed[5:], "ws://tokentop/v1/publish", open_timeout=5,
+                                additional_headers=self._headers)
         base = self.feed
         url = ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base.removeprefix("http://"))
-        return connect(url + "/v1/publish", open_timeout=5)
+        return connect(url + "/v1/publish", open_timeout=5, additional_headers=self._headers)
 
     def _run(self) -> None:
         delay = self.retry_s

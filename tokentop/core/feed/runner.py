@@ -245,5 +245,7 @@ class FeedRunner:
         self.ledger.close()
 
 
-# Built-in attachments register their STARTUP_HOOKS when imported (kept last: they import this module).
+# Built-in attachments register their routes / hooks / STARTUP_HOOKS when imported (kept last:
+# they import this module).
 import tokentop.core.providers.hook  # noqa: E402,F401  -- provider usage pollers, when admin keys are set
+import tokentop.core.control.wiring  # noqa: E402,F401  -- control API, emitter control channel, policy task

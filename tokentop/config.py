@@ -356,3 +356,9 @@ def parse_decimal(value: Any) -> Decimal:
         return Decimal(str(value))
     except InvalidOperation as exc:
         raise ConfigError(f"not a number: {value!r}") from exc
+
+
+# Sections and tables owned by other modules register themselves on import (kept last: they
+# import this module's names).
+import tokentop.core.providers.settings  # noqa: E402,F401  -- [providers.openai] / [providers.anthropic]
+from tokentop.core.control import settings as _control_settings  # noqa: E402,F401  -- [control] [budget.*] [runaway.*]

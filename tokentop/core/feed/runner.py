@@ -78,6 +78,9 @@ def bind_socket(listen: str) -> socket.socket:
         family = socket.AF_INET6 if ":" in str(host) else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit this on Linux: without it small answers wait ~40 ms for
+        # delayed ACKs (measured: 44 ms per /healthz round trip, 0.6 ms with it).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -152,6 +155,7 @@ class FeedRunner:
         address taken) the feed still runs in-process: lifespan tasks, sources, snapshots."""
         self.loop = asyncio.get_running_loop()
         sock: socket.socket | None = None
+        unix_path: str | None = None
         try:
             sock = bind_socket(self.listen)
         except (ListenError, ValueError) as exc:
@@ -162,6 +166,7 @@ class FeedRunner:
         if sock is not None:
             name = sock.getsockname()
             if sock.family == socket.AF_UNIX:
+                unix_path = name
                 self.address = f"unix:{name}"
             else:
                 host = name[0] if sock.family == socket.AF_INET else f"[{name[0]}]"
@@ -187,9 +192,9 @@ class FeedRunner:
                 finally:
                     await self.app.stop()
         finally:
-            if sock is not None and sock.family == socket.AF_UNIX:
+            if unix_path is not None:
                 try:
-                    os.unlink(sock.getsockname())
+                    os.unlink(unix_path)
                 except OSError:
                     pass
 
@@ -238,3 +243,9 @@ class FeedRunner:
             self._thread.join(timeout=10)
             self._thread = None
         self.ledger.close()
+
+
+# Built-in attachments register their routes / hooks / STARTUP_HOOKS when imported (kept last:
+# they import this module).
+import tokentop.core.providers.hook  # noqa: E402,F401  -- provider usage pollers, when admin keys are set
+import tokentop.core.control.wiring  # noqa: E402,F401  -- control API, emitter control channel, policy task

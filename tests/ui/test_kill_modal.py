@@ -190,3 +190,68 @@ async def test_modal_buttons_stay_visible_in_a_60x15_pane() -> None:
             region = screen.query_one(button_id).region
             assert region.height >= 1 and region.y + region.height <= 15 and region.x + region.width <= 60
         assert app.focused is screen.query_one("#cancel")
+
+
+async def test_a_plan_that_cannot_act_but_lists_candidates_acts_once_one_is_picked() -> None:
+    class Picky(RecordingController):
+        def plan(self, target: Target) -> Plan:
+            cands = (Candidate(801, "claude", 1.0, "/w/a"), Candidate(802, "claude", 2.0, "/w/b"))
+            return Plan(target, False, "2 running processes could be this session; pick one", candidates=cands)
+
+    controller = Picky()
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+        screen = app.screen
+        assert "pick the process below" in " ".join(str(w.render()) for w in screen.query(".reason"))
+        assert screen.query_one("#confirm", Button).disabled
+        screen.query_one("#candidates").focus()
+        await pilot.press("enter")  # the first candidate
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert controller.calls == [("runaway-1", "terminate", 801, "TERM")]
+
+
+async def test_k_stops_a_real_demo_agent_through_the_embedded_control_layer(feed) -> None:  # noqa: ANN001
+    """End to end: a simulated agent (a real child process) reports its pid; k + y ends it."""
+    import asyncio
+    import time
+
+    from tokentop.commands.demo import spawn_fleet, stop_fleet
+    from tokentop.commands.top import make_controller
+    from tokentop.ui.source import EmbeddedSource
+
+    children = spawn_fleet(feed.address, seed=5, size=1, run_tag="e2e", backfill_s=0.0)
+    child = children[0]
+    try:
+        source = EmbeddedSource(feed)
+        deadline = time.monotonic() + 30
+        while True:
+            snap = source.latest()
+            rows = [r for r in snap.sessions if r.pid == child.pid] if snap else []
+            if rows or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert rows, "the demo agent never reported its pid"
+        app = make_app(source=source, view="sessions", controller=make_controller(source), clock=time.time)
+        async with app.run_test(size=(120, 30)) as pilot:
+            app.refresh_now()
+            await pilot.pause()
+            await pilot.press("k")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, ActionScreen)
+            assert screen.targets[0].pid == child.pid
+            assert not screen.query_one("#confirm", Button).disabled
+            await pilot.press("y")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if screen.outcomes is not None:
+                    break
+            assert screen.outcomes is not None and screen.outcomes[0].ok, screen.outcomes
+        assert child.wait(10) is not None
+    finally:
+        stop_fleet(children)

@@ -32,9 +32,6 @@ def current_snapshot_json(args: argparse.Namespace) -> dict:
     if client is not None:
         with client:
             return client.snapshot_json()
-    if getattr(args, "feed", None):
-        print(f"tokentop: no feed answers at {args.feed}", file=sys.stderr)
-        raise SystemExit(1)
     from tokentop.core.feed.runner import FeedRunner
 
     runner = FeedRunner(cfg)
@@ -114,18 +111,25 @@ def run_live(args: argparse.Namespace, *, source: object | None = None) -> int:
 
 
 def make_controller(source: object) -> object:
-    """The control mechanism for this source when one is installed, else ``NoController``.
+    """The controller for this source: the embedded feed's control service, or the remote feed's
+    control API with the local token (``tokentop.core.control.build_controller``).
 
-    The control layer registers a factory in :data:`CONTROLLER_FACTORIES`
-    (``factory(source) -> Controller | None``); the first that answers wins.
+    :data:`CONTROLLER_FACTORIES` (``factory(source) -> Controller | None``) can override it; the
+    first that answers wins.
     """
-    from tokentop.core.control.port import NoController
-
     for factory in CONTROLLER_FACTORIES:
         controller = factory(source)
         if controller is not None:
             return controller
-    return NoController()
+    from tokentop.core.control import build_controller
+
+    runner = getattr(source, "runner", None)
+    if runner is not None:
+        return build_controller(runner=runner)
+    url = getattr(source, "url", None)
+    if url is not None:
+        return build_controller(url=url)
+    return build_controller()
 
 
 #: Extension point for the control layer (see :func:`make_controller`).

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     pid = os.getpid()
-    start = time.time() - args.backfill
+    launched = time.time()
+    start = launched - args.backfill
     failures = 0
     with FeedClient(args.feed, timeout=5.0) as client:
         for n, req in enumerate(schedule(agent, args.seed)):
@@ -60,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
                 "branch": agent.branch,
                 "provider": agent.provider,
                 "model": agent.model,
-                "pid": pid,
                 "input_tokens": req.input_tokens,
                 "output_tokens": req.output_tokens,
                 "cache_read_tokens": req.cache_read_tokens,
@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 "status": req.status,
                 "source": "demo",
             }
+            if ts >= launched:
+                # only requests made while this process runs carry its pid: the feed binds a session
+                # to a pid only when the process started before the event (backfilled history did not)
+                event["pid"] = pid
             try:
                 client.post_events([event])
                 failures = 0

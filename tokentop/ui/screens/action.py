@@ -64,14 +64,12 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
     def actionable(self) -> list[tuple[Plan, int | None]]:
         out = []
         for plan in self.plans:
-            if not plan.can_act:
-                continue
             if plan.candidates:
+                # several (or discovered) processes: nothing happens until the user picks one
                 pid = self.chosen_pid.get(plan.target.session)
-                if pid is None:
-                    continue
-                out.append((plan, pid))
-            else:
+                if pid is not None:
+                    out.append((plan, pid))
+            elif plan.can_act:
                 out.append((plan, plan.pid))
         return out
 
@@ -83,11 +81,14 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
             with VerticalScroll(id="targets"):
                 for plan in self.plans:
                     yield Static(describe_target(plan.target), classes="target", markup=False)
-                    if not plan.can_act:
+                    if plan.candidates:
+                        why = plan.reason or "several processes could be this session"
+                        yield Static(Text(f"  {why}: pick the process below"), classes="reason", markup=False)
+                    elif not plan.can_act:
                         yield Static(Text(f"  cannot {self.kind}: {plan.reason or 'no reason given'}"), classes="reason", markup=False)
-                    elif plan.candidates:
-                        yield Static(Text("  several processes could be this session: pick one below"), classes="reason", markup=False)
-            pick = [p for p in self.plans if p.can_act and p.candidates]
+                    elif plan.reason:
+                        yield Static(Text(f"  {plan.reason}"), classes="note", markup=False)
+            pick = [p for p in self.plans if p.candidates]
             if pick:
                 options = []
                 for plan in pick:

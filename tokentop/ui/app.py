@@ -27,6 +27,18 @@ from tokentop.ui.table import BurnTable
 from tokentop.ui.themes import DEFAULT_THEME, NO_COLOR_THEME, load_themes
 from tokentop.ui.views import VIEWS, ViewSpec, view_by_dim
 
+#: Digit keys that open a screen instead of a table view (e.g. ``"5"``: Providers). A factory gets the
+#: app (its ``source``, ``clock``...) and returns the screen to push, or ``None`` with nothing to show.
+#: Register with :func:`register_screen_view`.
+SCREEN_VIEWS: dict[str, tuple[str, Callable[["TokentopApp"], Screen | None]]] = {}
+
+
+def register_screen_view(key: str, title: str, factory: Callable[["TokentopApp"], Screen | None]) -> None:
+    if not (len(key) == 1 and key.isdigit() and key != "0"):
+        raise ValueError(f"a view key is one digit 1-9, got {key!r}")
+    SCREEN_VIEWS[key] = (title, factory)
+
+
 #: refresh interval steps for + / -
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 #: sessions a kill on an agent/model/project row captures at most
@@ -234,7 +246,7 @@ class TokentopApp(App[None]):
     # -- bindings: availability --------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "view":
-            return parameters[0] in VIEWS
+            return parameters[0] in VIEWS or parameters[0] in SCREEN_VIEWS
         if action in ("kill", "pause_session", "resume_session"):
             return not self.readonly
         if action == "clear_filter":
@@ -243,6 +255,11 @@ class TokentopApp(App[None]):
 
     # -- actions: views and sort ----------------------------------------------------------------
     def action_view(self, key: str) -> None:
+        if key not in VIEWS and key in SCREEN_VIEWS:
+            screen = SCREEN_VIEWS[key][1](self)
+            if screen is not None:
+                self.push_screen(screen)
+            return
         spec = VIEWS.get(key)
         if spec is None or spec is self.view_spec:
             return
@@ -356,6 +373,7 @@ class TokentopApp(App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         views = {f"view('{k}')": f"{spec.title} view" for k, spec in VIEWS.items()}
+        views.update({f"view('{k}')": f"{title}" for k, (title, _) in SCREEN_VIEWS.items() if k not in VIEWS})
         self.push_screen(HelpScreen(self.screen.active_bindings, views))
 
     # -- kill / pause / resume --------------------------------------------------------------------

@@ -219,7 +219,7 @@ def main() -> int:
         cfg = tmp / "embedded.toml"
         cfg.write_text(f'[feed]\nlisten = "127.0.0.1:{eport}"\n[ledger]\npath = "{tmp / "emb.db"}"\n')
         eenv = env_for(tmp, {"TOKENTOP_CONFIG": str(cfg)})
-        ui = PtyApp([PY, "-m", "tokentop", "--view", "sessions"], eenv, cols, rows, marker=b"No token usage")
+        ui = PtyApp([PY, "-m", "tokentop", "--view", "sessions"], eenv, cols, rows, marker=b"every 1 s")
         wait_healthy(f"http://127.0.0.1:{eport}")
         results["first_frame_embedded_s"] = ui.wait_first_frame()
         gen = start_loadgen(f"http://127.0.0.1:{eport}", args.sessions, args.rate, eenv)

@@ -342,3 +342,14 @@ async def test_a_screen_view_can_claim_a_free_digit() -> None:
             assert isinstance(app.screen, Extra)
     finally:
         app_mod.SCREEN_VIEWS.pop("7", None)
+
+
+async def test_keys_typed_in_the_filter_are_text_not_commands() -> None:
+    app = make_app(snapshot_of(fleet_events()))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("slash", "q", "k", "p", "2", "space", "question_mark")
+        await pilot.pause()
+        assert app.is_running and app.filter_text == "qkp2 ?"
+        assert app.view_spec.dim == "agents" and not app.paused
+        assert app.screen is app.screen_stack[0]

@@ -353,3 +353,23 @@ async def test_keys_typed_in_the_filter_are_text_not_commands() -> None:
         assert app.is_running and app.filter_text == "qkp2 ?"
         assert app.view_spec.dim == "agents" and not app.paused
         assert app.screen is app.screen_stack[0]
+
+
+async def test_unchanged_rows_are_not_repainted() -> None:
+    events = fleet_events()
+    app = make_app(snapshot_of(events))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        table = app.query_one(BurnTable)
+        before = table.lines_rendered
+        # the same data in new objects (as a remote feed sends every second): nothing to redraw
+        app.source.push(snapshot_of(events))
+        app.refresh_now()
+        await pilot.pause()
+        assert table.lines_rendered == before
+        # one row's money changes: that line is rebuilt, not the others
+        app.source.push(snapshot_of(events + traffic("aider", "ai-1", "gpt-4o", per_request_in=5_000,
+                                                     per_request_out=10, n=1, start_age=0.5)))
+        app.refresh_now()
+        await pilot.pause()
+        assert table.lines_rendered == before + 1

@@ -246,10 +246,14 @@ class BurnTable(Widget, can_focus=True):
             self._record_painted(body)
             return
         changed: list[int] = []
+        layout = self._current_layout()
         for y in range(body):
             i = self._top + y
             now = (self.rows[i].key, self.rows[i]) if i < len(self.rows) else None
             before = self._painted[y]
+            if now is not None and before is not None and now[0] == before[0] and now[1] is not before[1] \
+                    and self._mark(now[0]) == self._painted_marks[y] and self._same_text(now[1], layout, width):
+                continue  # new data, same visible text: nothing to repaint
             if now != before or (now is not None and self._mark(now[0]) != self._painted_marks[y]):
                 changed.append(y)
         if len(changed) > 8:
@@ -258,6 +262,21 @@ class BurnTable(Widget, can_focus=True):
             for y in changed:
                 self.refresh(Region(0, y + 1, width, 1))
         self._record_painted(body)
+
+    def _same_text(self, row: Row, layout: list[tuple[Column, int]], width: int) -> bool:
+        """True when ``row`` would paint exactly the cached line; the cache then adopts ``row``."""
+        hit = self._cache.get(row.key)
+        if hit is None:
+            return False
+        cursor, tagged = self._mark(row.key)
+        sig = hit[0]
+        if sig[1:4] != (width, cursor, tagged):
+            return False
+        cells = self._cells(row, layout)
+        if cells != sig[4]:
+            return False
+        self._cache[row.key] = ((row, width, cursor, tagged, cells), hit[1])
+        return True
 
     def _mark(self, key: str) -> tuple[bool, bool]:
         return (key == self.cursor_key, key in self.tagged)

@@ -171,6 +171,8 @@ class TokentopApp(App[None]):
         self.call_after_refresh(self._start)
 
     async def _start(self) -> None:
+        if hasattr(self.source, "on_fresh"):
+            self.source.on_fresh = self.refresh_now  # type: ignore[attr-defined]
         await self.source.start()
         self.refresh_now()
         if self.timer_enabled:

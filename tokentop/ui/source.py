@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from tokentop.core.snapshot import Snapshot
 
@@ -135,6 +135,9 @@ class RemoteSource:
         self._task: asyncio.Task[None] | None = None
         self.disconnected_since: float | None = None
         self.received = 0
+        #: called (on the app's loop) when a snapshot arrives after none or after a disconnection,
+        #: so the first frame is drawn at once rather than at the next tick
+        self.on_fresh: Callable[[], None] | None = None
 
     async def start(self) -> None:
         if self._task is None:
@@ -159,11 +162,14 @@ class RemoteSource:
                 self.connected = False
                 self.error = _describe(item)
             else:
+                fresh = self._snapshot is None or not self.connected
                 self._snapshot = item
                 self.connected = True
                 self.error = None
                 self.disconnected_since = None
                 self.received += 1
+                if fresh and self.on_fresh is not None:
+                    self.on_fresh()
 
     def latest(self) -> Snapshot | None:
         return self._snapshot

@@ -255,3 +255,35 @@ async def test_k_stops_a_real_demo_agent_through_the_embedded_control_layer(feed
         assert child.wait(10) is not None
     finally:
         stop_fleet(children)
+
+
+async def test_a_slow_plan_does_not_freeze_the_ui_and_confirm_waits_for_it() -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Slow(RecordingController):
+        def plan(self, target: Target) -> Plan:
+            release.wait(5)  # e.g. walking the process table, or an HTTP round trip
+            return super().plan(target)
+
+    controller = Slow()
+    app = make_app(sessions_snapshot(), view="sessions", controller=controller)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ActionScreen) and not screen.ready
+        assert "checking the process" in " ".join(str(w.render()) for w in screen.query(".note"))
+        assert screen.query_one("#confirm", Button).disabled
+        await pilot.press("y")  # too early: nothing happens
+        release.set()
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if screen.ready:
+                break
+        await pilot.pause()
+        assert controller.calls == []
+        assert not screen.query_one("#confirm", Button).disabled
+        assert app.focused is screen.query_one("#cancel", Button)

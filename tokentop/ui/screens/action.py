@@ -8,6 +8,8 @@ a target with several candidate processes acts on none until the user picks one.
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -53,7 +55,9 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
         self.kind = action  # "kill" | "pause" | "resume"
         self.targets = list(targets)
         self.controller = controller
-        self.plans: list[Plan] = [controller.plan(t) for t in self.targets]
+        #: filled by a worker thread: plan() may walk the process table or do an HTTP round trip
+        self.plans: list[Plan] = []
+        self.ready = False
         #: chosen pid per session, for plans that list candidates
         self.chosen_pid: dict[str, int] = {}
         self.outcomes: list[Outcome] | None = None
@@ -79,6 +83,10 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
         with Vertical(id="dialog"):
             yield Static(f"{verb} {n} session{'s' if n != 1 else ''}?", id="title", markup=False)
             with VerticalScroll(id="targets"):
+                if not self.ready:
+                    for target in self.targets:
+                        yield Static(describe_target(target), classes="target", markup=False)
+                    yield Static(Text("  checking the process behind each session…"), classes="note", markup=False)
                 for plan in self.plans:
                     yield Static(describe_target(plan.target), classes="target", markup=False)
                     if plan.candidates:
@@ -129,14 +137,30 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
             return "kill" if self.signal == "KILL" else "terminate"
         return "pause" if self.kind == "pause" else "resume"
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
+        self._update_confirm()
+        self.query_one("#cancel", Button).focus()
+        targets, controller = list(self.targets), self.controller
+
+        def plan_all() -> list[Plan]:
+            out = []
+            for t in targets:
+                try:
+                    out.append(controller.plan(t))
+                except Exception as exc:  # a controller failure must still say why
+                    out.append(Plan(t, False, f"could not check the process: {exc}"))
+            return out
+
+        self.plans = await asyncio.to_thread(plan_all)
+        self.ready = True
+        await self.recompose()
         self._update_confirm()
         self.query_one("#cancel", Button).focus()
 
     def _update_confirm(self) -> None:
         button = self.query_one("#confirm", Button)
         button.label = self._confirm_label()
-        button.disabled = self.outcomes is not None or not self.actionable()
+        button.disabled = not self.ready or self.outcomes is not None or not self.actionable()
 
     @on(RadioSet.Changed)
     def _signal_changed(self) -> None:
@@ -154,7 +178,7 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
 
     @on(Button.Pressed, "#confirm")
     async def action_confirm(self) -> None:
-        if self.outcomes is not None:
+        if self.outcomes is not None or not self.ready:
             return
         todo = self.actionable()
         if not todo:

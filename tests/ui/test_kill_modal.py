@@ -278,6 +278,7 @@ async def test_a_slow_plan_does_not_freeze_the_ui_and_confirm_waits_for_it() -> 
         assert "checking the process" in " ".join(str(w.render()) for w in screen.query(".note"))
         assert screen.query_one("#confirm", Button).disabled
         await pilot.press("y")  # too early: nothing happens
+        assert isinstance(app.screen, ActionScreen)
         release.set()
         for _ in range(100):
             await pilot.pause(0.02)
@@ -287,3 +288,28 @@ async def test_a_slow_plan_does_not_freeze_the_ui_and_confirm_waits_for_it() -> 
         assert controller.calls == []
         assert not screen.query_one("#confirm", Button).disabled
         assert app.focused is screen.query_one("#cancel", Button)
+
+
+async def test_escape_closes_the_modal_while_plans_are_still_being_made() -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Stuck(RecordingController):
+        def plan(self, target: Target) -> Plan:
+            release.wait(5)
+            return super().plan(target)
+
+    app = make_app(sessions_snapshot(), view="sessions", controller=Stuck())
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause()
+            await pilot.press("k")
+            await pilot.pause()
+            assert isinstance(app.screen, ActionScreen)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, ActionScreen)
+            release.set()
+    finally:
+        release.set()

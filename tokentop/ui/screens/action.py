@@ -137,9 +137,13 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
             return "kill" if self.signal == "KILL" else "terminate"
         return "pause" if self.kind == "pause" else "resume"
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         self._update_confirm()
         self.query_one("#cancel", Button).focus()
+        # a worker, so Esc / Cancel keep working while the plans are being made
+        self.run_worker(self._load_plans(), name="plans", exclusive=True)
+
+    async def _load_plans(self) -> None:
         targets, controller = list(self.targets), self.controller
 
         def plan_all() -> list[Plan]:

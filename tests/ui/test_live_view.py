@@ -373,3 +373,37 @@ async def test_unchanged_rows_are_not_repainted() -> None:
         app.refresh_now()
         await pilot.pause()
         assert table.lines_rendered == before + 1
+
+
+async def test_policy_flags_budget_and_alerts_from_the_feed_are_shown() -> None:
+    base = snapshot_of(fleet_events())
+
+    def with_policy(seq: int, alerts: list) -> object:
+        return replace(base, status={"policy": {
+            "flags": {"agents": {"claude-code": "runaway", "aider": "warning"}, "sessions": {"cc-1": "runaway"}},
+            "budgets": [{"rule": "daily", "view": "totals", "key": "all", "measure": "usd_per_day",
+                         "value": 1.41, "limit": 30.0, "level": "ok"}],
+            "alerts": alerts, "alert_seq": seq,
+        }})
+
+    app = make_app(with_policy(3, []))
+    rings: list[int] = []
+    notes: list[str] = []
+    app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
+    app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        lines = table_lines(app)
+        assert "RUNAWAY" in next(line for line in lines if "claude-code" in line)
+        assert "WARN" in next(line for line in lines if "aider" in line)
+        header = app.query_one(Meters).render().plain
+        assert "of $30.00" in header and "1 OVER/RUNAWAY" in header
+        assert rings == []  # alerts already raised before we started are not re-announced
+        alert = {"seq": 4, "level": "runaway", "rule": "hot", "message": "session cc-1 is a runaway: $75.60/h"}
+        app.source.push(with_policy(4, [alert]))
+        app.refresh_now()
+        await pilot.pause()
+        assert rings == [1] and notes == ["session cc-1 is a runaway: $75.60/h"]
+        app.refresh_now()
+        await pilot.pause()
+        assert rings == [1]  # once per alert

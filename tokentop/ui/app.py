@@ -129,6 +129,7 @@ class TokentopApp(App[None]):
         self.shown: Snapshot | None = None
         self._timer: Timer | None = None
         self._empty_text = ""
+        self._alert_seq: int | None = None
         for t in self._theme_load.themes.values():
             self.register_theme(t)
         wanted = theme or DEFAULT_THEME
@@ -225,8 +226,27 @@ class TokentopApp(App[None]):
                 table.display = True
                 if self.focused is None:
                     table.focus()
+            table.flags = dict(policy_flags(snap).get(self.view_spec.dim, {}))
             table.show(self.current_rows())
+        self._alert_on_new_policy_alerts(snap)
         self._render_header()
+
+    def _alert_on_new_policy_alerts(self, snap: Snapshot | None) -> None:
+        """Ring the bell and show the message when the feed's policy raised a new alert."""
+        policy = snap.status.get("policy") if snap is not None and isinstance(snap.status, dict) else None
+        if not isinstance(policy, dict) or not isinstance(policy.get("alert_seq"), int):
+            return
+        seq = policy["alert_seq"]
+        if self._alert_seq is not None and seq > self._alert_seq:
+            fresh = [a for a in policy.get("alerts") or [] if isinstance(a, dict) and a.get("seq", 0) > self._alert_seq]
+            for alert in fresh[-3:]:
+                level = alert.get("level")
+                if level != "cleared":
+                    self.notify(str(alert.get("message") or alert.get("rule")), title=f"tokentop {level}",
+                                severity="error" if level in ("over", "runaway") else "warning", timeout=10)
+            if any(a.get("level") != "cleared" for a in fresh) or not fresh:
+                self.bell()
+        self._alert_seq = seq
 
     def _render_header(self) -> None:
         state = HeaderState(
@@ -240,8 +260,9 @@ class TokentopApp(App[None]):
             filter_text=self.filter_text,
             sort=self.sort_key,
             sort_reverse=self.sort_reverse,
-            daily_budget_usd=self.daily_budget_usd,
+            daily_budget_usd=budget_usd_per_day(self.shown) or self.daily_budget_usd,
             readonly=self.readonly,
+            flagged=sum(1 for level in policy_flags(self.shown).get("sessions", {}).values() if level in ("over", "runaway")),
         )
         self.query_one(Meters).show(self.shown, state)
 
@@ -451,6 +472,27 @@ class TokentopApp(App[None]):
             config_mod.save_choices(self.config_path, {"ui": choices})
         except (OSError, config_mod.ConfigError, ValueError) as exc:
             self.notify(f"could not save the choice to {self.config_path}: {exc}", severity="warning")
+
+
+def policy_flags(snap: Snapshot | None) -> dict[str, dict[str, str]]:
+    """``status.policy.flags`` of the feed's budget/runaway policy: view -> key -> level."""
+    if snap is None:
+        return {}
+    policy = snap.status.get("policy") if isinstance(snap.status, dict) else None
+    flags = policy.get("flags") if isinstance(policy, dict) else None
+    return flags if isinstance(flags, dict) else {}
+
+
+def budget_usd_per_day(snap: Snapshot | None) -> float:
+    """The tightest global daily budget the feed's policy evaluates (0: none)."""
+    if snap is None or not isinstance(snap.status, dict):
+        return 0.0
+    policy = snap.status.get("policy")
+    limits = [
+        float(f["limit"]) for f in (policy.get("budgets") or [] if isinstance(policy, dict) else [])
+        if isinstance(f, dict) and f.get("view") == "totals" and f.get("measure") == "usd_per_day" and f.get("limit")
+    ]
+    return min(limits) if limits else 0.0
 
 
 def _matches(row: Row, needle: str) -> bool:

@@ -39,6 +39,8 @@ class HeaderState:
     sort_reverse: bool = False
     daily_budget_usd: float = 0.0
     readonly: bool = False
+    #: sessions the feed's policy flags as over budget or runaway
+    flagged: int = 0
 
 
 def projected_today_usd(spent: Decimal, usd_per_hour: float, now: float) -> float:
@@ -107,6 +109,9 @@ class Meters(Widget):
         if st.sort != "burn" or st.sort_reverse:
             arrow = "▲" if ((st.sort == "name") != st.sort_reverse) else "▼"
             text.append(f" SORT {st.sort}{arrow} ", self._s("badge"))
+            text.append(" ")
+        if st.flagged:
+            text.append(f" {st.flagged} OVER/RUNAWAY ", self._s("bad"))
             text.append(" ")
         if st.readonly:
             text.append(" READ-ONLY ", self._s("dim"))
@@ -222,6 +227,8 @@ class Meters(Widget):
         text.append(f"{st.view_title} ", self._s("label"))
         if st.paused:
             text.append("PAUSED ", self._s("badge"))
+        if st.flagged:
+            text.append(f"⚠{st.flagged} ", self._s("bad"))
         if st.filter_text:
             text.append("FILTER ", self._s("badge"))
         if st.sort != "burn" or st.sort_reverse:

@@ -27,6 +27,9 @@ from tokentop.ui import format as fmt
 from tokentop.ui.views import Column, ViewSpec, layout_columns
 
 GUTTER = 1  # left cell: the tag mark
+#: how a budget / runaway flag from the feed's policy shows in the STATE column
+FLAG_TEXT = {"warning": "WARN", "over": "OVER", "runaway": "RUNAWAY"}
+FLAG_STYLE = {"warning": "burn-mid", "over": "burn-high", "runaway": "burn-high"}
 
 
 class BurnTable(Widget, can_focus=True):
@@ -81,6 +84,8 @@ class BurnTable(Widget, can_focus=True):
         self._painted: list[tuple[str, Row] | None] = []
         self._painted_marks: list[tuple[bool, bool] | None] = []
         self._styles: dict[str, Style] = {}
+        #: key -> policy level ("warning" | "over" | "runaway") for this view, from status.policy.flags
+        self.flags: dict[str, str] = {}
         #: how many row lines were rebuilt in total (the bench and tests read it)
         self.lines_rendered = 0
 
@@ -370,6 +375,9 @@ class BurnTable(Widget, can_focus=True):
                 style_name = "burn-" + fmt.burn_level(row.usd_per_hour) if row.usd_per_hour else "spark"
             else:
                 text, style_name = col.render(row)
+                if col.id == "state" and row.key in self.flags:
+                    level = self.flags[row.key]
+                    text, style_name = FLAG_TEXT.get(level, level.upper()), FLAG_STYLE.get(level, "warn")
                 text = fmt.ellipsize_middle(text, w) if col.cut_middle else fmt.ellipsize(text, w)
                 text = text.ljust(w) if col.align == "left" else text.rjust(w)
             out.append((text, style_name))

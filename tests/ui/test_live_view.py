@@ -380,7 +380,7 @@ async def test_policy_flags_budget_and_alerts_from_the_feed_are_shown() -> None:
 
     def with_policy(seq: int, alerts: list) -> object:
         return replace(base, status={"policy": {
-            "flags": {"agents": {"claude-code": "runaway", "aider": "warning"}, "sessions": {"cc-1": "runaway"}},
+            "flags": {"agents": {"aider": "warning"}, "sessions": {"cc-1": "runaway"}},
             "budgets": [{"rule": "daily", "view": "totals", "key": "all", "measure": "usd_per_day",
                          "value": 1.41, "limit": 30.0, "level": "ok"}],
             "alerts": alerts, "alert_seq": seq,
@@ -394,6 +394,7 @@ async def test_policy_flags_budget_and_alerts_from_the_feed_are_shown() -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
         lines = table_lines(app)
+        # the runaway session's agent row stands out too
         assert "RUNAWAY" in next(line for line in lines if "claude-code" in line)
         assert "WARN" in next(line for line in lines if "aider" in line)
         header = app.query_one(Meters).render().plain

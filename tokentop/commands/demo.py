@@ -70,10 +70,18 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     workdir = tempfile.mkdtemp(prefix="tokentop-demo-")
-    demo_cfg = config_mod.from_mapping({
-        "ledger": {"path": str(Path(workdir) / "demo.db")},
-        "ui": {k: v for k, v in cfg.as_dict()["ui"].items()},
-    })
+    raw = {k: v for k, v in cfg.raw.items() if k not in ("ledger", "feed")}
+    raw["ledger"] = {"path": str(Path(workdir) / "demo.db")}
+    # show the policy at work unless the user configured their own: the runaway gets flagged
+    if not any(k == "runaway" for k in raw):
+        raw["runaway"] = {"demo": {"usd_per_hour_above": 150.0, "for_s": 10, "action": "alert"}}
+    if not any(k == "budget" for k in raw):
+        raw["budget"] = {"demo": {"usd_per_day": 50.0, "action": "alert"}}
+    try:
+        demo_cfg = config_mod.from_mapping(raw)
+    except config_mod.ConfigError as exc:
+        print(f"tokentop: {exc}", file=sys.stderr)
+        return 2
     runner = FeedRunner(demo_cfg, listen="127.0.0.1:0", host_name="demo", token_dir=Path(workdir))
     runner.start_in_thread(require_listen=True)
     run_tag = f"{args.seed}{os.getpid() % 10000:04d}"

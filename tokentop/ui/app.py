@@ -226,7 +226,7 @@ class TokentopApp(App[None]):
                 table.display = True
                 if self.focused is None:
                     table.focus()
-            table.flags = dict(policy_flags(snap).get(self.view_spec.dim, {}))
+            table.flags = flags_for_view(snap, self.view_spec.dim)
             table.show(self.current_rows())
         self._alert_on_new_policy_alerts(snap)
         self._render_header()
@@ -481,6 +481,28 @@ def policy_flags(snap: Snapshot | None) -> dict[str, dict[str, str]]:
     policy = snap.status.get("policy") if isinstance(snap.status, dict) else None
     flags = policy.get("flags") if isinstance(policy, dict) else None
     return flags if isinstance(flags, dict) else {}
+
+
+_RANK = {"warning": 1, "over": 2, "runaway": 3}
+_SESSION_FIELD = {"agents": "agent", "models": "model", "projects": "project", "hosts": "host"}
+
+
+def flags_for_view(snap: Snapshot, dim: str) -> dict[str, str]:
+    """Policy levels for the rows of ``dim``: its own flags, plus the worst level of the flagged
+    sessions behind each agent / model / project row (a runaway session makes its agent stand out)."""
+    flags = policy_flags(snap)
+    out = {k: v for k, v in (flags.get(dim) or {}).items() if v in _RANK}
+    field = _SESSION_FIELD.get(dim)
+    session_flags = flags.get("sessions") or {}
+    if field is not None and session_flags:
+        for row in snap.sessions:
+            level = session_flags.get(row.key)
+            if level not in _RANK:
+                continue
+            key = getattr(row, field) or "(none)"
+            if key not in out or _RANK[level] > _RANK[out[key]]:
+                out[key] = level
+    return out
 
 
 def budget_usd_per_day(snap: Snapshot | None) -> float:

@@ -1,0 +1,96 @@
+"""Hosts publish every accepted event to JetStream once; a fleet view sums them exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.team.fleetkit import events, fleet_runner, host_runner, ingest, stream_state, totals, wait_for
+from tests.team.natsserver import NatsServer
+from tokentop.core.team import outbox
+
+
+def test_two_hosts_and_a_fleet_view_sum_exactly(tmp_path: Path, nats_server: NatsServer) -> None:
+    # host b prices its private model with an override the fleet does not know: the fleet must still
+    # count exactly the cost b accepted (carried on the wire), not re-price it
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    b = host_runner(tmp_path, "host-b", nats_server.url,
+                    pricing={"my-finetune": {"input": 3.0, "output": 15.0}})
+    fleet = fleet_runner(tmp_path, nats_server.url)
+    try:
+        assert ingest(a, events("a", 40)).accepted == 40
+        assert ingest(b, events("b", 25, model="my-finetune", provider="custom")).accepted == 25
+        assert ingest(b, events("b", 5, start=25)).accepted == 5
+        ta, tb = totals(a), totals(b)
+        assert tb.unpriced_requests_today == 0 and tb.usd_today > 0
+
+        def caught_up():
+            t = totals(fleet)
+            return t.requests_today == 70 and t
+        tf = wait_for(caught_up, what="fleet to see 70 events")
+        assert tf.usd_today == ta.usd_today + tb.usd_today
+        assert tf.tokens_today == ta.tokens_today + tb.tokens_today
+        assert tf.unpriced_requests_today == 0
+        snap = fleet.snapshot()
+        hosts = {r.key: r for r in snap.hosts}
+        assert set(hosts) == {"host-a", "host-b"}
+        assert hosts["host-a"].usd_today == ta.usd_today and hosts["host-b"].usd_today == tb.usd_today
+        assert {r.host for r in snap.sessions} == {"host-a", "host-b"}
+        status = wait_for(lambda: (s := fleet.snapshot().status["fleet"])["hosts_reporting"] == 2 and s)
+        assert set(status["hosts"]) == {"host-a", "host-b"} and status["hosts"]["host-a"]["lag_s"] is not None
+        # every outbox row went out and was acknowledged; the stream holds each event once
+        wait_for(lambda: outbox.count(a.ledger) == 0 and outbox.count(b.ledger) == 0, what="outboxes empty")
+        assert stream_state(nats_server.url).messages == 70
+        assert a.snapshot().status["nats"]["published"] == 40
+    finally:
+        for r in (a, b, fleet):
+            r.stop()
+
+
+def test_nats_down_host_keeps_working_and_backlog_arrives_once_in_order(tmp_path: Path, nats_server: NatsServer) -> None:
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    fleet = fleet_runner(tmp_path, nats_server.url)
+    try:
+        ingest(a, events("e", 20))
+        wait_for(lambda: totals(fleet).requests_today == 20, what="first 20 at the fleet")
+        nats_server.stop()
+        # the host keeps accepting and counting while NATS is down; the outbox holds the backlog
+        assert ingest(a, events("e", 30, start=20)).accepted == 30
+        assert totals(a).requests_today == 50
+        wait_for(lambda: not a.snapshot().status["nats"]["connected"], what="publisher to notice")
+        assert outbox.count(a.ledger) == 30
+        nats_server.start()
+        ingest(a, events("e", 10, start=50))
+        wait_for(lambda: totals(fleet).requests_today == 60, timeout=20, what="backlog at the fleet")
+        wait_for(lambda: outbox.count(a.ledger) == 0, what="outbox drained")
+        assert stream_state(nats_server.url).messages == 60
+        assert fleet.ledger.count() == 60
+        # in order: the stream holds e-0 .. e-59 in commit order
+        ids = _stream_ids(nats_server.url)
+        assert ids == [f"e-{i}" for i in range(60)]
+        assert totals(fleet).usd_today == totals(a).usd_today
+    finally:
+        a.stop()
+        fleet.stop()
+
+
+def _stream_ids(url: str) -> list[str]:
+    import asyncio
+    import json
+
+    import nats
+
+    async def go() -> list[str]:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        sub = await js.pull_subscribe("tokentop.events.>", stream="TOKENTOP")
+        out: list[str] = []
+        try:
+            while True:
+                msgs = await sub.fetch(500, timeout=0.5)
+                out.extend(json.loads(m.data)["event"]["id"] for m in msgs)
+        except Exception:
+            pass
+        await nc.close()
+        return out
+
+    return asyncio.run(go())

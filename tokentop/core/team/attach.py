@@ -1,0 +1,32 @@
+"""The feed startup hook of team mode: with ``[nats] url`` set (or ``serve --nats``), publish.
+
+Registered in :data:`tokentop.core.feed.runner.STARTUP_HOOKS`. Without a URL it makes sure the
+outbox trigger is off, so a ledger that once published does not queue events forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tokentop.core.team import outbox
+from tokentop.core.team.settings import NatsSettings
+
+log = logging.getLogger("tokentop.team")
+
+
+def attach(runner: Any) -> None:
+    settings = NatsSettings.from_config(runner.config)
+    if not settings.servers:
+        outbox.uninstall(runner.ledger)
+        return
+    from tokentop.core.team.control import ControlResponder, controller_for
+    from tokentop.core.team.publisher import Publisher
+
+    host = runner.service.host or runner.config.host_name
+    publisher = Publisher(runner.service, settings, host, clock=runner.service.clock)
+    runner.app.background.append(publisher.run)
+    runner.extras["nats_publisher"] = publisher
+    responder = ControlResponder(settings, host, controller_for(runner))
+    runner.app.background.append(responder.run)
+    runner.extras["nats_control"] = responder

@@ -1,0 +1,300 @@
+"""The fleet view: every host's events from JetStream, aggregated by the same code as local events.
+
+A :class:`FleetConsumer` reads the stream through a durable pull consumer and hands each batch to
+``FeedService.ingest_events`` (dedupe by id, ledger, aggregator); the event's ``host`` field gives
+the host dimension. It acknowledges a batch only after the fleet's ledger committed it, so a crash
+in between means a redelivery, which the ledger's primary key drops.
+
+Why one durable consumer per fleet view (named after the host and the fleet ledger), not a shared
+one and not an ephemeral ordered consumer:
+
+* a shared durable pull consumer splits messages among its readers: each view would see a part;
+* an ephemeral consumer forgets its position, so every start would re-read the whole retention
+  window (days of events) before the view is current;
+* a durable of its own resumes exactly where this view's ledger stopped, and several views (each
+  with its own ledger and therefore its own name) watch the same fleet independently. Abandoned
+  views' consumers are removed by the server after ``consumer_inactive_days``.
+
+The consumer is bound to its ledger: when the ledger is new (or was deleted) but the server still
+has the durable, the durable is recreated from the start of the stream, so a fresh ledger is never
+missing what an old one had consumed.
+
+Header data (``status["fleet"]``): hosts that reported (an event or a heartbeat) in the last
+minute, and per host its lag: fleet receive time minus the time the host accepted the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from tokentop.config import Config, data_dir
+from tokentop.core.events import Event
+from tokentop.core.feed.service import FeedService
+from tokentop.core.ledger import Ledger
+from tokentop.core.pricing import Cost, Pricer
+from tokentop.core.team.settings import EVENTS_PREFIX, HEARTBEAT_PREFIX, NatsSettings, subject_token
+from tokentop.core.team.stream import StreamMismatch, ensure_stream
+from tokentop.core.team.wire import WireError, decode
+
+log = logging.getLogger("tokentop.team")
+
+REPORTING_WINDOW_S = 60.0
+FETCH_BATCH = 1000
+FETCH_WAIT_S = 1.0
+RETRY_MIN_S = 0.2
+RETRY_MAX_S = 5.0
+
+
+class CarriedCostPricer:
+    """Prices an event at the cost its host accepted it at (carried on the wire), so fleet totals
+    equal the sum of the hosts' totals exactly; anything without a carried cost is priced locally."""
+
+    def __init__(self, fallback: Pricer) -> None:
+        self.fallback = fallback
+        self.carried: dict[str, Cost] = {}
+
+    def price(self, event: Event) -> Cost:
+        cost = self.carried.get(event.id)
+        return cost if cost is not None else self.fallback.price(event)
+
+    def __getattr__(self, name: str) -> Any:  # the rest of Pricer's interface (tables, lookups)
+        return getattr(self.fallback, name)
+
+
+def default_consumer_name(host: str, ledger_path: str) -> str:
+    digest = hashlib.sha256(str(Path(ledger_path).expanduser().resolve()).encode()).hexdigest()[:10]
+    return f"fleet-{subject_token(host)}-{digest}"
+
+
+class HostState:
+    __slots__ = ("events", "last_seen", "lag_s", "last_heartbeat", "outbox_pending")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.last_seen = 0.0
+        self.lag_s: float | None = None
+        self.last_heartbeat = 0.0
+        self.outbox_pending: int | None = None
+
+
+class FleetConsumer:
+    def __init__(
+        self,
+        service: FeedService,
+        settings: NatsSettings,
+        *,
+        consumer: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not settings.servers:
+            raise ValueError("nats.url is empty: no NATS server to read the fleet from")
+        self.service = service
+        self.settings = settings
+        self.consumer = consumer
+        self.clock = clock
+        if not isinstance(service.pricer, CarriedCostPricer):
+            service.pricer = CarriedCostPricer(service.pricer)  # type: ignore[assignment]
+        self.pricer: CarriedCostPricer = service.pricer  # type: ignore[assignment]
+        self.hosts: dict[str, HostState] = {}
+        self.received = 0
+        self.bad_messages = 0
+        self.last_bad: str | None = None
+        self.pending: int | None = None
+        self.connected = False
+        self.last_error: str | None = None
+        self.caught_up = asyncio.Event()
+        self._report()
+
+    # -- status ----------------------------------------------------------------------------------
+    def _report(self) -> None:
+        now = self.clock()
+        hosts = {}
+        reporting = 0
+        for name, h in sorted(self.hosts.items()):
+            last = max(h.last_seen, h.last_heartbeat)
+            is_reporting = now - last <= REPORTING_WINDOW_S
+            reporting += is_reporting
+            hosts[name] = {
+                "reporting": is_reporting,
+                "last_report_s_ago": round(now - last, 3) if last else None,
+                "lag_s": None if h.lag_s is None else round(h.lag_s, 3),
+                "events": h.events,
+                "outbox_pending": h.outbox_pending,
+            }
+        self.service.set_status("fleet", {
+            "url": self.settings.redacted_url(),
+            "stream": self.settings.stream,
+            "consumer": self.consumer,
+            "connected": self.connected,
+            "hosts_reporting": reporting,
+            "reporting_window_s": REPORTING_WINDOW_S,
+            "hosts": hosts,
+            "received": self.received,
+            "pending": self.pending,
+            "bad_messages": self.bad_messages,
+            "last_bad": self.last_bad,
+            "last_error": self.last_error,
+        })
+
+    # -- consuming -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        retry = RETRY_MIN_S
+        while True:
+            nc: NATS | None = None
+            try:
+                nc = await nats.connect(**self.settings.connect_options(), name=f"tokentop-{self.consumer}")
+                self.connected = True
+                js = nc.jetstream(timeout=float(self.settings.ack_timeout_s))
+                await ensure_stream(js, self.settings)
+                sub = await self._subscribe(js)
+                await nc.subscribe(f"{HEARTBEAT_PREFIX}.>", cb=self._on_heartbeat)
+                self.last_error = None
+                retry = RETRY_MIN_S
+                await self._consume(nc, sub)
+            except asyncio.CancelledError:
+                raise
+            except StreamMismatch as exc:
+                self.last_error = str(exc)
+                retry = 30.0
+            except Exception as exc:  # noqa: BLE001 - report, back off, reconnect
+                self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                log.warning("fleet consumer: %s", self.last_error)
+            finally:
+                self.connected = False
+                if nc is not None:
+                    try:
+                        await asyncio.wait_for(nc.close(), 2)
+                    except (Exception, asyncio.TimeoutError):  # noqa: BLE001
+                        pass
+                self._report()
+            await asyncio.sleep(retry)
+            retry = min(retry * 2, RETRY_MAX_S)
+
+    async def _subscribe(self, js: Any) -> Any:
+        ledger: Ledger = self.service.ledger
+        meta_key = f"nats_consumer:{self.settings.stream}"
+        bound = await asyncio.to_thread(ledger.get_meta, meta_key)
+        if bound != self.consumer:
+            # this ledger never consumed through this durable: start it over from the stream's start
+            try:
+                await js.delete_consumer(self.settings.stream, self.consumer)
+            except NotFoundError:
+                pass
+        config = ConsumerConfig(
+            durable_name=self.consumer,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=30.0,
+            max_ack_pending=FETCH_BATCH * 4,
+            inactive_threshold=float(self.settings.consumer_inactive_days) * 86400.0,
+        )
+        sub = await js.pull_subscribe(f"{EVENTS_PREFIX}.>", durable=self.consumer, stream=self.settings.stream,
+                                      config=config)
+        if bound != self.consumer:
+            await asyncio.to_thread(ledger.set_meta, meta_key, self.consumer)
+        return sub
+
+    async def _consume(self, nc: NATS, sub: Any) -> None:
+        while not nc.is_closed:
+            try:
+                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                if nc.is_connected:
+                    self.pending = 0
+                    self.caught_up.set()
+                self._report()
+                continue
+            if msgs:
+                await self.ingest(msgs)
+
+    async def ingest(self, msgs: list[Msg]) -> None:
+        now = self.clock()
+        events: list[Event] = []
+        carried = self.pricer.carried
+        for m in msgs:
+            try:
+                got = decode(m.data, now)
+            except WireError as exc:
+                self.bad_messages += 1
+                self.last_bad = f"{m.subject}: {exc}"
+                log.warning("fleet: skipped a message on %s: %s", m.subject, exc)
+                continue
+            events.append(got.event)
+            carried[got.event.id] = got.cost
+            host = got.event.host or m.subject.rsplit(".", 1)[-1]
+            h = self.hosts.get(host)
+            if h is None:
+                h = self.hosts[host] = HostState()
+            h.events += 1
+            h.last_seen = now
+            h.lag_s = max(0.0, now - got.accepted_at)
+        try:
+            await self.service.ingest_events(events)  # durable in the fleet ledger when this returns
+        finally:
+            carried.clear()
+        self.received += len(events)
+        await msgs[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+        try:
+            self.pending = msgs[-1].metadata.num_pending
+        except Exception:  # noqa: BLE001 - metadata is informative only
+            self.pending = None
+        if self.pending == 0:
+            self.caught_up.set()
+        self._report()
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            beat = json.loads(msg.data)
+            host = str(beat["host"])
+        except (ValueError, KeyError, TypeError):
+            return
+        h = self.hosts.get(host)
+        if h is None:
+            h = self.hosts[host] = HostState()
+        h.last_heartbeat = self.clock()
+        pending = beat.get("outbox_pending")
+        h.outbox_pending = pending if isinstance(pending, int) else None
+
+
+def fleet_ledger_path(cfg: Config, settings: NatsSettings) -> Path:
+    p = settings.fleet_ledger_path
+    return Path(p).expanduser() if p else data_dir() / "fleet.db"
+
+
+def build_fleet_runner(
+    cfg: Config,
+    *,
+    url: str | None = None,
+    listen: str | None = None,
+    ledger_path: str | Path | None = None,
+    consumer: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Any:
+    """A feed (HTTP/WS for viewers) whose only input is the fleet's stream.
+
+    No startup hooks run on it: local log sources would count this machine's events a second time
+    (its own host feed already publishes them), and a fleet view must not republish what it reads.
+    """
+    from tokentop.core.feed.runner import FeedRunner
+
+    settings = NatsSettings.from_config(cfg, url=url)
+    path = Path(ledger_path) if ledger_path else fleet_ledger_path(cfg, settings)
+    ledger = Ledger(path, retention_days=float(cfg.ledger.retention_days))
+    runner = FeedRunner(cfg, listen=listen, ledger=ledger, clock=clock, startup_hooks=[])
+    name = consumer or settings.consumer or default_consumer_name(cfg.host_name, str(path))
+    fleet = FleetConsumer(runner.service, settings, consumer=name, clock=clock)
+    runner.app.background.append(fleet.run)
+    runner.extras["fleet"] = fleet
+    return runner

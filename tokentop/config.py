@@ -355,3 +355,7 @@ def parse_decimal(value: Any) -> Decimal:
         return Decimal(str(value))
     except InvalidOperation as exc:
         raise ConfigError(f"not a number: {value!r}") from exc
+
+
+# -- sections other modules own (imported here so every config load knows them) -----------------------
+from tokentop.core.team import settings as _nats_settings  # noqa: E402,F401  [nats]

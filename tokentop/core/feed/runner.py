@@ -100,6 +100,7 @@ class FeedRunner:
         clock: Callable[[], float] = time.time,
         host_name: str | None = None,
         token_dir: Path | None = None,
+        startup_hooks: list[Callable[["FeedRunner"], None]] | None = None,
     ) -> None:
         self.config = config
         self.listen = listen if listen is not None else config.feed.listen
@@ -140,7 +141,8 @@ class FeedRunner:
         self._start_error: BaseException | None = None
         self.replayed = self.service.rebuild()
         self.ledger.prune(clock())
-        for hook in STARTUP_HOOKS:
+        # a feed that must not pick up local sources (the NATS fleet view) passes its own list
+        for hook in STARTUP_HOOKS if startup_hooks is None else startup_hooks:
             hook(self)
 
     @property
@@ -238,3 +240,9 @@ class FeedRunner:
             self._thread.join(timeout=10)
             self._thread = None
         self.ledger.close()
+
+
+# -- registrations (one line per module that attaches itself to every feed) ---------------------------
+from tokentop.core.team.attach import attach as _team_attach  # noqa: E402  NATS publisher + control
+
+STARTUP_HOOKS.append(_team_attach)

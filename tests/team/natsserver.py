@@ -14,6 +14,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import Any
 
 
 def nats_server_binary() -> str:
@@ -77,3 +78,86 @@ class NatsServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class CuttableProxy:
+    """A loopback TCP proxy in front of the server that can lose the server's answers.
+
+    ``lose_answers()``: from now on, bytes from the server to clients are dropped (requests still
+    reach the server: a publish is stored, its ack never arrives). ``restore()`` closes those
+    connections (a clean cut the client reconnects from) and forwards normally again.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import asyncio
+        import threading
+
+        self.target_port = target_port
+        self.port = free_port()
+        self.losing = False
+        self._writers: list[Any] = []
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _main(self) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self.loop)
+
+        async def handle(reader: Any, writer: Any) -> None:
+            try:
+                ur, uw = await asyncio.open_connection("127.0.0.1", self.target_port)
+            except OSError:
+                writer.close()
+                return
+            self._writers += [writer, uw]
+
+            async def pump(src: Any, dst: Any, from_server: bool) -> None:
+                try:
+                    while data := await src.read(65536):
+                        if from_server and self.losing:
+                            continue
+                        dst.write(data)
+                        await dst.drain()
+                except (OSError, asyncio.CancelledError):
+                    pass
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pump(reader, uw, False), pump(ur, writer, True))
+
+        async def start() -> None:
+            self.server = await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._ready.set()
+
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def lose_answers(self) -> None:
+        self.losing = True
+
+    def restore(self) -> None:
+        def cut() -> None:
+            for w in self._writers:
+                w.close()
+            self._writers.clear()
+            self.losing = False
+
+        self.loop.call_soon_threadsafe(cut)
+
+    def close(self) -> None:
+        def stop() -> None:
+            self.server.close()
+            for w in self._writers:
+                w.close()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(stop)
+        self._thread.join(5)

@@ -94,3 +94,55 @@ def _stream_ids(url: str) -> list[str]:
         return out
 
     return asyncio.run(go())
+
+
+def test_publish_retried_after_a_lost_ack_is_stored_once(tmp_path: Path, nats_server: NatsServer) -> None:
+    from tests.team.natsserver import CuttableProxy
+
+    proxy = CuttableProxy(nats_server.port)
+    a = host_runner(tmp_path, "host-a", proxy.url)
+    fleet = fleet_runner(tmp_path, nats_server.url)
+    try:
+        wait_for(lambda: a.snapshot().status["nats"]["connected"], what="publisher connected")
+        proxy.lose_answers()
+        ingest(a, events("x", 12))
+        # the publishes reach the server and are stored, but no ack comes back ...
+        wait_for(lambda: stream_state(nats_server.url).messages == 12, what="stored without acks")
+        wait_for(lambda: a.snapshot().status["nats"]["failures"] >= 1, what="the publisher to time out")
+        assert outbox.count(a.ledger) == 12  # nothing is forgotten without an ack
+        proxy.restore()
+        # ... so the publisher sends them again after reconnecting: JetStream drops the copies
+        wait_for(lambda: outbox.count(a.ledger) == 0, timeout=20, what="retried publishes acknowledged")
+        nats = a.snapshot().status["nats"]
+        assert nats["duplicates"] >= 12
+        assert stream_state(nats_server.url).messages == 12
+        wait_for(lambda: totals(fleet).requests_today == 12, what="fleet")
+        assert fleet.ledger.count() == 12
+    finally:
+        a.stop()
+        fleet.stop()
+        proxy.close()
+
+
+def test_viewer_restarted_mid_stream_resumes_without_gaps_or_repeats(tmp_path: Path, nats_server: NatsServer) -> None:
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    v1 = fleet_runner(tmp_path, nats_server.url, "viewer-1")
+    v2 = fleet_runner(tmp_path, nats_server.url, "viewer-2")  # a second view of the same fleet, all along
+    try:
+        ingest(a, events("r", 30))
+        wait_for(lambda: totals(v1).requests_today == 30, what="viewer 1 first part")
+        v1.stop()
+        ingest(a, events("r", 25, start=30))  # posted while viewer 1 is away
+        v1 = fleet_runner(tmp_path, nats_server.url, "viewer-1")
+        ingest(a, events("r", 15, start=55))
+        for v in (v1, v2):
+            wait_for(lambda v=v: totals(v).requests_today == 70, what="every event at every viewer")
+            assert totals(v).usd_today == totals(a).usd_today
+            assert v.ledger.count() == 70
+        # viewer 1 resumed: after the restart it read only what it had not seen (replayed 30 from its ledger)
+        assert v1.replayed == 30
+        assert v1.extras["fleet"].received == 40
+        assert v1.service.counters.duplicates == 0
+    finally:
+        for r in (a, v1, v2):
+            r.stop()

@@ -252,9 +252,12 @@ async def request(settings: NatsSettings, host: str, payload: bytes, secret: byt
     """Send one control request to ``host`` and turn the answer (or its absence) into an Outcome."""
     timeout = float(settings.control_timeout_s)
     try:
-        nc = await nats.connect(**settings.connect_options(), name="tokentop-control-client", allow_reconnect=False)
+        opts = settings.connect_options()
+        opts["allow_reconnect"] = False
+        nc = await nats.connect(**opts, name="tokentop-control-client")
     except Exception as exc:  # noqa: BLE001
-        return Outcome(session, action, False, f"cannot reach NATS at {settings.redacted_url()}: {type(exc).__name__}")
+        return Outcome(session, action, False,
+                       f"cannot reach NATS at {settings.redacted_url()}: {type(exc).__name__}: {str(exc)[:200]}")
     try:
         try:
             msg = await nc.request(control_subject(host), payload, timeout=timeout)

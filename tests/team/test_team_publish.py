@@ -146,3 +146,106 @@ def test_viewer_restarted_mid_stream_resumes_without_gaps_or_repeats(tmp_path: P
     finally:
         for r in (a, v1, v2):
             r.stop()
+
+
+def test_server_stopped_and_restarted_mid_stream_every_event_arrives_once(tmp_path: Path, nats_server: NatsServer) -> None:
+    import threading
+    import time
+
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    b = host_runner(tmp_path, "host-b", nats_server.url)
+    fleet = fleet_runner(tmp_path, nats_server.url)
+    posted = {"a": 0, "b": 0}
+    stop = threading.Event()
+
+    def post(runner, name: str) -> None:  # type: ignore[no-untyped-def]
+        i = 0
+        while not stop.is_set():
+            assert ingest(runner, events(name, 5, start=i)).accepted == 5  # the host never refuses work
+            i += 5
+            posted[name] = i
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=post, args=(a, "a")), threading.Thread(target=post, args=(b, "b"))]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: totals(fleet).requests_today >= 50, what="stream flowing")
+        nats_server.stop()
+        time.sleep(0.5)
+        nats_server.start()
+        wait_for(lambda: a.snapshot().status["nats"]["connected"], timeout=15, what="reconnect")
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join()
+        total = posted["a"] + posted["b"]
+        wait_for(lambda: totals(fleet).requests_today == total, timeout=20, what=f"all {total} events at the fleet")
+        assert fleet.ledger.count() == total
+        assert stream_state(nats_server.url).messages == total
+        assert totals(fleet).usd_today == totals(a).usd_today + totals(b).usd_today
+    finally:
+        stop.set()
+        for r in (a, b, fleet):
+            r.stop()
+
+
+def test_host_started_while_nats_is_down_publishes_its_backlog_later(tmp_path: Path, nats_server: NatsServer) -> None:
+    nats_server.stop()
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    try:
+        assert ingest(a, events("d", 7)).accepted == 7
+        assert a.snapshot().status["nats"]["connected"] is False
+        nats_server.start()
+        wait_for(lambda: outbox.count(a.ledger) == 0, timeout=20, what="backlog published")
+        assert stream_state(nats_server.url).messages == 7
+    finally:
+        a.stop()
+
+
+def test_team_mode_off_keeps_no_outbox(tmp_path: Path) -> None:
+    from tokentop import config as config_mod
+    from tokentop.core.feed.runner import FeedRunner
+
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "l.db")}, "nats": {"url": "nats://127.0.0.1:9"}})
+    r = FeedRunner(cfg, listen="127.0.0.1:0", host_name="h")
+    r.ledger.close()
+    # the same ledger without [nats] url: no longer queues events for NATS
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "l.db")}})
+    r = FeedRunner(cfg, listen="127.0.0.1:0", host_name="h")
+    try:
+        import asyncio
+
+        asyncio.run(r.service.ingest_objects([(None, e) for e in events("off", 3)]))
+        assert outbox.count(r.ledger) == 0
+        assert r.ledger.count() == 3
+    finally:
+        r.ledger.close()
+
+
+def test_a_bad_message_on_the_stream_is_skipped_counted_and_named(tmp_path: Path, nats_server: NatsServer) -> None:
+    import asyncio
+
+    import nats
+
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    try:
+        ingest(a, events("g", 3))
+        wait_for(lambda: outbox.count(a.ledger) == 0, what="published")
+
+        async def garbage() -> None:
+            nc = await nats.connect(nats_server.url)
+            await nc.jetstream().publish("tokentop.events.rogue", b"{not json")
+            await nc.close()
+
+        asyncio.run(garbage())
+        ingest(a, events("g", 2, start=3))
+        fleet = fleet_runner(tmp_path, nats_server.url)
+        try:
+            wait_for(lambda: totals(fleet).requests_today == 5, what="good events around the bad one")
+            status = fleet.snapshot().status["fleet"]
+            assert status["bad_messages"] == 1 and "tokentop.events.rogue: not JSON" in status["last_bad"]
+        finally:
+            fleet.stop()
+    finally:
+        a.stop()

@@ -1,13 +1,19 @@
 """Rolling aggregation: per-key totals for today, sliding-window rates and per-second series.
 
 Pure and deterministic: no I/O, no clock. Callers pass ``now`` (epoch seconds) to every method.
-Per-event work is O(1): each event touches one accumulator per dimension, and each accumulator
-keeps sparse one-second buckets for the last :data:`SERIES_S` seconds only.
 
-Dimensions: ``agents``, ``models``, ``sessions``, ``projects``, ``providers``, ``hosts``.
-Session rows are evicted after ``session_ttl_s`` of silence (other rows once idle for
-``row_ttl_s`` and not seen today); totals, and the rows of the other dimensions, keep what evicted
-sessions contributed, so memory stays bounded under endless new sessions without losing money.
+Layout, chosen so that per-event work is one dictionary look-up and one small update:
+
+* A **cell** holds everything for one combination (agent, model, session, project, provider, host)
+  while it is *hot* (seen within the last :data:`HOT_S` seconds): today's counters and sparse
+  one-second buckets for rates and sparklines. :meth:`Aggregator.apply` touches exactly one cell.
+* When a cell goes quiet, :meth:`Aggregator.cool` folds its counters into **cold sums**, one per
+  row of each dimension (``agents``, ``models``, ``sessions``, ``projects``, ``providers``,
+  ``hosts``) plus the global total, and drops the cell. A row is its cold sum plus its hot cells,
+  so a snapshot costs O(hot cells + rows) and rows that did not change are reused.
+* Session rows silent for ``session_ttl_s`` are evicted (other rows once idle for ``row_ttl_s`` and
+  not seen today); what they spent stays in every other dimension and in the totals, so memory
+  stays bounded under endless new sessions without losing money.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import time as _time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Callable, Final, Iterable, Iterator
+from typing import Callable, Final, Iterable
 
 from tokentop.core.events import Event
 from tokentop.core.pricing import Cost
@@ -24,6 +30,8 @@ from tokentop.core.pricing import Cost
 SERIES_S: Final = 120
 DIMENSIONS: Final = ("agents", "models", "sessions", "projects", "providers", "hosts")
 NONE_LABEL: Final = "(none)"
+#: index of each dimension's value in a cell key
+_KEY_INDEX: Final = {"agents": 0, "models": 1, "sessions": 2, "projects": 3, "providers": 4, "hosts": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,130 +60,95 @@ class AggregatorConfig:
         if self.recent_max < 0:
             raise ValueError(f"recent_max must be >= 0, got {self.recent_max}")
 
+    @property
+    def hot_s(self) -> float:
+        """How long a cell stays hot: long enough for its sparkline and its active/idle state."""
+        return max(float(SERIES_S), self.idle_after_s) + 1.0
+
 
 class DayClock:
     """Local-midnight boundaries in a given zone (``None``: the machine's local zone)."""
 
+    __slots__ = ("_tz", "start", "end", "index")
+
     def __init__(self, tz: tzinfo | None = None) -> None:
         self._tz = tz
-        self._start = 0.0
-        self._end = -1.0
-        self._index = 0
+        self.start = 0.0
+        self.end = -1.0
+        self.index = 0
 
     def today(self, now: float) -> tuple[float, int]:
         """(start of today as epoch seconds, a day index that changes at each local midnight)."""
-        if not (self._start <= now < self._end):
+        if not (self.start <= now < self.end):
             local = datetime.fromtimestamp(now, self._tz) if self._tz else datetime.fromtimestamp(now).astimezone()
             start = local.replace(hour=0, minute=0, second=0, microsecond=0)
             end = (start + timedelta(days=1, hours=2)).replace(hour=0)  # DST-safe next midnight
-            self._start = start.timestamp()
-            self._end = end.timestamp()
-            self._index = start.toordinal()
-        return self._start, self._index
+            self.start = start.timestamp()
+            self.end = end.timestamp()
+            self.index = start.toordinal()
+        return self.start, self.index
 
 
-class Acc:
-    """Accumulator for one key of one dimension (and for the global totals)."""
+class Counts:
+    """Today's counters (tokens in the contract's semantics, money in pico-dollars)."""
 
     __slots__ = (
-        "key", "day", "requests", "input", "output", "cache_read", "cache_write", "reasoning", "errors",
-        "pusd_estimated", "pusd_provided", "unpriced", "first_seen", "last_seen", "buckets", "models",
-        "agent", "model", "pid", "host", "project", "branch", "touched", "cached_row",
+        "day", "requests", "input", "output", "cache_read", "cache_write", "reasoning", "errors",
+        "pusd_estimated", "pusd_provided", "unpriced", "first_seen", "last_seen",
     )
 
-    def __init__(self, key: str, with_models: bool) -> None:
-        self.key = key
+    def __init__(self) -> None:
         self.day = -1
         self.requests = self.input = self.output = self.cache_read = self.cache_write = 0
         self.reasoning = self.errors = self.pusd_estimated = self.pusd_provided = self.unpriced = 0
         self.first_seen = 0.0
         self.last_seen = 0.0
-        #: deque of [second, requests, input_tokens, output_tokens, pusd], oldest first
-        self.buckets: deque[list[int]] = deque()
-        #: model -> [requests, tokens, pusd, unpriced] for today (None on model rows)
-        self.models: dict[str, list[int]] | None = {} if with_models else None
-        self.agent: str | None = None
-        self.model: str | None = None
-        self.pid: int | None = None
-        self.host: str | None = None
-        self.project: str | None = None
-        self.branch: str | None = None
-        self.touched = True
-        self.cached_row: object | None = None
 
-    def reset_day(self, day: int) -> None:
+    def clear_day(self, day: int) -> None:
         self.day = day
         self.requests = self.input = self.output = self.cache_read = self.cache_write = 0
         self.reasoning = self.errors = self.pusd_estimated = self.pusd_provided = self.unpriced = 0
-        if self.models is not None:
-            self.models = {}
 
-    def add(self, e: Event, pusd: int, kind: str, today: bool, day: int, sec: int, horizon: int) -> None:
-        self.touched = True
-        ts = e.ts
-        if ts > self.last_seen:
-            self.last_seen = ts
-        if not self.first_seen or ts < self.first_seen:
-            self.first_seen = ts
-        if today:
-            if self.day != day:
-                self.reset_day(day)
-            self.requests += 1
-            self.input += e.input_tokens
-            self.output += e.output_tokens
-            self.cache_read += e.cache_read_tokens
-            self.cache_write += e.cache_write_tokens
-            self.reasoning += e.reasoning_tokens
-            if e.status == "error":
-                self.errors += 1
-            if kind == "estimated":
-                self.pusd_estimated += pusd
-            elif kind == "provided":
-                self.pusd_provided += pusd
-            else:
-                self.unpriced += 1
-            models = self.models
-            if models is not None:
-                name = e.model or NONE_LABEL
-                share = models.get(name)
-                if share is None:
-                    models[name] = [1, e.input_tokens + e.output_tokens, pusd, 1 if kind == "unpriced" else 0]
-                else:
-                    share[0] += 1
-                    share[1] += e.input_tokens + e.output_tokens
-                    share[2] += pusd
-                    if kind == "unpriced":
-                        share[3] += 1
-        if sec > horizon:
-            buckets = self.buckets
-            if buckets and buckets[-1][0] == sec:
-                b = buckets[-1]
-                b[1] += 1
-                b[2] += e.input_tokens
-                b[3] += e.output_tokens
-                b[4] += pusd
-            else:
-                for b in reversed(buckets):  # late events: find their second (short, rare walk)
-                    if b[0] == sec:
-                        b[1] += 1
-                        b[2] += e.input_tokens
-                        b[3] += e.output_tokens
-                        b[4] += pusd
-                        break
-                    if b[0] < sec:
-                        _insert_bucket(buckets, [sec, 1, e.input_tokens, e.output_tokens, pusd])
-                        break
-                else:
-                    buckets.appendleft([sec, 1, e.input_tokens, e.output_tokens, pusd])
-                while buckets and buckets[0][0] <= horizon:
-                    buckets.popleft()
+    def add_counts(self, other: Counts, day: int) -> None:
+        """Add ``other``'s counters if they are of ``day`` (this one is moved to ``day`` first)."""
+        if self.day != day:
+            self.clear_day(day)
+        if other.day == day:
+            self.requests += other.requests
+            self.input += other.input
+            self.output += other.output
+            self.cache_read += other.cache_read
+            self.cache_write += other.cache_write
+            self.reasoning += other.reasoning
+            self.errors += other.errors
+            self.pusd_estimated += other.pusd_estimated
+            self.pusd_provided += other.pusd_provided
+            self.unpriced += other.unpriced
+        if other.last_seen > self.last_seen:
+            self.last_seen = other.last_seen
+        if other.first_seen and (not self.first_seen or other.first_seen < self.first_seen):
+            self.first_seen = other.first_seen
 
     @property
     def pusd_today(self) -> int:
         return self.pusd_estimated + self.pusd_provided
 
+
+class Cell(Counts):
+    """One hot (agent, model, session, project, provider, host) combination."""
+
+    __slots__ = ("key", "buckets", "pid", "branch")
+
+    def __init__(self, key: tuple[str, ...]) -> None:
+        super().__init__()
+        self.key = key
+        #: [second, requests, input tokens, output tokens, pusd], oldest first
+        self.buckets: list[list[int]] = []
+        self.pid: int | None = None
+        self.branch: str | None = None
+
     def window(self, now: float, seconds: int) -> tuple[int, int, int, int]:
-        """(requests, input tokens, output tokens, pusd) in the last ``seconds`` seconds."""
+        """(requests, input tokens, output tokens, pusd) in the last ``seconds`` one-second buckets."""
         cutoff = int(now) - seconds
         req = tin = tout = pusd = 0
         for b in reversed(self.buckets):
@@ -187,27 +160,40 @@ class Acc:
             pusd += b[4]
         return req, tin, tout, pusd
 
-    def series(self, now: float, field: int = 4) -> tuple[int, ...]:
-        """Per-second values of one bucket field (4 = pusd) for the last :data:`SERIES_S` seconds."""
-        if not self.buckets:
-            return ()
-        end = int(now)
-        start = end - SERIES_S + 1
-        values = [0] * SERIES_S
-        for b in self.buckets:
-            sec = b[0]
-            if start <= sec <= end:
-                values[sec - start] += b[field]
-        return tuple(values)
+
+class RowSum(Counts):
+    """A row's cold sum: what its cooled cells contributed today, plus identity for session rows."""
+
+    __slots__ = ("models", "version", "agent", "model", "pid", "host", "project", "branch")
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: model -> [requests, tokens, pusd, unpriced] for today
+        self.models: dict[str, list[int]] = {}
+        self.version = 0
+        self.agent: str | None = None
+        self.model: str | None = None
+        self.pid: int | None = None
+        self.host: str | None = None
+        self.project: str | None = None
+        self.branch: str | None = None
+
+    def clear_day(self, day: int) -> None:
+        super().clear_day(day)
+        self.models = {}
 
 
-def _insert_bucket(buckets: deque[list[int]], bucket: list[int]) -> None:
-    sec = bucket[0]
-    for i in range(len(buckets) - 1, -1, -1):
-        if buckets[i][0] < sec:
-            buckets.insert(i + 1, bucket)
-            return
-    buckets.appendleft(bucket)
+def add_model_share(models: dict[str, list[int]], model: str, c: Counts, day: int) -> None:
+    if c.day != day or not c.requests:
+        return
+    share = models.get(model)
+    if share is None:
+        models[model] = [c.requests, c.input + c.output, c.pusd_today, c.unpriced]
+    else:
+        share[0] += c.requests
+        share[1] += c.input + c.output
+        share[2] += c.pusd_today
+        share[3] += c.unpriced
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,52 +208,90 @@ class Aggregator:
     def __init__(self, config: AggregatorConfig | None = None, tz: tzinfo | None = None) -> None:
         self.config = config or AggregatorConfig()
         self.days = DayClock(tz)
-        self.total = Acc("total", with_models=False)
-        self.rows: dict[str, dict[str, Acc]] = {dim: {} for dim in DIMENSIONS}
-        self.recent: deque[RecentRequest] = deque(maxlen=self.config.recent_max)
+        self.cells: dict[tuple[str, ...], Cell] = {}
+        self.cold: dict[str, dict[str, RowSum]] = {dim: {} for dim in DIMENSIONS}
+        self.cold_total = RowSum()
+        self.recent: deque[tuple[Event, Cost]] = deque(maxlen=self.config.recent_max)
         #: session id -> state set by the control layer ("paused", "stopped", ...)
         self.session_states: dict[str, str] = {}
         #: session id -> process facts recorded by ``tokentop run`` / control (pid, host, cmd, ...)
         self.session_processes: dict[str, dict[str, object]] = {}
+        #: bumped whenever a session's state or process facts change (snapshot row cache key)
+        self.session_versions: dict[str, int] = {}
         self.events_applied = 0
         self.evicted = 0
-        self._day_index = -1
+        #: snapshot builder's cache: (dim, key) -> (cache key, Row)
+        self.row_cache: dict[tuple[str, str], tuple[object, object]] = {}
 
     # -- input ---------------------------------------------------------------------------------
-    def apply(self, event: Event, cost: Cost, now: float) -> None:
-        start, day = self.days.today(now)
-        if day != self._day_index:
-            self._day_index = day
-        today = event.ts >= start
-        sec = int(event.ts)
-        horizon = int(now) - SERIES_S
+    def apply(self, e: Event, cost: Cost, now: float) -> None:
+        days = self.days
+        if not (days.start <= now < days.end):
+            days.today(now)
+        ts = e.ts
+        if ts < days.start and ts <= now - SERIES_S:
+            self.events_applied += 1  # before today and outside every window: the ledger has it
+            return
+        key = (e.agent, e.model or NONE_LABEL, e.session, e.project or NONE_LABEL, e.provider or NONE_LABEL,
+               e.host or NONE_LABEL)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = Cell(key)
+        if ts > cell.last_seen:
+            cell.last_seen = ts
+            if e.pid is not None:
+                cell.pid = e.pid
+            if e.branch is not None:
+                cell.branch = e.branch
+        if not cell.first_seen or ts < cell.first_seen:
+            cell.first_seen = ts
         pusd = cost.pusd or 0
-        kind = cost.kind
+        inp = e.input_tokens
+        out = e.output_tokens
+        if ts >= days.start:
+            day = days.index
+            if cell.day != day:
+                cell.clear_day(day)
+            cell.requests += 1
+            cell.input += inp
+            cell.output += out
+            if e.cache_read_tokens:
+                cell.cache_read += e.cache_read_tokens
+            if e.cache_write_tokens:
+                cell.cache_write += e.cache_write_tokens
+            if e.reasoning_tokens:
+                cell.reasoning += e.reasoning_tokens
+            if e.status == "error":
+                cell.errors += 1
+            kind = cost.kind
+            if kind == "estimated":
+                cell.pusd_estimated += pusd
+            elif kind == "provided":
+                cell.pusd_provided += pusd
+            else:
+                cell.unpriced += 1
+        sec = int(ts)
+        if sec > int(now) - SERIES_S:
+            buckets = cell.buckets
+            if buckets and buckets[-1][0] == sec:
+                b = buckets[-1]
+                b[1] += 1
+                b[2] += inp
+                b[3] += out
+                b[4] += pusd
+            elif not buckets or buckets[-1][0] < sec:
+                buckets.append([sec, 1, inp, out, pusd])
+                if buckets[0][0] <= sec - SERIES_S:
+                    horizon = sec - SERIES_S
+                    keep = 0
+                    while buckets[keep][0] <= horizon:
+                        keep += 1
+                    del buckets[:keep]
+            else:
+                _add_late(buckets, sec, inp, out, pusd)
         self.events_applied += 1
-        self.total.add(event, pusd, kind, today, day, sec, horizon)
-        rows = self.rows
-        self._row(rows["agents"], event.agent, True).add(event, pusd, kind, today, day, sec, horizon)
-        self._row(rows["models"], event.model or NONE_LABEL, False).add(event, pusd, kind, today, day, sec, horizon)
-        self._row(rows["projects"], event.project or NONE_LABEL, True).add(event, pusd, kind, today, day, sec, horizon)
-        self._row(rows["providers"], event.provider or NONE_LABEL, True).add(event, pusd, kind, today, day, sec, horizon)
-        self._row(rows["hosts"], event.host or NONE_LABEL, True).add(event, pusd, kind, today, day, sec, horizon)
-        if event.session is not None:
-            acc = self._row(rows["sessions"], event.session, True)
-            if event.ts >= acc.last_seen:
-                acc.agent = event.agent
-                if event.model:
-                    acc.model = event.model
-                if event.pid is not None:
-                    acc.pid = event.pid
-                if event.host is not None:
-                    acc.host = event.host
-                if event.project is not None:
-                    acc.project = event.project
-                if event.branch is not None:
-                    acc.branch = event.branch
-            acc.add(event, pusd, kind, today, day, sec, horizon)
         if self.config.recent_max:
-            self.recent.append(RecentRequest(event, cost))
+            self.recent.append((e, cost))
 
     def apply_many(self, items: Iterable[tuple[Event, Cost]], now: float) -> int:
         n = 0
@@ -276,33 +300,66 @@ class Aggregator:
             n += 1
         return n
 
-    @staticmethod
-    def _row(table: dict[str, Acc], key: str, with_models: bool) -> Acc:
-        acc = table.get(key)
-        if acc is None:
-            acc = table[key] = Acc(key, with_models)
-        return acc
-
     # -- maintenance ---------------------------------------------------------------------------
+    def cool(self, now: float) -> int:
+        """Fold cells quiet for :attr:`AggregatorConfig.hot_s` into the cold sums. Returns how many."""
+        _, day = self.days.today(now)
+        edge = now - self.config.hot_s
+        quiet = [cell for cell in self.cells.values() if cell.last_seen < edge]
+        for cell in quiet:
+            del self.cells[cell.key]
+            self._fold(cell, day)
+        return len(quiet)
+
+    def _fold(self, cell: Cell, day: int) -> None:
+        self.cold_total.add_counts(cell, day)
+        for dim, index in _KEY_INDEX.items():
+            key = cell.key[index]
+            if key is None:
+                continue  # no session id: counted everywhere else, no session row
+            table = self.cold[dim]
+            row = table.get(key)
+            if row is None:
+                row = table[key] = RowSum()
+            newer = cell.last_seen >= row.last_seen
+            row.add_counts(cell, day)
+            if dim != "models":
+                add_model_share(row.models, cell.key[1], cell, day)
+            if dim == "sessions" and newer:
+                row.agent, row.model, row.project, row.host = cell.key[0], cell.key[1], cell.key[3], cell.key[5]
+                if cell.pid is not None:
+                    row.pid = cell.pid
+                if cell.branch is not None:
+                    row.branch = cell.branch
+            row.version += 1
+
     def evict(self, now: float) -> int:
-        """Drop silent rows (see module doc). Returns how many were evicted."""
+        """Drop silent rows (see module doc). Returns how many rows were evicted."""
+        self.cool(now)
         _, day = self.days.today(now)
         dropped = 0
         cutoff = now - self.config.session_ttl_s
-        sessions = self.rows["sessions"]
-        stale = [k for k, acc in sessions.items() if acc.last_seen < cutoff]
+        sessions = self.cold["sessions"]
+        hot_sessions = {cell.key[2] for cell in self.cells.values()}
+        stale = [k for k, row in sessions.items() if row.last_seen < cutoff and k not in hot_sessions]
         for key in stale:
             del sessions[key]
             self.session_states.pop(key, None)
+            self.session_processes.pop(key, None)
+            self.session_versions.pop(key, None)
+            self.row_cache.pop(("sessions", key), None)
         dropped += len(stale)
         row_cutoff = now - self.config.row_ttl_s
         for dim in DIMENSIONS:
             if dim == "sessions":
                 continue
-            table = self.rows[dim]
-            stale = [k for k, acc in table.items() if acc.last_seen < row_cutoff and acc.day != day]
+            table = self.cold[dim]
+            index = _KEY_INDEX[dim]
+            hot_keys = {cell.key[index] for cell in self.cells.values()}
+            stale = [k for k, row in table.items() if row.last_seen < row_cutoff and row.day != day and k not in hot_keys]
             for key in stale:
                 del table[key]
+                self.row_cache.pop((dim, key), None)
             dropped += len(stale)
         self.evicted += dropped
         return dropped
@@ -313,16 +370,12 @@ class Aggregator:
             self.session_states.pop(session, None)
         else:
             self.session_states[session] = state
-        acc = self.rows["sessions"].get(session)
-        if acc is not None:
-            acc.touched = True
+        self.session_versions[session] = self.session_versions.get(session, 0) + 1
 
     def bind_process(self, session: str, facts: dict[str, object]) -> None:
         """Record the process behind a session (pid, host, start_time, uid, cmd)."""
         self.session_processes[session] = dict(facts)
-        acc = self.rows["sessions"].get(session)
-        if acc is not None:
-            acc.touched = True
+        self.session_versions[session] = self.session_versions.get(session, 0) + 1
 
     # -- output --------------------------------------------------------------------------------
     def recent_requests(self, dim: str | None = None, key: str | None = None, limit: int = 50) -> list[RecentRequest]:
@@ -331,21 +384,36 @@ class Aggregator:
             raise ValueError(f"unknown dimension {dim!r}; expected one of {', '.join(DIMENSIONS)}")
         field = _DIM_FIELD.get(dim or "")
         out: list[RecentRequest] = []
-        for item in reversed(self.recent):
-            if field is not None and (getattr(item.event, field) or NONE_LABEL) != key:
-                continue
-            out.append(item)
+        for event, cost in reversed(self.recent):
+            if field is not None:
+                value = getattr(event, field)
+                if (value if value is not None or field == "session" else NONE_LABEL) != key:
+                    continue
+            out.append(RecentRequest(event, cost))
             if len(out) >= limit:
                 break
         return out
-
-    def iter_rows(self, dim: str) -> Iterator[Acc]:
-        return iter(self.rows[dim].values())
 
     def snapshot(self, now: float, **status: object):  # -> Snapshot (import cycle avoided)
         from tokentop.core.snapshot import build_snapshot
 
         return build_snapshot(self, now, status)
+
+
+def _add_late(buckets: list[list[int]], sec: int, inp: int, out: int, pusd: int) -> None:
+    """A late event: add it to its own second's bucket (a short walk back; rare)."""
+    for i in range(len(buckets) - 1, -1, -1):
+        b = buckets[i]
+        if b[0] == sec:
+            b[1] += 1
+            b[2] += inp
+            b[3] += out
+            b[4] += pusd
+            return
+        if b[0] < sec:
+            buckets.insert(i + 1, [sec, 1, inp, out, pusd])
+            return
+    buckets.insert(0, [sec, 1, inp, out, pusd])
 
 
 _DIM_FIELD: Final = {

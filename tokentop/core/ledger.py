@@ -141,11 +141,18 @@ class Ledger:
             conn.execute("BEGIN")
             results: list[list[bool]] = []
             for rows, _ in batch:
-                flags = []
-                for row in rows:
-                    cur = conn.execute(_INSERT, row)
-                    flags.append(cur.rowcount == 1)
-                results.append(flags)
+                # Common case: every row is new; one executemany. Otherwise redo row by row to learn
+                # which ids were already stored.
+                conn.execute("SAVEPOINT batch")
+                before = conn.total_changes
+                conn.executemany(_INSERT, rows)
+                if conn.total_changes - before == len(rows):
+                    conn.execute("RELEASE batch")
+                    results.append([True] * len(rows))
+                    continue
+                conn.execute("ROLLBACK TO batch")
+                conn.execute("RELEASE batch")
+                results.append([conn.execute(_INSERT, row).rowcount == 1 for row in rows])
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             try:

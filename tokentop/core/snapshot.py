@@ -8,11 +8,11 @@ local one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Literal, Mapping
 
-from tokentop.core.aggregate import DIMENSIONS, SERIES_S, Acc
+from tokentop.core.aggregate import _KEY_INDEX, DIMENSIONS, NONE_LABEL, SERIES_S, Cell, Counts, RowSum, add_model_share
 from tokentop.core.pricing import PICO, usd
 
 if TYPE_CHECKING:
@@ -282,143 +282,198 @@ def sort_rows(rows: tuple[Row, ...] | list[Row], key: SortKey = "burn", reverse:
 
 # -- building -------------------------------------------------------------------------------------
 
-def _row_from_acc(agg: Aggregator, dim: str, acc: Acc, now: float, day: int, recent: bool) -> Row:
-    cfg = agg.config
-    today = acc.day == day
-    if recent:
-        req, tin, tout, _ = acc.window(now, cfg.rate_window_s)
-        _, _, _, burn_pusd = acc.window(now, cfg.burn_window_s)
-        rw = cfg.rate_window_s
-        rates = dict(
-            requests_per_s=req / rw,
-            tokens_per_s=(tin + tout) / rw,
-            input_tokens_per_s=tin / rw,
-            output_tokens_per_s=tout / rw,
-            usd_per_hour=burn_pusd / PICO * 3600.0 / cfg.burn_window_s,
-        )
-        series = tuple(v / PICO for v in acc.series(now))
-    else:
-        rates = {}
-        series = ()
-    active = now - acc.last_seen <= cfg.idle_after_s
-    state = "active" if active else "idle"
-    extra: dict[str, Any] = {}
-    if dim == "sessions":
-        state = agg.session_states.get(acc.key, state)
-        proc = agg.session_processes.get(acc.key, {})
-        pid = acc.pid if acc.pid is not None else proc.get("pid")
-        extra = dict(
-            agent=acc.agent, model=acc.model, pid=pid, host=acc.host or proc.get("host"),
-            project=acc.project, branch=acc.branch, cmd=proc.get("cmd"), sessions=1 if active else 0,
-        )
-    models: tuple[ModelShare, ...] = ()
-    if today and acc.models:
-        models = tuple(
-            ModelShare(name, s[0], s[1], usd(s[2]), s[3])
-            for name, s in sorted(acc.models.items(), key=lambda kv: (-kv[1][2], -kv[1][1], kv[0]))
-        )
-    if today:
-        counts = dict(
-            requests_today=acc.requests,
-            tokens_today=acc.input + acc.output,
-            input_tokens_today=acc.input,
-            output_tokens_today=acc.output,
-            cache_read_tokens_today=acc.cache_read,
-            cache_write_tokens_today=acc.cache_write,
-            reasoning_tokens_today=acc.reasoning,
-            usd_today=usd(acc.pusd_today),
-            usd_estimated_today=usd(acc.pusd_estimated),
-            usd_provided_today=usd(acc.pusd_provided),
-            unpriced_requests_today=acc.unpriced,
-            errors_today=acc.errors,
-        )
-    else:
-        counts = {}
-    return Row(
-        key=acc.key, first_seen=acc.first_seen, last_seen=acc.last_seen, state=state, models=models,
-        burn_series=series, **rates, **counts, **extra,
+class _Hot(Counts):
+    """What a row's hot cells add up to at this instant."""
+
+    __slots__ = ("req", "tin", "tout", "burn", "series", "models", "active", "latest", "latest_ts")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.req = self.tin = self.tout = self.burn = 0
+        self.series: list[int] | None = None
+        self.models: dict[str, list[int]] = {}
+        self.active: set[str] = set()
+        self.latest: Cell | None = None
+        self.latest_ts = -1.0
+
+
+def _money_models(models: dict[str, list[int]]) -> tuple[ModelShare, ...]:
+    return tuple(
+        ModelShare(name, s[0], s[1], usd(s[2]), s[3])
+        for name, s in sorted(models.items(), key=lambda kv: (-kv[1][2], -kv[1][1], kv[0]))
     )
 
 
+def _make_row(agg: Aggregator, dim: str, key: str, cold: RowSum | None, hot: _Hot | None, now: float, day: int) -> Row:
+    cfg = agg.config
+    c = Counts()
+    c.day = day
+    if cold is not None:
+        c.add_counts(cold, day)
+    if hot is not None:
+        c.add_counts(hot, day)
+    kwargs: dict[str, Any] = {}
+    if c.requests:
+        kwargs.update(
+            requests_today=c.requests, tokens_today=c.input + c.output, input_tokens_today=c.input,
+            output_tokens_today=c.output, cache_read_tokens_today=c.cache_read,
+            cache_write_tokens_today=c.cache_write, reasoning_tokens_today=c.reasoning,
+            usd_today=usd(c.pusd_today), usd_estimated_today=usd(c.pusd_estimated),
+            usd_provided_today=usd(c.pusd_provided), unpriced_requests_today=c.unpriced, errors_today=c.errors,
+        )
+    if hot is not None:
+        rw = cfg.rate_window_s
+        kwargs.update(
+            requests_per_s=hot.req / rw, tokens_per_s=(hot.tin + hot.tout) / rw, input_tokens_per_s=hot.tin / rw,
+            output_tokens_per_s=hot.tout / rw, usd_per_hour=hot.burn / PICO * 3600.0 / cfg.burn_window_s,
+        )
+        if hot.series is not None:
+            kwargs["burn_series"] = tuple(v / PICO for v in hot.series)
+    if dim != "models":
+        models: dict[str, list[int]] = {}
+        for source in (cold.models if cold is not None and cold.day == day else None, hot.models if hot else None):
+            if source:
+                for name, share in source.items():
+                    mine = models.get(name)
+                    if mine is None:
+                        models[name] = list(share)
+                    else:
+                        for i in range(4):
+                            mine[i] += share[i]
+        kwargs["models"] = _money_models(models)
+    active = c.last_seen >= now - cfg.idle_after_s
+    state = "active" if active else "idle"
+    if dim == "sessions":
+        state = agg.session_states.get(key, state)
+        proc = agg.session_processes.get(key, {})
+        if hot is not None and hot.latest is not None:
+            cell = hot.latest
+            agent, model, project, host = cell.key[0], cell.key[1], cell.key[3], cell.key[5]
+            pid, branch = cell.pid, cell.branch
+            if cold is not None:
+                pid = pid if pid is not None else cold.pid
+                branch = branch if branch is not None else cold.branch
+        elif cold is not None:
+            agent, model, project, host, pid, branch = cold.agent, cold.model, cold.project, cold.host, cold.pid, cold.branch
+        else:  # pragma: no cover - a row always has one part
+            agent = model = project = host = branch = None
+            pid = None
+        kwargs.update(
+            agent=agent, model=None if model == NONE_LABEL else model,
+            pid=pid if pid is not None else proc.get("pid"),
+            host=(None if host == NONE_LABEL else host) or proc.get("host"),
+            project=None if project == NONE_LABEL else project, branch=branch, cmd=proc.get("cmd"),
+            sessions=1 if active else 0,
+        )
+    elif hot is not None:
+        kwargs["sessions"] = len(hot.active)
+    return Row(key=key, first_seen=c.first_seen, last_seen=c.last_seen, state=state, **kwargs)
+
+
 def build_snapshot(agg: Aggregator, now: float, status: Mapping[str, Any] | None = None) -> Snapshot:
-    """Freeze the aggregator at ``now``. Rows unchanged since the last build are reused."""
+    """Freeze the aggregator at ``now``: O(hot cells + rows); unchanged cold rows are reused."""
+    cfg = agg.config
+    agg.cool(now)
     _, day = agg.days.today(now)
-    horizon = now - SERIES_S - 1
-    idle_edge = now - agg.config.idle_after_s - 1
+    rw, bw = cfg.rate_window_s, cfg.burn_window_s
+    idle_edge = now - cfg.idle_after_s
+    series_start = int(now) - SERIES_S + 1
+    hot: dict[str, dict[str, _Hot]] = {dim: {} for dim in DIMENSIONS}
+    total_hot = _Hot()
+    total_hot.series = [0] * SERIES_S
+    req_series = [0] * SERIES_S
+    tok_series = [0] * SERIES_S
+    active_sessions: set[str] = set()
+    for cell in agg.cells.values():
+        req, tin, tout, _ = cell.window(now, rw)
+        burn = cell.window(now, bw)[3]
+        active = cell.last_seen >= idle_edge
+        session = cell.key[2]
+        if active and session is not None:
+            active_sessions.add(session)
+        points = [(b[0] - series_start, b) for b in cell.buckets if b[0] >= series_start]
+        targets = [total_hot]
+        for dim, index in _KEY_INDEX.items():
+            k = cell.key[index]
+            if k is None:
+                continue
+            table = hot[dim]
+            h = table.get(k)
+            if h is None:
+                h = table[k] = _Hot()
+            targets.append(h)
+            if dim != "models":
+                add_model_share(h.models, cell.key[1], cell, day)
+            if active and session is not None:
+                h.active.add(session)
+            if cell.last_seen > h.latest_ts:
+                h.latest, h.latest_ts = cell, cell.last_seen
+        for h in targets:
+            h.add_counts(cell, day)
+            h.req += req
+            h.tin += tin
+            h.tout += tout
+            h.burn += burn
+            if points:
+                if h.series is None:
+                    h.series = [0] * SERIES_S
+                series = h.series
+                for i, b in points:
+                    series[i] += b[4]
+        for i, b in points:
+            req_series[i] += b[1]
+            tok_series[i] += b[2] + b[3]
+
     views: dict[str, tuple[Row, ...]] = {}
-    session_rows: list[Row] = []
+    cache = agg.row_cache
     for dim in DIMENSIONS:
+        cold_table = agg.cold[dim]
+        hot_table = hot[dim]
         rows: list[Row] = []
-        for acc in agg.rows[dim].values():
-            recent = acc.last_seen > horizon
-            cached = acc.cached_row
-            # An untouched row whose rates and state cannot change any more is reused as is.
-            if (
-                cached is not None
-                and not acc.touched
-                and not recent
-                and acc.last_seen < idle_edge
-                and isinstance(cached, tuple)
-                and cached[0] == day
-            ):
-                row = cached[1]
+        for key, cold in cold_table.items():
+            h = hot_table.get(key)
+            if h is None:
+                ck = (cold.version, agg.session_versions.get(key, 0) if dim == "sessions" else 0, day)
+                cached = cache.get((dim, key))
+                if cached is not None and cached[0] == ck:
+                    rows.append(cached[1])  # type: ignore[arg-type]
+                    continue
+                row = _make_row(agg, dim, key, cold, None, now, day)
+                cache[(dim, key)] = (ck, row)
+                rows.append(row)
             else:
-                if not recent and acc.buckets:
-                    acc.buckets.clear()  # release memory of rows gone quiet
-                row = _row_from_acc(agg, dim, acc, now, day, recent)
-                acc.cached_row = (day, row)
-                acc.touched = False
-            rows.append(row)
-        if dim == "sessions":
-            session_rows = rows
+                rows.append(_make_row(agg, dim, key, cold, h, now, day))
+        for key, h in hot_table.items():
+            if key not in cold_table:
+                rows.append(_make_row(agg, dim, key, None, h, now, day))
         views[dim] = sort_rows(rows, "burn")
 
-    # active session counts per agent / model / project / host
-    counts: dict[str, dict[str, int]] = {d: {} for d in ("agents", "models", "projects", "hosts", "providers")}
-    active_sessions = 0
-    for row in session_rows:
-        if row.state != "active":
-            continue
-        active_sessions += 1
-        for dim, value in (("agents", row.agent), ("models", row.model), ("projects", row.project), ("hosts", row.host)):
-            if value is not None or dim != "models":
-                k = value if value is not None else "(none)"
-                counts[dim][k] = counts[dim].get(k, 0) + 1
-    for dim, per_key in counts.items():
-        if per_key:
-            views[dim] = tuple(replace(r, sessions=per_key.get(r.key, 0)) if r.sessions != per_key.get(r.key, 0) else r for r in views[dim])
-
-    total = agg.total
-    cfg = agg.config
-    today = total.day == day
-    req, tin, tout, _ = total.window(now, cfg.rate_window_s)
-    _, _, _, burn_pusd = total.window(now, cfg.burn_window_s)
-    rw = cfg.rate_window_s
-    req_series = total.series(now, 1)
-    in_series = total.series(now, 2)
-    out_series = total.series(now, 3)
+    t = Counts()
+    t.day = day
+    t.add_counts(agg.cold_total, day)
+    t.add_counts(total_hot, day)
     totals = Totals(
-        requests_per_s=req / rw,
-        tokens_per_s=(tin + tout) / rw,
-        input_tokens_per_s=tin / rw,
-        output_tokens_per_s=tout / rw,
-        usd_per_hour=burn_pusd / PICO * 3600.0 / cfg.burn_window_s,
-        requests_today=total.requests if today else 0,
-        tokens_today=(total.input + total.output) if today else 0,
-        input_tokens_today=total.input if today else 0,
-        output_tokens_today=total.output if today else 0,
-        cache_read_tokens_today=total.cache_read if today else 0,
-        cache_write_tokens_today=total.cache_write if today else 0,
-        reasoning_tokens_today=total.reasoning if today else 0,
-        usd_today=usd(total.pusd_today) if today else Decimal(0),
-        usd_estimated_today=usd(total.pusd_estimated) if today else Decimal(0),
-        usd_provided_today=usd(total.pusd_provided) if today else Decimal(0),
-        unpriced_requests_today=total.unpriced if today else 0,
-        errors_today=total.errors if today else 0,
-        active_sessions=active_sessions,
-        requests_series=req_series,
-        tokens_series=tuple(a + b for a, b in zip(in_series, out_series)),
-        burn_series=tuple(v / PICO for v in total.series(now)),
+        requests_per_s=total_hot.req / rw,
+        tokens_per_s=(total_hot.tin + total_hot.tout) / rw,
+        input_tokens_per_s=total_hot.tin / rw,
+        output_tokens_per_s=total_hot.tout / rw,
+        usd_per_hour=total_hot.burn / PICO * 3600.0 / bw,
+        requests_today=t.requests,
+        tokens_today=t.input + t.output,
+        input_tokens_today=t.input,
+        output_tokens_today=t.output,
+        cache_read_tokens_today=t.cache_read,
+        cache_write_tokens_today=t.cache_write,
+        reasoning_tokens_today=t.reasoning,
+        usd_today=usd(t.pusd_today),
+        usd_estimated_today=usd(t.pusd_estimated),
+        usd_provided_today=usd(t.pusd_provided),
+        unpriced_requests_today=t.unpriced,
+        errors_today=t.errors,
+        active_sessions=len(active_sessions),
+        requests_series=tuple(req_series),
+        tokens_series=tuple(tok_series),
+        burn_series=tuple(v / PICO for v in total_hot.series),  # type: ignore[union-attr]
     )
     return Snapshot(generated_at=now, totals=totals, status=dict(status or {}), **views)
 

@@ -154,6 +154,7 @@ class FeedRunner:
         address taken) the feed still runs in-process: lifespan tasks, sources, snapshots."""
         self.loop = asyncio.get_running_loop()
         sock: socket.socket | None = None
+        unix_path: str | None = None
         try:
             sock = bind_socket(self.listen)
         except (ListenError, ValueError) as exc:
@@ -164,6 +165,7 @@ class FeedRunner:
         if sock is not None:
             name = sock.getsockname()
             if sock.family == socket.AF_UNIX:
+                unix_path = name
                 self.address = f"unix:{name}"
             else:
                 host = name[0] if sock.family == socket.AF_INET else f"[{name[0]}]"
@@ -189,9 +191,9 @@ class FeedRunner:
                 finally:
                     await self.app.stop()
         finally:
-            if sock is not None and sock.family == socket.AF_UNIX:
+            if unix_path is not None:
                 try:
-                    os.unlink(sock.getsockname())
+                    os.unlink(unix_path)
                 except OSError:
                     pass
 

@@ -86,8 +86,21 @@ def split_payload(body: bytes | str) -> Iterator[tuple[int | None, Any]]:
             else:
                 yield 1, whole
             return
-    for i, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    lines = text.splitlines()
+    numbered = [(i, line.strip()) for i, line in enumerate(lines, 1)]
+    numbered = [(i, line) for i, line in numbered if line]
+    # Fast path: NDJSON of objects parses in one C call as an array; the count must match the
+    # lines (each starting "{" and ending "}") or we fall back to line by line.
+    if numbered and all(line[0] == "{" and line[-1] == "}" for _, line in numbered):
+        try:
+            items = json.loads("[" + ",".join(line for _, line in numbered) + "]")
+        except json.JSONDecodeError:
+            items = None
+        if items is not None and len(items) == len(numbered) and all(type(x) is dict for x in items):
+            for (i, _), item in zip(numbered, items):
+                yield i, item
+            return
+    for i, line in numbered:
         if not line:
             continue
         try:

@@ -55,7 +55,7 @@ SETTINGS: Final = {
     "duplicate_window_s": Setting(NUM, 120, "JetStream publish de-duplication window (Nats-Msg-Id)", _positive),
     "storage": Setting(str, "file", "stream storage: 'file' or 'memory'", _storage),
     "replicas": Setting(int, 1, "stream replicas (clustered JetStream)", _replicas),
-    "publish_window": Setting(int, 256, "most publishes awaiting a JetStream ack at once", _positive),
+    "publish_window": Setting(int, 1000, "most publishes awaiting a JetStream ack at once", _positive),
     "ack_timeout_s": Setting(NUM, 5, "a publish not acknowledged in this time is retried", _positive),
     "heartbeat_s": Setting(NUM, 10, "seconds between a host's heartbeats (fleet 'reporting' status)", _positive),
     "consumer": Setting(str, "", "durable consumer name of this fleet view (default: derived from host and ledger)"),
@@ -82,7 +82,7 @@ class NatsSettings:
     duplicate_window_s: float = 120
     storage: str = "file"
     replicas: int = 1
-    publish_window: int = 256
+    publish_window: int = 1000
     ack_timeout_s: float = 5
     heartbeat_s: float = 10
     consumer: str = ""

@@ -273,3 +273,22 @@ def test_outbox_trigger_does_not_make_duplicates_look_new(tmp_path: Path) -> Non
         assert ob.count(ledger) == 10 and ledger.count() == 10
     finally:
         ledger.close()
+
+
+def test_events_without_a_host_are_published_under_the_publishing_host(tmp_path: Path, nats_server: NatsServer) -> None:
+    import time
+
+    from tokentop.core.events import Event
+
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    fleet = fleet_runner(tmp_path, nats_server.url)
+    try:
+        # a log source builds events itself and may leave host empty
+        a.run_coroutine(a.service.ingest_events([Event(id="src-1", ts=time.time(), agent="codex", session="s",
+                                                       provider="openai", model="gpt-4o", input_tokens=10)]))
+        wait_for(lambda: totals(fleet).requests_today == 1, what="fleet")
+        snap = fleet.snapshot()
+        assert [r.key for r in snap.hosts] == ["host-a"] and snap.sessions[0].host == "host-a"
+    finally:
+        a.stop()
+        fleet.stop()

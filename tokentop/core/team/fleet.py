@@ -53,6 +53,7 @@ log = logging.getLogger("tokentop.team")
 REPORTING_WINDOW_S = 60.0
 FETCH_BATCH = 1000
 FETCH_WAIT_S = 1.0
+MAX_ACK_PENDING = FETCH_BATCH * 8
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 5.0
 
@@ -158,11 +159,11 @@ class FleetConsumer:
                 self.connected = True
                 js = nc.jetstream(timeout=float(self.settings.ack_timeout_s))
                 await ensure_stream(js, self.settings)
-                sub = await self._subscribe(js)
+                await self._subscribe(js)
                 await nc.subscribe(f"{HEARTBEAT_PREFIX}.>", cb=self._on_heartbeat)
                 self.last_error = None
                 retry = RETRY_MIN_S
-                await self._consume(nc, sub)
+                await self._consume(nc)
             except asyncio.CancelledError:
                 raise
             except StreamMismatch as exc:
@@ -182,7 +183,8 @@ class FleetConsumer:
             await asyncio.sleep(retry)
             retry = min(retry * 2, RETRY_MAX_S)
 
-    async def _subscribe(self, js: Any) -> Any:
+    async def _subscribe(self, js: Any) -> None:
+        """Make sure this view's durable exists (recreated from the start for a new ledger)."""
         ledger: Ledger = self.service.ledger
         meta_key = f"nats_consumer:{self.settings.stream}"
         bound = await asyncio.to_thread(ledger.get_meta, meta_key)
@@ -192,32 +194,38 @@ class FleetConsumer:
                 await js.delete_consumer(self.settings.stream, self.consumer)
             except NotFoundError:
                 pass
-        config = ConsumerConfig(
-            durable_name=self.consumer,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.ALL,
-            ack_wait=30.0,
-            max_ack_pending=FETCH_BATCH * 4,
-            inactive_threshold=float(self.settings.consumer_inactive_days) * 86400.0,
-        )
-        sub = await js.pull_subscribe(f"{EVENTS_PREFIX}.>", durable=self.consumer, stream=self.settings.stream,
-                                      config=config)
+        try:
+            await js.consumer_info(self.settings.stream, self.consumer)
+        except NotFoundError:
+            await js.add_consumer(self.settings.stream, ConsumerConfig(
+                durable_name=self.consumer,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.ALL,
+                ack_wait=30.0,
+                max_ack_pending=MAX_ACK_PENDING,
+                filter_subject=f"{EVENTS_PREFIX}.>",
+                inactive_threshold=float(self.settings.consumer_inactive_days) * 86400.0,
+            ))
         if bound != self.consumer:
             await asyncio.to_thread(ledger.set_meta, meta_key, self.consumer)
-        return sub
 
-    async def _consume(self, nc: NATS, sub: Any) -> None:
-        while not nc.is_closed:
-            try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
-                if nc.is_connected:
-                    self.pending = 0
-                    self.caught_up.set()
-                self._report()
-                continue
-            if msgs:
-                await self.ingest(msgs)
+    async def _consume(self, nc: NATS) -> None:
+        """Pull in batches; messages land in a buffer from a subscription callback (no per-message
+        task, unlike the client's ``fetch``), and are ingested and acknowledged batch by batch."""
+        puller = _Puller(nc, self.settings.stream, self.consumer)
+        await puller.start()
+        try:
+            while not nc.is_closed:
+                msgs = await puller.take(FETCH_WAIT_S)
+                if msgs:
+                    await self.ingest(msgs)
+                elif puller.idle:
+                    if nc.is_connected:
+                        self.pending = 0
+                        self.caught_up.set()
+                    self._report()
+        finally:
+            await puller.stop()
 
     async def ingest(self, msgs: list[Msg]) -> None:
         now = self.clock()
@@ -266,6 +274,85 @@ class FleetConsumer:
         h.last_heartbeat = self.clock()
         pending = beat.get("outbox_pending")
         h.outbox_pending = pending if isinstance(pending, int) else None
+
+
+class ConsumerGone(RuntimeError):
+    pass
+
+
+class _Puller:
+    """Pull requests for one durable, answered into one inbox subscription.
+
+    One request (``FETCH_BATCH`` messages, expiring after ``FETCH_WAIT_S``) is outstanding at a
+    time; the next is sent as soon as the current one is answered in full or ends (no messages,
+    expired), so delivery overlaps with ingest. A request lost to a reconnect is re-sent when nothing
+    arrived for a while. The server bounds what is buffered here by the consumer's max_ack_pending.
+    """
+
+    def __init__(self, nc: NATS, stream: str, consumer: str) -> None:
+        self.nc = nc
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.inbox = nc.new_inbox()
+        self.buf: list[Msg] = []
+        self.ready = asyncio.Event()
+        self.remaining = 0
+        self.sent_at = 0.0
+        self.idle = False
+        self.gone: str | None = None
+        self.sub: Any = None
+
+    async def start(self) -> None:
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=MAX_ACK_PENDING * 2)
+        await self._pull()
+
+    async def stop(self) -> None:
+        try:
+            await self.sub.unsubscribe()
+        except Exception:  # noqa: BLE001 - connection already gone
+            pass
+
+    async def _pull(self) -> None:
+        self.remaining = FETCH_BATCH
+        self.sent_at = time.monotonic()
+        expires_ns = int(FETCH_WAIT_S * 1e9)
+        await self.nc.publish(self.subject, json.dumps({"batch": FETCH_BATCH, "expires": expires_ns}).encode(),
+                              reply=self.inbox)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            self.buf.append(msg)
+            self.idle = False
+            self.remaining -= 1
+            if self.remaining <= 0:
+                await self._pull()
+            self.ready.set()
+            return
+        if status == "100":  # idle heartbeat / flow control
+            return
+        description = (msg.headers or {}).get("Description", "")
+        if status == "409" and "deleted" in description.lower():
+            self.gone = f"consumer deleted: {description}"
+        elif status in ("404", "408") and not self.buf:
+            self.idle = True
+        if status in ("404", "408", "409") and self.gone is None:
+            await self._pull()  # that request is over: keep one outstanding
+        self.ready.set()
+
+    async def take(self, timeout: float) -> list[Msg]:
+        if not self.buf:
+            self.ready.clear()
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        if self.gone:
+            raise ConsumerGone(self.gone)
+        if not self.buf and self.nc.is_connected and time.monotonic() - self.sent_at > FETCH_WAIT_S * 2:
+            self.idle = True
+            await self._pull()  # the outstanding request was lost (reconnect): ask again
+        msgs, self.buf = self.buf, []
+        return msgs
 
 
 def fleet_ledger_path(cfg: Config, settings: NatsSettings) -> Path:

@@ -58,3 +58,11 @@ def test_serve_nats_publishes_and_the_fleet_is_watched_by_serve_fleet_and_tokent
 def test_serve_fleet_without_a_nats_url_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--fleet"]) == 2
     assert "--fleet needs a NATS server" in capsys.readouterr().err
+
+
+def test_serve_nats_with_a_missing_credentials_file_fails_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[nats]\ncreds_file = "{tmp_path}/nope.creds"\n')
+    assert main(["--config", str(cfg), "serve", "--nats", "nats://127.0.0.1:9", "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "nats.creds_file: no such file" in err and "nope.creds" in err

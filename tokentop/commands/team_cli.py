@@ -34,14 +34,30 @@ def build_serve_runner(args: argparse.Namespace, cfg: Config) -> Any | None:
     url = nats_url(args, cfg)
     if not url:
         raise ValueError("--fleet needs a NATS server: --nats nats://HOST:PORT or [nats] url")
+    from tokentop.core.team.settings import NatsSettings
+
+    settings = NatsSettings.from_config(cfg, url=url)
+    settings.connect_options()  # ValueError naming a missing credential file
     if args.fleet:
         from tokentop.core.team.fleet import build_fleet_runner
 
-        return build_fleet_runner(cfg, url=url, listen=args.listen or FLEET_LISTEN)
+        runner = build_fleet_runner(cfg, url=url, listen=args.listen or FLEET_LISTEN)
+        fleet = runner.extras["fleet"]
+        print(f"tokentop: fleet view of NATS {settings.redacted_url()}: stream {settings.stream}, "
+              f"durable consumer {fleet.consumer}", file=sys.stderr)
+        return runner
     from tokentop.core.feed.runner import FeedRunner
 
     cfg.nats.url = url  # the team startup hook reads it from the config
-    return FeedRunner(cfg, listen=args.listen, host_name=args.host_name)
+    runner = FeedRunner(cfg, listen=args.listen, host_name=args.host_name)
+    if "nats_error" in runner.extras:
+        runner.ledger.close()
+        raise ValueError(runner.extras["nats_error"])
+    publisher = runner.extras["nats_publisher"]
+    print(f"tokentop: publishing accepted events to NATS {settings.redacted_url()} as {publisher.subject} "
+          f"(stream {settings.stream}); remote control {'allowed' if settings.allow_remote_control else 'refused'}",
+          file=sys.stderr)
+    return runner
 
 
 def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up_s: float = 10.0) -> int:

@@ -20,6 +20,14 @@ def attach(runner: Any) -> None:
     if not settings.servers:
         outbox.uninstall(runner.ledger)
         return
+    try:
+        settings.connect_options()  # credential files exist: say so now, not on every reconnect
+    except ValueError as exc:
+        # the feed keeps working locally; `serve` turns this into an error, an embedded feed shows it
+        runner.extras["nats_error"] = str(exc)
+        runner.service.set_status("nats", {"role": "host", "connected": False, "last_error": str(exc)})
+        log.error("team mode off: %s", exc)
+        return
     from tokentop.core.team.control import ControlResponder, controller_for
     from tokentop.core.team.publisher import Publisher
 

@@ -208,3 +208,36 @@ def _responding(url: str, host: str) -> bool:
             await nc.close()
 
     return asyncio.run(go())
+
+
+def test_kill_modal_controller_plans_remote_sessions_and_acts_through_their_host(
+    tmp_path: Path, nats_server: NatsServer, child: subprocess.Popen[bytes]
+) -> None:
+    import asyncio
+
+    from tokentop import config as config_mod
+    from tokentop.commands.team_cli import remote_controller
+
+    secret = _secret(tmp_path / "b" / "fleet.secret")
+    b = host_runner(tmp_path, "host-b", nats_server.url,
+                    nats={"allow_remote_control": True, "control_secret_file": str(secret)})
+    on_b = ChildController()
+    on_b.record("sess-1", child)
+    b.extras["controller"] = on_b
+    local = ChildController()  # this viewer's own host: nothing recorded
+    cfg = config_mod.from_mapping({"feed": {"host_name": "viewer-host"},
+                                   "nats": {"url": nats_server.url, "control_secret_file": str(secret)}})
+    try:
+        wait_for(lambda: _responding(nats_server.url, "host-b"), what="host-b listening")
+        c = remote_controller(cfg, local=local)
+        remote = Target(session="sess-1", host="host-b", pid=child.pid)
+        plan = c.plan(remote)
+        assert plan.can_act and "host-b decides" in (plan.reason or "")
+        assert not c.plan(Target(session="sess-1", host="viewer-host")).can_act  # local: local rules
+        assert not c.plan(Target(session="x", host=None)).can_act
+        outcome = asyncio.run(c.act(remote, "pause", pid=child.pid))
+        assert outcome.ok, outcome.message
+        wait_for(lambda: _status(child) == psutil.STATUS_STOPPED, what="child stopped")
+        assert on_b.acted == [("sess-1", "pause")] and local.acted == []
+    finally:
+        b.stop()

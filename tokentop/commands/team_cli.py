@@ -145,3 +145,13 @@ def run_remote_control(args: argparse.Namespace, cfg: Config, action: str) -> in
     print(f"{outcome.action} {outcome.session} on {host}: {'done' if outcome.ok else 'not done'}: {outcome.message}",
           file=sys.stdout if outcome.ok else sys.stderr)
     return 0 if outcome.ok else 1
+
+
+def remote_controller(cfg: Config, url: str | None = None, local: Any = None) -> Any:
+    """The Controller the live view's kill modal uses when watching a fleet (``tokentop --nats``):
+    sessions on this host go to ``local``, every other host's sessions over NATS to their host."""
+    from tokentop.core.team.control import RemoteController
+    from tokentop.core.team.settings import NatsSettings
+
+    settings = NatsSettings.from_config(cfg, url=url)
+    return RemoteController(settings, local=local, local_host=cfg.host_name, requester=cfg.host_name)

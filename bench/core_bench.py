@@ -2,6 +2,7 @@
 
     python bench/core_bench.py all            # everything below
     python bench/core_bench.py aggregate      # in-process Aggregator.apply events/s (goal >= 300k/s)
+    python bench/core_bench.py snapshot       # snapshot build time, 200 active sessions at 1k events/s
     python bench/core_bench.py pricing        # Pricer.price events/s
     python bench/core_bench.py http           # POST /v1/events NDJSON end to end, events/s (goal >= 100k/s)
     python bench/core_bench.py ws             # WS /v1/publish events/s (goal >= 30k/s)
@@ -68,6 +69,24 @@ def bench_aggregate(n: int = 500_000) -> None:
     ds = time.perf_counter() - t1
     print(f"aggregate: {n} events, 2000 sessions: {n / dt:,.0f} events/s ({dt * 1e6 / n:.2f} us/event); "
           f"snapshot of {len(snap.sessions)} sessions in {ds * 1000:.1f} ms")
+
+
+def bench_snapshot(sessions: int = 200, rate: int = 1000) -> None:
+    """Snapshot build cost at a realistic live load: `sessions` active, `rate` events/s for 2 minutes."""
+    now = time.time()
+    n = rate * 120
+    events = make_events(n, sessions, now, spread_s=120)
+    pricer = Pricer()
+    agg = Aggregator(AggregatorConfig())
+    for e in events:
+        agg.apply(e, pricer.price(e), now)
+    times = []
+    for k in range(10):
+        t0 = time.perf_counter()
+        snap = agg.snapshot(now + k * 0.001)
+        times.append(time.perf_counter() - t0)
+    print(f"snapshot: {sessions} active sessions, {rate} events/s over 2 min ({len(agg.cells)} hot cells): "
+          f"median {statistics.median(times) * 1000:.1f} ms per snapshot ({len(snap.sessions)} session rows)")
 
 
 def bench_pricing(n: int = 500_000) -> None:
@@ -138,21 +157,37 @@ def ndjson_batches(n: int, batch: int, now: float) -> list[bytes]:
     return out
 
 
-def bench_http(n: int = 200_000, batch: int = 2000) -> None:
+def bench_http(n: int = 200_000, batch: int = 2000, clients: int = 4) -> None:
+    """`clients` emitters posting NDJSON batches concurrently (as many agents would)."""
     import httpx
 
     feed = FeedProcess()
     try:
         bodies = ndjson_batches(n, batch, time.time())
-        with httpx.Client(base_url=feed.url, timeout=60) as client:
-            client.post("/v1/events", content=bodies[0][: bodies[0].index(b"\n")])  # warm-up: pricer, JIT-ish caches
-            t0 = time.perf_counter()
-            accepted = 0
-            for body in bodies:
-                accepted += client.post("/v1/events", content=body).json()["accepted"]
-            dt = time.perf_counter() - t0
-        print(f"http ingest: {accepted} events in batches of {batch}: {accepted / dt:,.0f} events/s end to end "
-              f"(committed to the ledger and aggregated before each 202)")
+
+        async def run() -> tuple[int, float]:
+            async with httpx.AsyncClient(base_url=feed.url, timeout=60) as client:
+                await client.post("/v1/events", content=bodies[0][: bodies[0].index(b"\n")])  # warm-up
+                queue = list(reversed(bodies))
+                accepted = 0
+
+                async def worker() -> None:
+                    nonlocal accepted
+                    while queue:
+                        body = queue.pop()
+                        reply = await client.post("/v1/events", content=body)
+                        accepted += reply.json()["accepted"]  # not `+= await ...`: that reads before awaiting
+
+                t0 = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(clients)))
+                return accepted, time.perf_counter() - t0
+
+        cpu0 = feed.cpu_seconds()
+        accepted, dt = asyncio.run(run())
+        cpu = (feed.cpu_seconds() - cpu0) / dt * 100
+        print(f"http ingest: {accepted} events, NDJSON batches of {batch} from {clients} concurrent clients: "
+              f"{accepted / dt:,.0f} events/s end to end (each 202 after the ledger commit); "
+              f"feed CPU {cpu:.0f} % of a core")
     finally:
         feed.close()
 
@@ -194,6 +229,8 @@ def bench_lag(rate: int = 5000, seconds: float = 10.0) -> None:
 
     feed = FeedProcess()
     try:
+        achieved = [0.0]
+
         async def run() -> list[float]:
             lags: list[float] = []
             sent_at: dict[int, float] = {}
@@ -226,6 +263,7 @@ def bench_lag(rate: int = 5000, seconds: float = 10.0) -> None:
                     sent_at[total] = time.perf_counter()
                     i += 1
                     await asyncio.sleep(max(0.0, start + i * 0.02 - time.perf_counter()))
+                achieved[0] = total / (time.perf_counter() - start)
             done.set()
             try:
                 await asyncio.wait_for(watcher, 5)
@@ -239,7 +277,7 @@ def bench_lag(rate: int = 5000, seconds: float = 10.0) -> None:
         wall = time.perf_counter() - t0
         cpu = (feed.cpu_seconds() - cpu0) / wall * 100
         lags.sort()
-        print(f"lag at {rate} events/s for {seconds:.0f} s: ingest (202) to snapshot on WS /v1/stream "
+        print(f"lag at {rate} events/s (achieved {achieved[0]:,.0f}/s) for {seconds:.0f} s: ingest (202) to snapshot on WS /v1/stream "
               f"median {statistics.median(lags) * 1000:.0f} ms, p95 {lags[int(len(lags) * 0.95)] * 1000:.0f} ms, "
               f"max {lags[-1] * 1000:.0f} ms (stream interval 1 s); feed CPU {cpu:.0f} % of a core, "
               f"RSS {feed.rss_mb():.0f} MB")
@@ -284,9 +322,9 @@ def bench_memory(sessions: int = 100_000, minutes: float = 100.0) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("which", choices=("all", "aggregate", "pricing", "http", "ws", "lag", "memory"))
+    p.add_argument("which", choices=("all", "aggregate", "snapshot", "pricing", "http", "ws", "lag", "memory"))
     args = p.parse_args()
-    jobs = {"aggregate": bench_aggregate, "pricing": bench_pricing, "http": bench_http, "ws": bench_ws,
+    jobs = {"aggregate": bench_aggregate, "snapshot": bench_snapshot, "pricing": bench_pricing, "http": bench_http, "ws": bench_ws,
             "lag": bench_lag, "memory": bench_memory}
     for name, job in jobs.items():
         if args.which in ("all", name):

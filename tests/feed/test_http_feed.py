@@ -219,3 +219,23 @@ def test_ndjson_line_holding_two_objects_is_rejected_not_split(feed) -> None:
     assert (data["accepted"], data["rejected"]) == (2, 1)
     assert data["errors"][0]["line"] == 2
     assert {r.key for r in feed.snapshot().agents} == {"a", "unknown"}
+
+
+def test_listening_socket_disables_nagle() -> None:
+    """Regression: without TCP_NODELAY (inherited by accepted sockets) every small round trip
+    waited ~40 ms for a delayed ACK on loopback; measured in bench/core_bench.py lag."""
+    import socket
+
+    from tokentop.core.feed.runner import bind_socket
+
+    sock = bind_socket("127.0.0.1:0")
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        client = socket.create_connection(sock.getsockname())
+        sock.setblocking(True)
+        conn, _ = sock.accept()
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        conn.close()
+        client.close()
+    finally:
+        sock.close()

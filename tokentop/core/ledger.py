@@ -26,9 +26,11 @@ T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 1
 
+# A rowid table with a UNIQUE id (not WITHOUT ROWID on the id): rows append in order and only the
+# small id index takes random inserts, which measured about twice as fast for random event ids.
 _EVENTS_DDL: Final = """
 CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     ts REAL NOT NULL,
     agent TEXT NOT NULL,
     session TEXT,
@@ -51,7 +53,7 @@ CREATE TABLE IF NOT EXISTS events (
     cost_pusd INTEGER,
     cost_kind TEXT NOT NULL,
     received_at REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -121,6 +123,7 @@ class Ledger:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps the id index hot during big imports
         conn.executescript(_EVENTS_DDL)
         conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         self._conn = conn

@@ -24,6 +24,7 @@ SortKey = Literal["burn", "tokens", "requests", "spend", "name"]
 SORT_KEYS: Final[tuple[SortKey, ...]] = ("burn", "tokens", "requests", "spend", "name")
 
 _SIX = Decimal("0.000001")
+_PICO_TO_USD = (1.0 / PICO).__mul__  # floats for sparklines; exact money stays in Decimal fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,16 +286,26 @@ def sort_rows(rows: tuple[Row, ...] | list[Row], key: SortKey = "burn", reverse:
 class _Hot(Counts):
     """What a row's hot cells add up to at this instant."""
 
-    __slots__ = ("req", "tin", "tout", "burn", "series", "models", "active", "latest", "latest_ts")
+    __slots__ = ("req", "tin", "tout", "burn", "series", "parts", "models", "active", "latest", "latest_ts")
 
     def __init__(self) -> None:
         super().__init__()
         self.req = self.tin = self.tout = self.burn = 0
         self.series: list[int] | None = None
+        #: the dense per-second series of each hot cell of this row
+        self.parts: list[list[int]] = []
         self.models: dict[str, list[int]] = {}
         self.active: set[str] = set()
         self.latest: Cell | None = None
         self.latest_ts = -1.0
+
+
+def _sum_series(parts: list[list[int]]) -> list[int] | None:
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return list(map(sum, zip(*parts)))
 
 
 def _money_models(models: dict[str, list[int]]) -> tuple[ModelShare, ...]:
@@ -328,7 +339,7 @@ def _make_row(agg: Aggregator, dim: str, key: str, cold: RowSum | None, hot: _Ho
             output_tokens_per_s=hot.tout / rw, usd_per_hour=hot.burn / PICO * 3600.0 / cfg.burn_window_s,
         )
         if hot.series is not None:
-            kwargs["burn_series"] = tuple(v / PICO for v in hot.series)
+            kwargs["burn_series"] = tuple(map(_PICO_TO_USD, hot.series))
     if dim != "models":
         models: dict[str, list[int]] = {}
         for source in (cold.models if cold is not None and cold.day == day else None, hot.models if hot else None):
@@ -380,18 +391,37 @@ def build_snapshot(agg: Aggregator, now: float, status: Mapping[str, Any] | None
     series_start = int(now) - SERIES_S + 1
     hot: dict[str, dict[str, _Hot]] = {dim: {} for dim in DIMENSIONS}
     total_hot = _Hot()
-    total_hot.series = [0] * SERIES_S
     req_series = [0] * SERIES_S
     tok_series = [0] * SERIES_S
     active_sessions: set[str] = set()
+    now_i = int(now)
+    rate_cut, burn_cut = now_i - rw, now_i - bw
+    total_parts: list[list[int]] = []
     for cell in agg.cells.values():
-        req, tin, tout, _ = cell.window(now, rw)
-        burn = cell.window(now, bw)[3]
+        # One pass over the cell's buckets: both windows, its dense burn series, the header series.
+        req = tin = tout = burn = 0
+        dense: list[int] | None = None
+        for b in cell.buckets:
+            sec = b[0]
+            if sec >= series_start:
+                i = sec - series_start
+                if dense is None:
+                    dense = [0] * SERIES_S
+                dense[i] += b[4]
+                req_series[i] += b[1]
+                tok_series[i] += b[2] + b[3]
+            if sec > burn_cut:
+                burn += b[4]
+                if sec > rate_cut:
+                    req += b[1]
+                    tin += b[2]
+                    tout += b[3]
         active = cell.last_seen >= idle_edge
         session = cell.key[2]
         if active and session is not None:
             active_sessions.add(session)
-        points = [(b[0] - series_start, b) for b in cell.buckets if b[0] >= series_start]
+        if dense is not None:
+            total_parts.append(dense)
         targets = [total_hot]
         for dim, index in _KEY_INDEX.items():
             k = cell.key[index]
@@ -408,21 +438,18 @@ def build_snapshot(agg: Aggregator, now: float, status: Mapping[str, Any] | None
                 h.active.add(session)
             if cell.last_seen > h.latest_ts:
                 h.latest, h.latest_ts = cell, cell.last_seen
+            if dense is not None:
+                h.parts.append(dense)
         for h in targets:
             h.add_counts(cell, day)
             h.req += req
             h.tin += tin
             h.tout += tout
             h.burn += burn
-            if points:
-                if h.series is None:
-                    h.series = [0] * SERIES_S
-                series = h.series
-                for i, b in points:
-                    series[i] += b[4]
-        for i, b in points:
-            req_series[i] += b[1]
-            tok_series[i] += b[2] + b[3]
+    total_hot.series = _sum_series(total_parts) or [0] * SERIES_S
+    for table in hot.values():
+        for h in table.values():
+            h.series = _sum_series(h.parts)
 
     views: dict[str, tuple[Row, ...]] = {}
     cache = agg.row_cache
@@ -473,7 +500,7 @@ def build_snapshot(agg: Aggregator, now: float, status: Mapping[str, Any] | None
         active_sessions=len(active_sessions),
         requests_series=tuple(req_series),
         tokens_series=tuple(tok_series),
-        burn_series=tuple(v / PICO for v in total_hot.series),  # type: ignore[union-attr]
+        burn_series=tuple(map(_PICO_TO_USD, total_hot.series)),  # type: ignore[union-attr]
     )
     return Snapshot(generated_at=now, totals=totals, status=dict(status or {}), **views)
 

@@ -61,7 +61,8 @@ def events(prefix: str, n: int, *, start: int = 0, model: str = "claude-sonnet-4
 
 
 def ingest(runner: FeedRunner, objs: list[dict[str, Any]]) -> Any:
-    return runner.run_coroutine(runner.service.ingest_objects([(None, o) for o in objs]))
+    # generous: the CI box may be busy; a slow ingest is not what these tests measure
+    return runner.run_coroutine(runner.service.ingest_objects([(None, o) for o in objs]), timeout=60)
 
 
 def stream_state(nats_url: str, stream: str = "TOKENTOP") -> Any:
@@ -79,3 +80,27 @@ def stream_state(nats_url: str, stream: str = "TOKENTOP") -> Any:
 
 def totals(runner: FeedRunner) -> Any:
     return runner.snapshot().totals
+
+
+def stream_ids(url: str) -> list[str]:
+    """Event ids in the stream, in stream order (read with a throwaway consumer)."""
+    import json
+
+    import nats
+
+    async def go() -> list[str]:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        sub = await js.pull_subscribe("tokentop.events.>", stream="TOKENTOP")
+        out: list[str] = []
+        try:
+            while True:
+                msgs = await sub.fetch(500, timeout=0.5)
+                out.extend(json.loads(m.data)["event"]["id"] for m in msgs)
+        except Exception:
+            pass
+        await nc.close()
+        return out
+
+    return asyncio.run(go())
+

@@ -66,3 +66,25 @@ def test_serve_nats_with_a_missing_credentials_file_fails_naming_it(tmp_path: Pa
     assert main(["--config", str(cfg), "serve", "--nats", "nats://127.0.0.1:9", "--listen", "127.0.0.1:0"]) == 2
     err = capsys.readouterr().err
     assert "nats.creds_file: no such file" in err and "nope.creds" in err
+
+
+def test_events_accepted_while_nats_is_down_survive_a_host_crash(tmp_path: Path, nats_server: NatsServer) -> None:
+    from tests.team.fleetkit import stream_ids, stream_state
+
+    host, host_url = _serve(tmp_path, "h1", "--nats", nats_server.url, "--host-name", "box-1")
+    try:
+        with FeedClient(host_url) as client:
+            assert client.post_events(events("c", 10))["accepted"] == 10
+        wait_for(lambda: stream_state(nats_server.url).messages == 10, what="first events published")
+        nats_server.stop()
+        with FeedClient(host_url) as client:
+            assert client.post_events(events("c", 40, start=10))["accepted"] == 40  # acknowledged locally
+        host.kill()  # SIGKILL: no shutdown, no flush, nothing graceful
+        host.wait(10)
+        nats_server.start()
+        host, host_url = _serve(tmp_path, "h1", "--nats", nats_server.url, "--host-name", "box-1")
+        wait_for(lambda: stream_state(nats_server.url).messages == 50, timeout=20, what="the backlog after the crash")
+        assert sorted(stream_ids(nats_server.url)) == sorted(f"c-{i}" for i in range(50))
+    finally:
+        host.terminate()
+        host.wait(10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.team.fleetkit import events, fleet_runner, host_runner, ingest, stream_state, totals, wait_for
+from tests.team.fleetkit import events, fleet_runner, host_runner, ingest, stream_ids, stream_state, totals, wait_for
 from tests.team.natsserver import NatsServer
 from tokentop.core.team import outbox
 
@@ -65,35 +65,12 @@ def test_nats_down_host_keeps_working_and_backlog_arrives_once_in_order(tmp_path
         assert stream_state(nats_server.url).messages == 60
         assert fleet.ledger.count() == 60
         # in order: the stream holds e-0 .. e-59 in commit order
-        ids = _stream_ids(nats_server.url)
+        ids = stream_ids(nats_server.url)
         assert ids == [f"e-{i}" for i in range(60)]
         assert totals(fleet).usd_today == totals(a).usd_today
     finally:
         a.stop()
         fleet.stop()
-
-
-def _stream_ids(url: str) -> list[str]:
-    import asyncio
-    import json
-
-    import nats
-
-    async def go() -> list[str]:
-        nc = await nats.connect(url)
-        js = nc.jetstream()
-        sub = await js.pull_subscribe("tokentop.events.>", stream="TOKENTOP")
-        out: list[str] = []
-        try:
-            while True:
-                msgs = await sub.fetch(500, timeout=0.5)
-                out.extend(json.loads(m.data)["event"]["id"] for m in msgs)
-        except Exception:
-            pass
-        await nc.close()
-        return out
-
-    return asyncio.run(go())
 
 
 def test_publish_retried_after_a_lost_ack_is_stored_once(tmp_path: Path, nats_server: NatsServer) -> None:

@@ -54,6 +54,7 @@ REPORTING_WINDOW_S = 60.0
 FETCH_BATCH = 1000
 FETCH_WAIT_S = 1.0
 MAX_ACK_PENDING = FETCH_BATCH * 8
+ACK_WAIT_S = 10.0
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 5.0
 
@@ -194,14 +195,28 @@ class FleetConsumer:
                 await js.delete_consumer(self.settings.stream, self.consumer)
             except NotFoundError:
                 pass
+        info = None
         try:
-            await js.consumer_info(self.settings.stream, self.consumer)
+            info = await js.consumer_info(self.settings.stream, self.consumer)
         except NotFoundError:
+            pass
+        start_seq: int | None = None
+        if info is not None and (info.num_ack_pending or 0) > 0:
+            # messages delivered to an earlier run (stopped, or lost in flight on a reconnect) and
+            # never acknowledged: start again right after the last acknowledged one, now, rather
+            # than waiting ack_wait for their redelivery; what the ledger already has is deduped
+            start_seq = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+            await js.delete_consumer(self.settings.stream, self.consumer)
+            info = None
+        if info is None:
             await js.add_consumer(self.settings.stream, ConsumerConfig(
                 durable_name=self.consumer,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.ALL,
-                ack_wait=30.0,
+                deliver_policy=DeliverPolicy.ALL if start_seq is None else DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start_seq,
+                # explicit, per message: a delivery lost in flight is redelivered, never acknowledged
+                # implicitly by a later ack (ack-all would skip it: a gap)
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ACK_WAIT_S,
                 max_ack_pending=MAX_ACK_PENDING,
                 filter_subject=f"{EVENTS_PREFIX}.>",
                 inactive_threshold=float(self.settings.consumer_inactive_days) * 86400.0,
@@ -253,7 +268,8 @@ class FleetConsumer:
         finally:
             carried.clear()
         self.received += len(events)
-        await msgs[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+        for m in msgs:  # only now: the fleet ledger has them (bad ones are acknowledged as skipped)
+            await m.ack()
         try:
             self.pending = msgs[-1].metadata.num_pending
         except Exception:  # noqa: BLE001 - metadata is informative only

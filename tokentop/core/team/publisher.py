@@ -164,7 +164,14 @@ class Publisher:
         retry = RETRY_MIN_S
         while not nc.is_closed:
             if not nc.is_connected:
-                await self._up.wait()  # publishing into the client's reconnect buffer only fills it
+                # publishing into the client's reconnect buffer only fills it: wait for the reconnect.
+                # Clear first: the flag can still be set before the disconnect callback ran, and
+                # waiting on a set event never yields (a busy loop that starves the feed's loop).
+                self._up.clear()
+                try:
+                    await asyncio.wait_for(self._up.wait(), IDLE_POLL_S)
+                except asyncio.TimeoutError:
+                    pass
                 continue
             rows = await outbox.read_async(self.ledger, self.settings.publish_window)
             if not rows:

@@ -286,3 +286,24 @@ def test_events_without_a_host_are_published_under_the_publishing_host(tmp_path:
     finally:
         a.stop()
         fleet.stop()
+
+
+def test_an_existing_stream_that_cannot_hold_the_events_is_refused_with_the_reason(tmp_path: Path, nats_server: NatsServer) -> None:
+    import asyncio
+
+    import nats
+
+    async def squat() -> None:
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().add_stream(name="TOKENTOP", subjects=["other.>"])
+        await nc.close()
+
+    asyncio.run(squat())
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    try:
+        assert ingest(a, events("s", 3)).accepted == 3  # the host keeps working locally
+        status = wait_for(lambda: (s := a.snapshot().status["nats"])["last_error"] and s, what="the refusal")
+        assert "stream TOKENTOP exists with subjects ['other.>'], not tokentop.events.>" in status["last_error"]
+        assert outbox.count(a.ledger) == 3
+    finally:
+        a.stop()

@@ -56,7 +56,7 @@ def install(ledger: Ledger) -> None:
 
 
 def uninstall(ledger: Ledger) -> None:
-    ledger.ensure_schema(_DDL + f"DROP TRIGGER IF EXISTS {TABLE}_enqueue;")
+    ledger.ensure_schema(f"DROP TRIGGER IF EXISTS {TABLE}_enqueue;")  # queued rows stay; no table is created
 
 
 def _reader(limit: int, after_seq: int):  # noqa: ANN202

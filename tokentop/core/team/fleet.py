@@ -2,8 +2,10 @@
 
 A :class:`FleetConsumer` reads the stream through a durable pull consumer and hands each batch to
 ``FeedService.ingest_events`` (dedupe by id, ledger, aggregator); the event's ``host`` field gives
-the host dimension. It acknowledges a batch only after the fleet's ledger committed it, so a crash
-in between means a redelivery, which the ledger's primary key drops.
+the host dimension. It acknowledges each message (explicit acks, never ack-all, which would skip a
+delivery lost in flight) only after the fleet's ledger committed it, so a crash in between means a
+redelivery, which the ledger's primary key drops. On every (re)start a durable with unacknowledged
+deliveries is recreated from its ack floor, so a restarted view resumes at once and without gaps.
 
 Why one durable consumer per fleet view (named after the host and the fleet ledger), not a shared
 one and not an ephemeral ordered consumer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from tokentop.core.events import DEFAULT_MAX_FUTURE_S, Event, EventError, parse_event
 from tokentop.core.pricing import Cost

@@ -357,5 +357,8 @@ def parse_decimal(value: Any) -> Decimal:
         raise ConfigError(f"not a number: {value!r}") from exc
 
 
-# -- sections other modules own (imported here so every config load knows them) -----------------------
-from tokentop.core.team import settings as _nats_settings  # noqa: E402,F401  [nats]
+# Sections and tables owned by other modules register themselves on import (kept last: they
+# import this module's names).
+import tokentop.core.providers.settings  # noqa: E402,F401  -- [providers.openai] / [providers.anthropic]
+from tokentop.core.control import settings as _control_settings  # noqa: E402,F401  -- [control] [budget.*] [runaway.*]
+from tokentop.core.team import settings as _nats_settings  # noqa: E402,F401  -- [nats]

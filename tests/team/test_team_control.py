@@ -241,3 +241,58 @@ def test_kill_modal_controller_plans_remote_sessions_and_acts_through_their_host
         assert on_b.acted == [("sess-1", "pause")] and local.acted == []
     finally:
         b.stop()
+
+
+CHILD_POSTING_ITS_PID = r"""
+import json, os, sys, time, urllib.request
+body = json.dumps({"agent": "claude-code", "session": sys.argv[2], "model": "gpt-4o", "provider": "openai",
+                   "input_tokens": 100, "output_tokens": 10, "pid": os.getpid()}).encode()
+req = urllib.request.Request(sys.argv[1] + "/v1/events", data=body, headers={"content-type": "application/json"})
+urllib.request.urlopen(req, timeout=5).read()
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_remote_control_goes_through_the_hosts_own_control_layer_and_is_audited(
+    tmp_path: Path, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No test controller: host-b's real control layer (identity checks, signals, audit) acts."""
+    from tokentop.core.control.service import control_for
+
+    secret = _secret(tmp_path / "b" / "fleet.secret")
+    b = host_runner(tmp_path, "host-b", nats_server.url,
+                    nats={"allow_remote_control": True, "control_secret_file": str(secret)})
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_POSTING_ITS_PID, b.address, "agent-7"],
+                            stdout=subprocess.PIPE, process_group=0)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        wait_for(lambda: _responding(nats_server.url, "host-b"), what="host-b listening")
+        cfg = _config(tmp_path, "a", nats_server.url, secret)
+        assert main(["pause", "agent-7", "--config", str(cfg), "--host", "host-b"]) == 0
+        wait_for(lambda: _status(proc) == psutil.STATUS_STOPPED, what="paused by host-b's control layer")
+        assert main(["resume", "agent-7", "--config", str(cfg), "--host", "host-b"]) == 0
+        wait_for(lambda: _status(proc) != psutil.STATUS_STOPPED, what="resumed")
+        outcomes = control_for(b.app).outcomes
+        assert [(o["origin"], o["ok"]) for o in outcomes][-2:] == [("nats:" + _requester(), True)] * 2
+        # the host's own rules still decide: a session it has no process for is refused with its reason
+        capsys.readouterr()
+        assert main(["kill", "nobody", "--config", str(cfg), "--host", "host-b"]) == 1
+        err = capsys.readouterr().err
+        last = control_for(b.app).outcomes[-1]
+        assert last["ok"] is False and last["origin"].startswith("nats:") and last["message"] in err
+        assert proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        b.stop()
+
+
+def _requester() -> str:
+    import socket
+
+    return socket.gethostname()

@@ -87,11 +87,16 @@ def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up
 
 # -- kill | pause | resume SESSION --nats URL ---------------------------------------------------------
 
-def add_control_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("session", metavar="SESSION", help="session id (as shown in the sessions view)")
-    p.add_argument("--nats", metavar="URL", help="reach the session's host through NATS (team mode)")
-    p.add_argument("--host", metavar="NAME", help="the session's host (default: looked up in the fleet view)")
-    p.add_argument("--pid", type=int, help="the process to act on, when the session has several")
+def add_remote_control_arguments(p: argparse.ArgumentParser) -> None:
+    """``--nats``/``--host`` on the control layer's pause/resume/kill commands."""
+    p.add_argument("--nats", metavar="URL", default=None,
+                   help="reach the session's host through NATS (team mode; [nats] url when set)")
+    p.add_argument("--host", metavar="NAME", default=None,
+                   help="with --nats: the session's host (default: looked up in the fleet view)")
+
+
+def wants_remote(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "nats", None) or getattr(args, "host", None))
 
 
 def lookup_session(args: argparse.Namespace, cfg: Config) -> tuple[str | None, int | None]:
@@ -121,7 +126,7 @@ def lookup_session(args: argparse.Namespace, cfg: Config) -> tuple[str | None, i
     return (row[0], row[1]) if row else (None, None)
 
 
-def run_remote_control(args: argparse.Namespace, cfg: Config, action: str) -> int:
+def run_remote_control(args: argparse.Namespace, cfg: Config, action: str, signal: str | None = None) -> int:
     import asyncio
 
     from tokentop.core.control.port import Target
@@ -141,7 +146,8 @@ def run_remote_control(args: argparse.Namespace, cfg: Config, action: str) -> in
               "pass --host NAME, or --feed URL of a fleet view that shows it", file=sys.stderr)
         return 2
     controller = RemoteController(settings, requester=cfg.host_name)
-    outcome = asyncio.run(controller.act(Target(session=args.session, pid=pid, host=host), action, pid=pid))  # type: ignore[arg-type]
+    outcome = asyncio.run(controller.act(Target(session=args.session, pid=pid, host=host), action, pid=pid,  # type: ignore[arg-type]
+                                         signal=signal))
     print(f"{outcome.action} {outcome.session} on {host}: {'done' if outcome.ok else 'not done'}: {outcome.message}",
           file=sys.stdout if outcome.ok else sys.stderr)
     return 0 if outcome.ok else 1

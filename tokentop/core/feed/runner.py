@@ -247,7 +247,8 @@ class FeedRunner:
         self.ledger.close()
 
 
-# -- registrations (one line per module that attaches itself to every feed) ---------------------------
-from tokentop.core.team.attach import attach as _team_attach  # noqa: E402  NATS publisher + control
-
-STARTUP_HOOKS.append(_team_attach)
+# Built-in attachments register their routes / hooks / STARTUP_HOOKS when imported (kept last:
+# they import this module).
+import tokentop.core.providers.hook  # noqa: E402,F401  -- provider usage pollers, when admin keys are set
+import tokentop.core.control.wiring  # noqa: E402,F401  -- control API, emitter control channel, policy task
+import tokentop.core.team.attach  # noqa: E402,F401  -- NATS publisher, remote control responder ([nats] url)

@@ -38,3 +38,13 @@ def attach(runner: Any) -> None:
     responder = ControlResponder(settings, host, controller_for(runner))
     runner.app.background.append(responder.run)
     runner.extras["nats_control"] = responder
+
+
+def install() -> None:
+    from tokentop.core.feed import runner as runner_mod
+
+    if attach not in runner_mod.STARTUP_HOOKS:
+        runner_mod.STARTUP_HOOKS.append(attach)
+
+
+install()

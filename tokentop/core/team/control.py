@@ -45,10 +45,10 @@ PROTOCOL: Final = 1
 MAX_SKEW_S: Final = 60.0
 MIN_SECRET_BYTES: Final = 16
 
-#: How a host finds the Controller that acts for remote requests. The control layer plugs itself in
-#: here (or puts one in ``runner.extras["controller"]``); by default nothing is controllable and
-#: every request is answered with NoController's reason.
-CONTROLLER_FACTORY: Callable[[Any], Controller] | None = None
+#: How a host finds the Controller that acts for a remote request: ``factory(runner, origin)``.
+#: ``runner.extras["controller"]`` wins when set (tests, embedders); the default is the control
+#: layer's LocalController on this feed, whose audit records ``origin`` = ``nats:<requester>``.
+CONTROLLER_FACTORY: Callable[[Any, str], Controller] | None = None
 
 
 class SecretError(ValueError):
@@ -110,7 +110,7 @@ def _open(data: bytes, secret: bytes | None) -> tuple[dict[str, Any], bool]:
 class ControlResponder:
     """Answers control requests for this host on ``tokentop.control.<host>``."""
 
-    def __init__(self, settings: NatsSettings, host: str, controller: Controller | Callable[[], Controller],
+    def __init__(self, settings: NatsSettings, host: str, controller: Controller | Callable[[str], Controller],
                  *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.host = host
@@ -121,9 +121,9 @@ class ControlResponder:
         self.answered = 0
         self.refused = 0
 
-    def controller(self) -> Controller:
+    def controller(self, origin: str) -> Controller:
         c = self._controller
-        return c() if callable(c) and not hasattr(c, "act") else c  # type: ignore[return-value]
+        return c if hasattr(c, "act") else c(origin)  # type: ignore[operator,return-value]
 
     async def run(self) -> None:
         nc = None
@@ -196,7 +196,9 @@ class ControlResponder:
         target = Target(session=session, agent=t.get("agent"), model=t.get("model"), pid=t.get("pid") if isinstance(t.get("pid"), int) else pid,
                         host=self.host, cmd=t.get("cmd"))
         try:
-            outcome = await self.controller().act(target, action, pid=pid, signal=sig if isinstance(sig, str) else None)
+            requester = body.get("from") if isinstance(body.get("from"), str) else "?"
+            controller = self.controller(f"nats:{requester[:64]}")
+            outcome = await controller.act(target, action, pid=pid, signal=sig if isinstance(sig, str) else None)
         except Exception as exc:  # noqa: BLE001 - the controller's failure is the answer, not a crash
             log.exception("controller failed on a remote %s of %s", action, session)
             outcome = Outcome(session, action, False, f"the control layer failed: {type(exc).__name__}")
@@ -282,26 +284,22 @@ async def request(settings: NatsSettings, host: str, payload: bytes, secret: byt
             pass
 
 
-class _LazyController:
-    """Resolves the host's controller at request time (the control layer may attach after us)."""
+def _default_controller(runner: Any, origin: str) -> Controller:
+    try:
+        from tokentop.core.control.controller import LocalController
+    except ImportError:  # a build without the control layer: say so for every request
+        return NoController()
+    return LocalController(runner, origin=origin)
 
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
 
-    def _get(self) -> Controller:
-        c = self.runner.extras.get("controller")
+def controller_for(runner: Any) -> Callable[[str], Controller]:
+    """The host's controller for a request from ``origin``, resolved at request time (the control
+    layer may attach after this hook)."""
+
+    def get(origin: str) -> Controller:
+        c = runner.extras.get("controller")
         if c is not None:
             return c
-        if CONTROLLER_FACTORY is not None:
-            return CONTROLLER_FACTORY(self.runner)
-        return NoController()
+        return (CONTROLLER_FACTORY or _default_controller)(runner, origin)
 
-    def plan(self, target: Target) -> Plan:
-        return self._get().plan(target)
-
-    async def act(self, target: Target, action: Any, *, pid: int | None = None, signal: str | None = None) -> Outcome:
-        return await self._get().act(target, action, pid=pid, signal=signal)
-
-
-def controller_for(runner: Any) -> Controller:
-    return _LazyController(runner)
+    return get

@@ -1,0 +1,169 @@
+"""Control routes on the feed (all need the local token) and the publish-socket hooks.
+
+``POST /v1/sessions/{id}/pause`` · ``/resume`` · ``/kill`` (body ``{"signal": "TERM"|"INT"|"KILL"...,
+"pid": N}``; TERM escalates to KILL after the grace) · ``/terminate`` (same as kill with TERM) ·
+``GET /v1/sessions/{id}/plan`` · ``POST /v1/sessions/{id}/process`` (``tokentop run`` registers
+pid/create_time/uid/cmd) · ``DELETE /v1/sessions/{id}/process`` · ``GET /v1/control/audit``.
+Contract: ``docs/control.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tokentop.core.control.process import ProcessIdentity, Refused, parse_signal, verify
+from tokentop.core.control.service import control_for
+
+MAX_CONTROL_BODY: int = 16 * 1024
+MAX_SESSION_LEN: int = 512
+
+
+def plan_to_json(plan: Any) -> dict[str, Any]:
+    return {
+        "session": plan.target.session, "can_act": plan.can_act, "reason": plan.reason, "pid": plan.pid,
+        "cmd": plan.cmd,
+        "candidates": [{"pid": c.pid, "cmd": c.cmd, "start_time": c.start_time, "cwd": c.cwd} for c in plan.candidates],
+    }
+
+
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    from tokentop.core.feed.server import BodyTooLarge, read_body
+
+    try:
+        raw = await read_body(request, MAX_CONTROL_BODY)
+    except BodyTooLarge:
+        return JSONResponse({"error": f"body exceeds {MAX_CONTROL_BODY} bytes"}, 413)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return JSONResponse({"error": f"body is not valid JSON: {exc.msg}"}, 400)
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "body must be a JSON object"}, 400)
+    return body
+
+
+def routes(feed: Any) -> list[BaseRoute]:
+    ctl = control_for(feed)
+
+    def session_of(request: Request) -> str | Response:
+        session = request.path_params["session"]
+        if not session or len(session) > MAX_SESSION_LEN:
+            return JSONResponse({"error": f"session id must be 1..{MAX_SESSION_LEN} characters"}, 400)
+        return session
+
+    async def act(request: Request) -> Response:
+        denied = feed.require_token(request)
+        if denied is not None:
+            return denied
+        session = session_of(request)
+        if isinstance(session, Response):
+            return session
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        action = request.path_params["action"]
+        signal = body.get("signal")
+        pid = body.get("pid")
+        if signal is not None and not isinstance(signal, str):
+            return JSONResponse({"error": "signal must be a name such as \"TERM\" or \"KILL\""}, 400)
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
+            return JSONResponse({"error": "pid must be an integer"}, 400)
+        if action in ("terminate", "kill"):
+            # /kill without a signal is the safe default: TERM, then KILL after the grace
+            try:
+                name, _ = parse_signal(signal, "TERM")
+            except Refused as exc:
+                return JSONResponse({"error": exc.reason, "code": exc.code}, 400)
+            action, signal = ("kill", "KILL") if name == "KILL" else ("terminate", name)
+        origin = str(body.get("origin") or "api")[:40]
+        result = await ctl.act(session, action, pid=pid, signal=signal, origin=origin)
+        status = 200 if result.outcome.ok else (409 if result.code not in ("bad_action", "bad_signal") else 400)
+        return JSONResponse(result.to_json(), status)
+
+    async def plan(request: Request) -> Response:
+        denied = feed.require_token(request)
+        if denied is not None:
+            return denied
+        session = session_of(request)
+        if isinstance(session, Response):
+            return session
+        # discovery walks the process table: off the event loop
+        return JSONResponse(plan_to_json(await _in_thread(lambda: ctl.plan(session))))
+
+    async def register(request: Request) -> Response:
+        denied = feed.require_token(request)
+        if denied is not None:
+            return denied
+        session = session_of(request)
+        if isinstance(session, Response):
+            return session
+        if request.method == "DELETE":
+            return JSONResponse({"session": session, "removed": ctl.unregister(session)})
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            ident = ProcessIdentity.from_json(body)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        try:
+            verify(ident)  # the record must describe a live process of this user, as recorded
+        except Refused as exc:
+            return JSONResponse({"error": exc.reason, "code": exc.code}, 409)
+        agent = body.get("agent") if isinstance(body.get("agent"), str) else None
+        rec = ctl.register(session, ident, agent=agent, source="run")
+        return JSONResponse({"session": session, "registered": rec.to_json()}, 201)
+
+    async def audit(request: Request) -> Response:
+        denied = feed.require_token(request)
+        if denied is not None:
+            return denied
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", "50")), 10000))
+        except ValueError:
+            return JSONResponse({"error": "limit must be an integer"}, 400)
+        session = request.query_params.get("session") or None
+        records = await _in_thread(lambda: ctl.audit.recent(limit, session))
+        return JSONResponse({"audit": [r.to_json() for r in records]})
+
+    return [
+        Route("/v1/sessions/{session:path}/plan", plan, methods=["GET"]),
+        Route("/v1/sessions/{session:path}/process", register, methods=["POST", "DELETE"]),
+        Route("/v1/sessions/{session:path}/{action:str}", act, methods=["POST"]),
+        Route("/v1/control/audit", audit, methods=["GET"]),
+    ]
+
+
+async def _in_thread(fn: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(fn)
+
+
+async def on_publish_meta(feed: Any, ws: Any, message: dict[str, Any]) -> dict[str, Any] | None:
+    kind = message.get("type")
+    if kind == "hello":
+        session = message.get("session")
+        if not isinstance(session, str) or not session or len(session) > MAX_SESSION_LEN:
+            return {"type": "error", "error": "hello needs \"session\": a non-empty string"}
+        err = control_for(feed).emitters.hello(ws, session)
+        if err is not None:
+            return {"type": "error", "error": err}
+        return {"type": "hello_ack", "session": session, "control": True}
+    if kind == "control_ack":
+        known = control_for(feed).emitters.acknowledge(message)
+        return {"type": "control_ack_received", "id": message.get("id"), "known": known}
+    return None
+
+
+async def on_publish_closed(feed: Any, ws: Any) -> None:
+    ctl = getattr(feed, "control", None)
+    if ctl is not None:
+        ctl.emitters.closed(ws)

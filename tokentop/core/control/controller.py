@@ -1,0 +1,131 @@
+"""Controllers (the port the live view talks to) for an embedded feed and for a feed over HTTP.
+
+* :class:`LocalController` wraps the :class:`ControlService` of a :class:`FeedRunner` running in
+  this process (on its own thread and loop): calls hop onto the feed's loop.
+* :class:`RemoteController` calls the feed's control API with the local token.
+
+Build the right one with :func:`tokentop.core.control.build_controller`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from tokentop.core.control.port import Action, Candidate, Outcome, Plan, Target
+
+
+class LocalController:
+    """The embedded feed's control service, used from another thread (the UI's)."""
+
+    def __init__(self, runner: Any, origin: str = "ui") -> None:
+        from tokentop.core.control.service import control_for
+
+        self.runner = runner
+        self.control = control_for(runner.app)
+        self.origin = origin
+
+    def _on_feed_loop(self) -> bool:
+        loop = self.runner.loop
+        if loop is None or not loop.is_running():
+            return False
+        try:
+            return asyncio.get_running_loop() is not loop
+        except RuntimeError:
+            return True
+
+    def plan(self, target: Target) -> Plan:
+        if self._on_feed_loop():
+            async def take() -> Plan:
+                return self.control.plan(target)
+
+            return self.runner.run_coroutine(take(), timeout=30)
+        return self.control.plan(target)
+
+    async def act(self, target: Target, action: Action, *, pid: int | None = None, signal: str | None = None) -> Outcome:
+        coro = self.control.act(target.session, action, pid=pid, signal=signal, origin=self.origin)
+        if self._on_feed_loop():
+            fut = asyncio.run_coroutine_threadsafe(coro, self.runner.loop)
+            result = await asyncio.wrap_future(fut)
+        else:
+            result = await coro
+        return result.outcome
+
+
+class RemoteController:
+    """A feed reached over HTTP (or a Unix socket): the control API with the local token."""
+
+    def __init__(self, url: str, token: str, *, timeout_s: float = 5.0, act_timeout_s: float = 60.0, origin: str = "ui") -> None:
+        from tokentop.core.feed.client import _async_client_args, _client_args
+
+        self.url = url
+        self.token = token
+        self.origin = origin
+        self._headers = {"authorization": f"Bearer {token}"}
+        self._base, self._kwargs = _client_args(url)
+        self._abase, self._akwargs_factory = url, _async_client_args
+        self.timeout_s = timeout_s
+        self.act_timeout_s = act_timeout_s
+
+    @staticmethod
+    def _path(session: str, tail: str) -> str:
+        return f"/v1/sessions/{quote(session, safe='')}/{tail}"
+
+    def plan(self, target: Target) -> Plan:
+        try:
+            with httpx.Client(base_url=self._base, headers=self._headers, timeout=self.timeout_s, **self._kwargs) as c:
+                r = c.get(self._path(target.session, "plan"))
+        except httpx.HTTPError as exc:
+            return Plan(target, False, f"the feed at {self.url} did not answer: {exc}")
+        if r.status_code != 200:
+            return Plan(target, False, f"the feed refused: {_error_text(r)}")
+        data = r.json()
+        cands = tuple(Candidate(c["pid"], c.get("cmd") or "", float(c.get("start_time") or 0), c.get("cwd"))
+                      for c in data.get("candidates") or ())
+        return Plan(target, bool(data.get("can_act")), data.get("reason"), pid=data.get("pid"), cmd=data.get("cmd"),
+                    candidates=cands)
+
+    async def act(self, target: Target, action: Action, *, pid: int | None = None, signal: str | None = None) -> Outcome:
+        body: dict[str, Any] = {"origin": self.origin}
+        if pid is not None:
+            body["pid"] = pid
+        if signal is not None:
+            body["signal"] = signal
+        elif action == "kill":
+            body["signal"] = "KILL"  # the port's "kill" is SIGKILL; the API's bare /kill means TERM first
+        base, kwargs = self._akwargs_factory(self.url)
+        try:
+            async with httpx.AsyncClient(base_url=base, headers=self._headers, timeout=self.act_timeout_s, **kwargs) as c:
+                r = await c.post(self._path(target.session, action), json=body)
+        except httpx.HTTPError as exc:
+            return Outcome(target.session, action, False, f"the feed at {self.url} did not answer: {exc}")
+        try:
+            data = r.json()
+        except ValueError:
+            data = {}
+        if "ok" in data:
+            return Outcome(target.session, action, bool(data["ok"]), str(data.get("message") or ""))
+        return Outcome(target.session, action, False, f"the feed refused: {_error_text(r)}")
+
+
+def _error_text(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("error") or r.text)[:300]
+    except ValueError:
+        return f"HTTP {r.status_code}"
+
+
+class UnavailableController:
+    """No way to act (e.g. no token for a remote feed): every plan says exactly why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def plan(self, target: Target) -> Plan:
+        return Plan(target, False, self.reason, pid=target.pid, cmd=target.cmd)
+
+    async def act(self, target: Target, action: Action, *, pid: int | None = None, signal: str | None = None) -> Outcome:
+        return Outcome(target.session, action, False, self.reason)

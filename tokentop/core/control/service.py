@@ -1,0 +1,310 @@
+"""The feed-side control layer: plans and acts on sessions, keeps the session→process registry,
+talks to emitters, writes the audit log and publishes outcomes in snapshot status.
+
+One instance per feed (:func:`control_for`); runs on the feed's event loop. The UI reaches it
+through a :class:`~tokentop.core.control.port.Controller` (``tokentop.core.control.build_controller``);
+the CLI and remote viewers through the HTTP API (``tokentop.core.control.api``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal as _signal
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final, Sequence
+
+from tokentop.core.control import discovery, process
+from tokentop.core.control.audit import AuditLog, AuditRecord
+from tokentop.core.control.emitters import EmitterHub
+from tokentop.core.control.port import ACTIONS, NO_PROCESS_REASON, Candidate, Outcome, Plan, Target
+from tokentop.core.control.process import ProcessIdentity, Refused
+from tokentop.core.control.registry import ProcessRecord, ProcessRegistry, identity_for_event_pid
+from tokentop.core.aggregate import NONE_LABEL
+from tokentop.core.events import Event
+from tokentop.core.feed.service import FeedService
+from tokentop.core.pricing import Cost
+
+log = logging.getLogger("tokentop.control")
+
+#: How many recent outcomes snapshot status carries (``status.control.outcomes``).
+STATUS_OUTCOMES: Final = 20
+#: (session, pid) pairs from events that were refused a binding, remembered so each is checked once.
+MAX_REFUSED_BINDINGS: Final = 10_000
+
+
+@dataclass
+class ControlSettings:
+    #: seconds between SIGTERM and SIGKILL when the process is still alive
+    grace_s: float = 5.0
+    #: seconds to wait for an emitter's control_ack
+    ack_timeout_s: float = 5.0
+    #: look for running claude/codex processes for sessions with no recorded process
+    discovery: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ActResult:
+    """An :class:`Outcome` plus the refusal/failure code and the pid acted on (API, audit)."""
+
+    outcome: Outcome
+    code: str | None = None
+    pid: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        o = self.outcome
+        return {"session": o.session, "action": o.action, "ok": o.ok, "message": o.message, "code": self.code,
+                "pid": self.pid}
+
+
+class ControlService:
+    def __init__(self, service: FeedService, settings: ControlSettings | None = None, *, persist: bool = True) -> None:
+        self.service = service
+        self.settings = settings or ControlSettings()
+        ledger = service.ledger
+        self.registry = ProcessRegistry(ledger if persist else None)
+        self.audit = AuditLog(ledger)
+        self.emitters = EmitterHub()
+        self.outcomes: deque[dict[str, Any]] = deque(maxlen=STATUS_OUTCOMES)
+        self.refused_event_pids = 0
+        #: session -> pids from its events examined and not bound (each pair is examined once)
+        self._unbound: dict[str, set[int]] = {}
+        self._unbound_count = 0
+        for rec in self.registry.load():
+            service.aggregator.bind_process(rec.session, rec.facts())
+        service.listeners.append(self.on_events)
+        self._publish_status()
+
+    # -- binding ---------------------------------------------------------------------------------
+    def register(self, session: str, identity: ProcessIdentity, *, host: str | None = None, agent: str | None = None,
+                 source: str = "run") -> ProcessRecord:
+        rec = ProcessRecord(session, identity, host or self.service.host, agent, source, self.service.clock())
+        self.registry.put(rec)
+        self.service.aggregator.bind_process(session, rec.facts())
+        self._publish_status()
+        return rec
+
+    def unregister(self, session: str) -> bool:
+        gone = self.registry.remove(session) is not None
+        self._unbound.pop(session, None)  # its events' pids may bind it now
+        if gone:
+            self.service.aggregator.bind_process(session, {})
+            self._publish_status()
+        return gone
+
+    def on_events(self, accepted: Sequence[tuple[Event, Cost]]) -> None:
+        """Feed listener: events with ``pid`` from this host bind their session (new bindings only)."""
+        host = self.service.host
+        refused = self.refused_event_pids
+        for event, _ in accepted:
+            pid = event.pid
+            if pid is None or event.session is None or self.registry.has_binding(event.session, pid):
+                continue
+            if pid in self._unbound.get(event.session, ()):
+                continue
+            if event.host is not None and host is not None and event.host != host:
+                continue
+            current = self.registry.get(event.session)
+            if current is not None and current.source in ("run", "picked") and process.alive(current.identity):
+                # `tokentop run` (or the user) named the process; an emitter inside it reporting its own
+                # pid (a subprocess of the agent) does not move the session off the group leader
+                self._remember_unbound(event.session, pid)
+                continue
+            ident = identity_for_event_pid(pid, event.ts) if pid > 1 else None
+            if ident is None or ident.uid != os.getuid():
+                self.refused_event_pids += 1
+                self._remember_unbound(event.session, pid)
+                continue
+            self.register(event.session, ident, host=host, agent=event.agent, source="event")
+        if self.refused_event_pids != refused:
+            self._publish_status()
+
+    def _remember_unbound(self, session: str, pid: int) -> None:
+        """A (session, pid) pair examined and not bound: not re-examined on every event."""
+        if self._unbound_count >= MAX_REFUSED_BINDINGS:
+            self._unbound.clear()
+            self._unbound_count = 0
+        self._unbound.setdefault(session, set()).add(pid)
+        self._unbound_count += 1
+
+    # -- planning --------------------------------------------------------------------------------
+    def _session_facts(self, session: str) -> dict[str, Any]:
+        """agent / project / host / first_seen of a session row (its cold sum and its hot cells)."""
+        agg = self.service.aggregator
+        facts: dict[str, Any] = {}
+        newest = -1.0
+        first: float | None = None
+        cold = agg.cold["sessions"].get(session)
+        if cold is not None:
+            newest = cold.last_seen
+            first = cold.first_seen or None
+            facts = {"agent": cold.agent, "project": cold.project, "host": cold.host}
+        for key, cell in list(agg.cells.items()):  # hot cells: O(hot), only when planning an action
+            if key[2] != session:
+                continue
+            if cell.first_seen and (first is None or cell.first_seen < first):
+                first = cell.first_seen
+            if cell.last_seen >= newest:
+                newest = cell.last_seen
+                facts = {"agent": key[0], "project": key[3], "host": key[5]}
+        if not facts:
+            return {}
+        for name in ("project", "host"):
+            if facts.get(name) == NONE_LABEL:
+                facts[name] = None
+        facts["first_seen"] = first
+        return facts
+
+    def plan(self, target: Target | str) -> Plan:
+        if isinstance(target, str):
+            target = Target(target)
+        session = target.session
+        rec = self.registry.get(session)
+        if rec is not None:
+            try:
+                process.verify(rec.identity)
+            except Refused as exc:
+                return Plan(target, False, exc.reason, pid=rec.identity.pid, cmd=rec.identity.cmd)
+            return Plan(target, True, None, pid=rec.identity.pid, cmd=rec.identity.cmd)
+        if self.emitters.connected(session):
+            return Plan(target, True, "in-process agent: control messages go to its emitter over WS /v1/publish",
+                        cmd="(emitter connected over WS /v1/publish)")
+        facts = self._session_facts(session)
+        host = facts.get("host") or target.host
+        if host and self.service.host and host != self.service.host:
+            return Plan(target, False, f"this session runs on host {host!r}; control it from the feed on that host")
+        if not self.settings.discovery:
+            return Plan(target, False, NO_PROCESS_REASON)
+        cands = self._candidates(session, target)
+        if len(cands) == 1:
+            c = cands[0]
+            return Plan(target, True, f"found by discovery (a {c.cmd.split(' ')[0]} process in {c.cwd})",
+                        pid=c.pid, cmd=c.cmd, candidates=tuple(cands))
+        if cands:
+            return Plan(target, False, f"{len(cands)} running processes could be this session; pick one",
+                        candidates=tuple(cands))
+        return Plan(target, False, NO_PROCESS_REASON)
+
+    def _candidates(self, session: str, target: Target) -> list[Any]:
+        """Processes that could be behind ``session``: running claude/codex processes, and processes
+        registered for other sessions (an agent process often runs several sessions: a ``tokentop run``
+        child whose agent reports its own session ids), matched by agent, cwd and start time."""
+        facts = self._session_facts(session)
+        agent = facts.get("agent") or target.agent
+        project = facts.get("project")
+        first_seen = facts.get("first_seen")
+        found = {c.pid: c for c in discovery.find_candidates(agent=agent, project=project, first_seen=first_seen)}
+        names = discovery.process_names_for(agent)
+        for rec in self.registry:
+            ident = rec.identity
+            if rec.session == session or ident.pid in found:
+                continue
+            same_agent = (agent is not None and rec.agent == agent) or discovery.runs_named(names, ident.cmd)
+            if not same_agent or not discovery.cwd_matches(ident.cwd, project):
+                continue
+            if first_seen is not None and ident.create_time > first_seen + discovery.START_SLACK_S:
+                continue
+            if not process.alive(ident):
+                continue
+            found[ident.pid] = Candidate(ident.pid, ident.cmd, ident.create_time, ident.cwd)
+        return sorted(found.values(), key=lambda c: (c.start_time, c.pid))
+
+    # -- acting ----------------------------------------------------------------------------------
+    async def act(self, session: str, action: str, *, pid: int | None = None, signal: str | None = None,
+                  origin: str = "api") -> ActResult:
+        """Do ``action`` on the session's process (or emitter). Never raises for a refusal: the
+        result says why, and every attempt is audited."""
+        try:
+            result = await self._act(session, action, pid, signal)
+        except Refused as exc:
+            result = ActResult(Outcome(session, action, False, exc.reason), exc.code, pid)
+        except Exception as exc:  # a bug must still be reported and audited, never crash the feed
+            log.exception("control action failed")
+            result = ActResult(Outcome(session, action, False, f"internal error: {exc}"), "error", pid)
+        sig_name = None
+        if action in ("terminate", "kill"):
+            try:
+                sig_name = process.parse_signal(signal, "TERM" if action == "terminate" else "KILL")[0]
+            except Refused:
+                sig_name = str(signal)[:16]
+        elif action in ("pause", "resume"):
+            sig_name = "STOP" if action == "pause" else "CONT"
+        rec = AuditRecord(self.service.clock(), session, action, origin, result.pid, sig_name, result.outcome.ok,
+                          result.code, result.outcome.message)
+        try:
+            await self.audit.record_async(rec)
+        except Exception:
+            log.exception("audit write failed")
+        self.outcomes.append(dict(result.to_json(), ts=rec.ts, origin=origin))
+        self._publish_status()
+        return result
+
+    async def _act(self, session: str, action: str, pid: int | None, signal: str | None) -> ActResult:
+        if action not in ACTIONS:
+            raise Refused("bad_action", f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        rec = self.registry.get(session)
+        if rec is not None and pid is not None and pid != rec.identity.pid:
+            raise Refused("identity", f"session {session!r} is recorded as pid {rec.identity.pid}, not {pid}")
+        if rec is None and pid is None and self.emitters.connected(session):
+            ok, message = await self.emitters.send(session, action, self.settings.ack_timeout_s)
+            if ok:
+                self._mark(session, action)
+            return ActResult(Outcome(session, action, ok, message), None if ok else "no_ack", None)
+        if rec is None:
+            if pid is None:
+                facts = self._session_facts(session)
+                host = facts.get("host")
+                if host and self.service.host and host != self.service.host:
+                    raise Refused("remote", f"this session runs on host {host!r}; control it from that host's feed")
+                raise Refused("no_process", NO_PROCESS_REASON)
+            rec = self._adopt(session, pid)
+        ident = rec.identity
+        if action == "pause":
+            message = process.pause(ident)
+        elif action == "resume":
+            message = process.resume(ident)
+        else:
+            name, sig = process.parse_signal(signal, "TERM" if action == "terminate" else "KILL")
+            if action == "kill" and signal is None:
+                sig = int(_signal.SIGKILL)
+            message = await process.terminate(ident, sig=sig, grace_s=self.settings.grace_s)
+        self._mark(session, action)
+        return ActResult(Outcome(session, action, True, message), None, ident.pid)
+
+    def _adopt(self, session: str, pid: int) -> ProcessRecord:
+        """Bind ``pid`` to ``session`` only if discovery offers it as a candidate right now."""
+        cands = self._candidates(session, Target(session))
+        if not any(c.pid == pid for c in cands):
+            raise Refused("not_candidate", f"pid {pid} is not a running process tokentop could match to session "
+                                           f"{session!r}; refusing to act on it")
+        ident = process.identify(pid)
+        facts = self._session_facts(session)
+        return self.register(session, ident, agent=facts.get("agent"), source="picked")
+
+    def _mark(self, session: str, action: str) -> None:
+        agg = self.service.aggregator
+        if action == "pause":
+            agg.set_session_state(session, "paused")
+        elif action == "resume":
+            agg.set_session_state(session, None)
+        else:
+            agg.set_session_state(session, "stopped")
+
+    # -- status ----------------------------------------------------------------------------------
+    def _publish_status(self) -> None:
+        self.service.set_status("control", {
+            "processes": len(self.registry),
+            "emitters": len(self.emitters.sessions),
+            "refused_event_pids": self.refused_event_pids,
+            "outcomes": list(self.outcomes),
+        })
+
+
+def control_for(feed_app: Any) -> ControlService:
+    """The feed's one :class:`ControlService` (created on first use)."""
+    ctl = getattr(feed_app, "control", None)
+    if ctl is None:
+        ctl = ControlService(feed_app.service)
+        feed_app.control = ctl
+    return ctl

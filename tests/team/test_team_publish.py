@@ -307,3 +307,36 @@ def test_an_existing_stream_that_cannot_hold_the_events_is_refused_with_the_reas
         assert outbox.count(a.ledger) == 3
     finally:
         a.stop()
+
+
+def test_two_views_on_one_machine_never_share_a_durable(tmp_path: Path, nats_server: NatsServer) -> None:
+    """A second view of the same fleet ledger would split the messages with the first: it is refused,
+    or (the live view) runs privately, and both see every event."""
+    import pytest
+
+    from tokentop import config as config_mod
+    from tokentop.core.team.fleet import FleetBusy, build_fleet_runner
+
+    a = host_runner(tmp_path, "host-a", nats_server.url)
+    cfg = config_mod.from_mapping({"nats": {"url": nats_server.url}})
+    first = build_fleet_runner(cfg, listen="127.0.0.1:0").start_in_thread(require_listen=True)
+    try:
+        with pytest.raises(FleetBusy, match="another fleet view on this machine uses"):
+            build_fleet_runner(cfg, listen="127.0.0.1:0")
+        second = build_fleet_runner(cfg, listen="127.0.0.1:0", private_if_busy=True).start_in_thread(require_listen=True)
+        try:
+            assert second.extras["fleet_private"] and second.ledger.path == ":memory:"
+            assert second.extras["fleet"].consumer != first.extras["fleet"].consumer
+            ingest(a, events("two", 40))
+            for v in (first, second):
+                wait_for(lambda v=v: totals(v).requests_today == 40, what="every event at both views")
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        a.stop()
+    # the lock goes with the view: the ledger can be used again
+    again = build_fleet_runner(cfg, listen="127.0.0.1:0")
+    assert not again.extras["fleet_private"]
+    again.extras["fleet"].on_stop()
+    again.ledger.close()

@@ -41,7 +41,12 @@ def build_serve_runner(args: argparse.Namespace, cfg: Config) -> Any | None:
     if args.fleet:
         from tokentop.core.team.fleet import build_fleet_runner
 
-        runner = build_fleet_runner(cfg, url=url, listen=args.listen or FLEET_LISTEN)
+        from tokentop.core.team.fleet import FleetBusy
+
+        try:
+            runner = build_fleet_runner(cfg, url=url, listen=args.listen or FLEET_LISTEN)
+        except FleetBusy as exc:
+            raise ValueError(str(exc)) from None
         fleet = runner.extras["fleet"]
         print(f"tokentop: fleet view of NATS {settings.redacted_url()}: stream {settings.stream}, "
               f"durable consumer {fleet.consumer}", file=sys.stderr)
@@ -65,10 +70,13 @@ def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up
     from tokentop.core.team.fleet import build_fleet_runner
 
     try:
-        runner = build_fleet_runner(cfg, url=args.nats, listen="127.0.0.1:0")
+        runner = build_fleet_runner(cfg, url=args.nats, listen="127.0.0.1:0", private_if_busy=True)
     except ValueError as exc:
         print(f"tokentop: {exc}", file=sys.stderr)
         return 2
+    if runner.extras.get("fleet_private"):
+        print("tokentop: another fleet view on this machine uses the fleet ledger; this one keeps its own "
+              "in memory (it reads the stream's retention window first)", file=sys.stderr)
     runner.start_in_thread(require_listen=True)
     try:
         fleet = runner.extras["fleet"]

@@ -119,6 +119,8 @@ class FleetConsumer:
         self.connected = False
         self.last_error: str | None = None
         self.caught_up = asyncio.Event()
+        #: called once when :meth:`run` ends (the feed stops): releases the fleet ledger's lock
+        self.on_stop: Callable[[], None] | None = None
         self._report()
 
     # -- status ----------------------------------------------------------------------------------
@@ -154,6 +156,14 @@ class FleetConsumer:
 
     # -- consuming -------------------------------------------------------------------------------
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self.on_stop is not None:
+                self.on_stop()
+                self.on_stop = None
+
+    async def _run(self) -> None:
         retry = RETRY_MIN_S
         while True:
             nc: NATS | None = None
@@ -378,6 +388,43 @@ def fleet_ledger_path(cfg: Config, settings: NatsSettings) -> Path:
     return Path(p).expanduser() if p else data_dir() / "fleet.db"
 
 
+class FleetBusy(RuntimeError):
+    """Another fleet view on this machine uses the same fleet ledger (and so the same durable)."""
+
+
+class _LedgerLock:
+    """An exclusive lock beside the fleet ledger: two views sharing one durable consumer would each
+    get a part of the messages, so one ledger (and its durable) has one reader at a time."""
+
+    def __init__(self, ledger_path: Path) -> None:
+        self.path = Path(str(ledger_path) + ".lock")
+        self._file: Any = None
+
+    def acquire(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no guard
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            return False
+        self._file = f
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+#: A private view's durable is removed by the server this long after the view went away.
+PRIVATE_CONSUMER_INACTIVE_DAYS = 1 / 24
+
+
 def build_fleet_runner(
     cfg: Config,
     *,
@@ -386,20 +433,46 @@ def build_fleet_runner(
     ledger_path: str | Path | None = None,
     consumer: str | None = None,
     clock: Callable[[], float] = time.time,
+    private_if_busy: bool = False,
 ) -> Any:
     """A feed (HTTP/WS for viewers) whose only input is the fleet's stream.
 
     No startup hooks run on it: local log sources would count this machine's events a second time
     (its own host feed already publishes them), and a fleet view must not republish what it reads.
+
+    The fleet ledger is locked while the view runs. When it is taken (another view on this machine),
+    raises :class:`FleetBusy`, or with ``private_if_busy`` runs a private view: an in-memory ledger
+    and a durable of its own (removed by the server an hour after the view stops), reading the
+    stream's retention window from its start.
     """
+    import dataclasses
+    import secrets as _secrets
+
     from tokentop.core.feed.runner import FeedRunner
 
     settings = NatsSettings.from_config(cfg, url=url)
     path = Path(ledger_path) if ledger_path else fleet_ledger_path(cfg, settings)
-    ledger = Ledger(path, retention_days=float(cfg.ledger.retention_days))
-    runner = FeedRunner(cfg, listen=listen, ledger=ledger, clock=clock, startup_hooks=[])
     name = consumer or settings.consumer or default_consumer_name(cfg.host_name, str(path))
+    lock = _LedgerLock(path)
+    ledger_target: str | Path = path
+    if not lock.acquire():
+        if not private_if_busy:
+            raise FleetBusy(f"another fleet view on this machine uses {path} (and its NATS consumer {name}); "
+                            "stop it, or give this one its own [nats] fleet_ledger_path")
+        lock = None  # type: ignore[assignment]
+        ledger_target = ":memory:"
+        name = f"{name}-private-{_secrets.token_hex(4)}"
+        settings = dataclasses.replace(settings, consumer_inactive_days=PRIVATE_CONSUMER_INACTIVE_DAYS)
+    try:
+        ledger = Ledger(ledger_target, retention_days=float(cfg.ledger.retention_days))
+        runner = FeedRunner(cfg, listen=listen, ledger=ledger, clock=clock, startup_hooks=[])
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     fleet = FleetConsumer(runner.service, settings, consumer=name, clock=clock)
+    fleet.on_stop = lock.release if lock is not None else None
     runner.app.background.append(fleet.run)
     runner.extras["fleet"] = fleet
+    runner.extras["fleet_private"] = lock is None
     return runner

@@ -38,3 +38,20 @@ def test_host_names_become_distinct_single_subject_tokens() -> None:
     a, b = subject_token("build.example.com"), subject_token("build_example_com")
     assert "." not in a and a != b and b == "build_example_com"
     assert "*" not in subject_token("a*b>c d") and " " not in subject_token("a*b>c d")
+
+
+def test_what_a_host_accepted_decodes_at_the_fleet_whatever_the_fleets_clock() -> None:
+    import time
+
+    from tokentop.core.events import Event
+    from tokentop.core.pricing import Cost
+    from tokentop.core.team.wire import WireError, decode, encode
+
+    now = time.time()
+    e = Event(id="e1", ts=now + 3 * 3600, agent="a", host="h", model="m", input_tokens=5)
+    got = decode(encode(e, Cost(123, "estimated"), now), now)  # the host's clock is 3 h ahead
+    assert got.event == e and got.cost == Cost(123, "estimated")
+    with pytest.raises(WireError, match="bad cost"):
+        decode(b'{"v":1,"event":{"id":"x","ts":1e9},"cost_pusd":"1","cost_kind":"estimated","accepted_at":1}', now)
+    with pytest.raises(WireError, match="bad event: input_tokens"):
+        decode(b'{"v":1,"event":{"id":"x","ts":1e9,"input_tokens":-1},"cost_pusd":1,"cost_kind":"estimated","accepted_at":1}', now)

@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
-from tokentop.core.events import DEFAULT_MAX_FUTURE_S, Event, EventError, parse_event
+from tokentop.core.events import Event, EventError, parse_event
 from tokentop.core.pricing import Cost
 
 WIRE_VERSION: Final = 1
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 COST_KINDS: Final = frozenset({"estimated", "provided", "billed", "unpriced"})
+_NO_BOUND: Final = float("inf")
 
 
 def msg_id(event_id: str) -> str:
@@ -54,9 +55,9 @@ def decode(data: bytes, now: float) -> Received:
     if not isinstance(obj, dict) or obj.get("v") != WIRE_VERSION:
         raise WireError(f"not a tokentop v{WIRE_VERSION} message")
     try:
-        # events on the stream were valid on their host; only the clock check could differ, so
-        # the future bound is generous (hosts' clocks disagree), the rest is the contract as is
-        event = parse_event(obj.get("event"), now=now, max_future_s=DEFAULT_MAX_FUTURE_S * 12)
+        # the contract as is, except the clock bounds: the host already judged ts by its own clock,
+        # and what a host accepted the fleet must count (a skewed fleet clock must not drop it)
+        event = parse_event(obj.get("event"), now=now, max_future_s=_NO_BOUND, max_age_s=_NO_BOUND)
     except EventError as exc:
         raise WireError(f"bad event: {exc}") from None
     pusd = obj.get("cost_pusd")

@@ -238,3 +238,9 @@ class FeedRunner:
             self._thread.join(timeout=10)
             self._thread = None
         self.ledger.close()
+
+
+# Registrations (each module appends its hook to STARTUP_HOOKS when imported).
+from tokentop.core.sources import live as _sources_live  # noqa: E402  (log sources: Claude Code, Codex)
+
+STARTUP_HOOKS.append(_sources_live.attach)

@@ -15,7 +15,7 @@ from typing import Sequence
 from tokentop import __version__
 
 #: Command modules under ``tokentop.commands``, in the order ``--help`` lists them.
-COMMANDS: list[str] = ["serve", "emit", "config_cmd"]
+COMMANDS: list[str] = ["serve", "emit", "config_cmd", "import_cmd", "report"]
 
 
 def add_common(parser: argparse.ArgumentParser, *, sub: bool = True) -> None:

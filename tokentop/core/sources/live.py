@@ -198,8 +198,10 @@ class LiveSources:
 def attach(runner: Any) -> None:
     """Feed start-up hook: follow the configured log sources in this feed."""
     if os.environ.get("TOKENTOP_NO_SOURCES"):
+        runner.app.codex_logs_enabled = False  # the OTLP receiver then counts Codex OTel events
         return
     settings = SourceSettings.from_config(runner.config)
+    runner.app.codex_logs_enabled = "codex" in settings.enabled
     if not settings.enabled:
         return
     live = LiveSources(runner.service, runner.ledger, settings)

@@ -8,6 +8,7 @@ time cannot double-count), and prints what it read. ``docs/sources.md``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", action="append", choices=("claude-code", "codex"), default=None,
                    help="only this source (repeatable; default: sources.enabled)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--workers", type=int, default=None,
+                   help="extra parser processes for a large backlog (default 1, env TOKENTOP_IMPORT_WORKERS; 0 = none)")
     p.set_defaults(func=run)
 
 
@@ -77,14 +80,18 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     bar = ProgressBar(enabled=not args.quiet)
     try:
-        pricer = Pricer(cfg.price_overrides())
-        sources = LogSources(ledger, settings, host=cfg.host_name)
+        pricers: list[Pricer] = []  # built on first use: a run with nothing new skips its import cost
+        workers = args.workers if args.workers is not None else int(os.environ.get("TOKENTOP_IMPORT_WORKERS", "1") or 1)
+        sources = LogSources(ledger, settings, host=cfg.host_name, workers=max(0, min(workers, 1)))
         futures = []
 
         def sink(batch) -> None:  # noqa: ANN001
             # Not waited for here: the ledger's single thread commits batches before the cursors
             # queued after them, so parsing overlaps the inserts and order stays safe.
-            futures.append(ledger.submit([(e, pricer.price(e)) for e in batch]))
+            if not pricers:
+                pricers.append(Pricer(cfg.price_overrides()))
+            price = pricers[0].price
+            futures.append(ledger.submit([(e, price(e)) for e in batch]))
 
         sources.poll(sink, progress=bar)
         new = dup = 0

@@ -28,6 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+
+try:  # orjson parses transcript lines ~2-3x faster; the stdlib is the fallback
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    from json import loads as _loads
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,7 +94,7 @@ def subagent_agent(path: Path) -> str | None:
 
 @dataclass(slots=True)
 class Candidate:
-    """One usage line, converted; the best line per key becomes an event."""
+    """One usage line, converted; the best line per key becomes an event (built only then)."""
 
     id: str
     message_id: str | None
@@ -97,7 +102,35 @@ class Candidate:
     final: bool
     total: int
     offset: int
-    event: Event
+    ts: float
+    session: str | None
+    cwd: str | None
+    branch: str | None
+    model: str | None
+    inp: int
+    out: int
+    read: int
+    write: int
+    write_1h: int
+
+    def event(self, agent: str, host: str | None) -> Event:
+        return Event(
+            id=self.id,
+            ts=self.ts,
+            agent=agent,
+            session=self.session,
+            project=project_of(self.cwd),
+            host=host,
+            provider=PROVIDER,
+            model=self.model,
+            input_tokens=self.inp + self.read + self.write,
+            output_tokens=self.out,
+            cache_read_tokens=self.read,
+            cache_write_tokens=self.write,
+            cache_write_1h_tokens=self.write_1h,
+            source="claude-code-log",
+            branch=self.branch,
+        )
 
 
 def _count(usage: dict[str, Any], name: str) -> int:
@@ -134,13 +167,13 @@ def project_of(cwd: str | None) -> str | None:
     return name[:512] or None
 
 
-def parse_line(raw: bytes, offset: int, agent: str, host: str | None) -> Candidate | None:
+def parse_line(raw: bytes, offset: int) -> Candidate | None:
     """One transcript line → a :class:`Candidate` (``None`` when it carries no usage).
 
     Raises :class:`Malformed` for a line that looks like usage but cannot be read.
     """
     try:
-        obj = json.loads(raw)
+        obj = _loads(raw)
     except ValueError:
         raise Malformed("not valid JSON") from None
     if not isinstance(obj, dict):
@@ -186,25 +219,9 @@ def parse_line(raw: bytes, offset: int, agent: str, host: str | None) -> Candida
     speed = usage.get("speed")
     if speed == "fast" and model:
         model = f"{model}-fast" if not model.endswith("-fast") else model
-    cwd = _text(obj.get("cwd"))
-    event = Event(
-        id=event_id,
-        ts=ts,
-        agent=agent,
-        session=_text(obj.get("sessionId")),
-        project=project_of(cwd),
-        host=host,
-        provider=PROVIDER,
-        model=model,
-        input_tokens=inp + read + write,
-        output_tokens=out,
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        cache_write_1h_tokens=write_1h,
-        source="claude-code-log",
-        branch=_text(obj.get("gitBranch")),
-    )
-    return Candidate(event_id, mid, sidechain, msg.get("stop_reason") is not None, total, offset, event)
+    return Candidate(event_id, mid, sidechain, msg.get("stop_reason") is not None, total, offset, ts,
+                     _text(obj.get("sessionId")), _text(obj.get("cwd")), _text(obj.get("gitBranch")), model,
+                     inp, out, read, write, write_1h)
 
 
 class MessageMemory:
@@ -231,6 +248,14 @@ class MessageMemory:
         return True
 
 
+    def export(self) -> dict[str, str]:
+        return self._ids
+
+    def merge(self, ids: dict[str, str]) -> None:
+        for mid, event_id in ids.items():
+            self._ids.setdefault(mid, event_id)
+
+
 class ClaudeFile:
     """Per-file reader state: responses whose final streaming line has not been seen yet."""
 
@@ -253,7 +278,7 @@ class ClaudeFile:
 
     def feed(self, raw: bytes, offset: int, live: bool, now: float, out: list[Event], stats: dict[str, int]) -> None:
         try:
-            cand = parse_line(raw, offset, self.agent, self.host)
+            cand = parse_line(raw, offset)
         except Malformed:
             stats["malformed"] = stats.get("malformed", 0) + 1
             return
@@ -287,4 +312,4 @@ class ClaudeFile:
         if not self.memory.admit(cand):
             stats["sidechain_replays"] = stats.get("sidechain_replays", 0) + 1
             return
-        out.append(cand.event)
+        out.append(cand.event(self.agent, self.host))

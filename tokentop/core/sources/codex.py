@@ -20,14 +20,13 @@ Format and traps: ``shared/reference/formats.md`` §2; rules as implemented (doc
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Final
 
 from tokentop.core.events import Event
-from tokentop.core.sources.claude_code import Malformed, parse_ts, project_of
+from tokentop.core.sources.claude_code import Malformed, _loads, parse_ts, project_of
 
 AGENT: Final = "codex"
 PROVIDER: Final = "openai"
@@ -106,7 +105,7 @@ class CodexFile:
 
     def _line(self, raw: bytes, out: list[Event], stats: dict[str, int]) -> None:
         try:
-            obj = json.loads(raw)
+            obj = _loads(raw)
         except ValueError:
             raise Malformed("not valid JSON") from None
         if not isinstance(obj, dict):

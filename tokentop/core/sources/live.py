@@ -41,7 +41,7 @@ class LiveSources:
     def __init__(self, service: Any, ledger: Any, settings: SourceSettings) -> None:
         self.service = service
         self.settings = settings
-        self.sources = LogSources(ledger, settings, host=service.host, clock=service.clock)
+        self.sources = LogSources(ledger, settings, host=service.host, clock=service.clock, workers=1)
         self.stop_event = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.mode = "starting"

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS source_cursors (
 """
 
 HEAD_BYTES: Final = 256
+#: A backlog at least this large (bytes) is parsed by two processes when ``workers`` > 0.
+PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
 READ_CHUNK: Final = 4 * 1024 * 1024
 #: Events handed to the sink at a time.
 BATCH_EVENTS: Final = 5000
@@ -174,6 +176,36 @@ def discover(settings: SourceSettings) -> list[tuple[LogFile, os.stat_result]]:
     return found
 
 
+def _project_dir(path: Path, roots: Sequence[Path]) -> Path:
+    for root in roots:
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        return root / rel.parts[0]
+    return path.parent
+
+
+def _parse_share(settings: SourceSettings, host: str | None, now: float, specs: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Worker process: read a share of the files from their cursors; events and new cursors back."""
+    src = LogSources(None, settings, host=host, clock=lambda: now)
+    cutoff = now - settings.backfill_days * 86400.0
+    out: list[Event] = []
+    for kind, path_s, cur in specs:
+        path = Path(path_s)
+        if cur is not None:
+            src.cursors[path] = Cursor(*cur)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        src._read(LogFile(kind, path), st, now, cutoff, out)
+    cursors = {str(p): (c.kind, c.inode, c.size, c.mtime_ns, c.offset, c.head, c.state) for p, c in src.cursors.items()}
+    stats = {k: getattr(src.stats, k) for k in ("files_read", "bytes_read", "lines", "events", "too_old")}
+    stats["events"] = len(out)
+    return out, cursors, stats, src.stats.counters, src.memory.export()
+
+
 def _head(data: bytes) -> str:
     return hashlib.blake2b(data[:HEAD_BYTES], digest_size=8).hexdigest()
 
@@ -183,11 +215,12 @@ class LogSources:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: Ledger | None,
         settings: SourceSettings,
         *,
         host: str | None = None,
         clock: Callable[[], float] = time.time,
+        workers: int = 0,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
@@ -196,8 +229,12 @@ class LogSources:
         self.memory = MessageMemory()
         self.stats = Stats()
         self.open: dict[Path, Open] = {}
-        ledger.ensure_schema(CURSOR_DDL)
-        self.cursors: dict[Path, Cursor] = self._load_cursors()
+        #: extra processes that parse a large backlog (0: parse on this thread only)
+        self.workers = workers
+        self.cursors: dict[Path, Cursor] = {}
+        if ledger is not None:
+            ledger.ensure_schema(CURSOR_DDL)
+            self.cursors = self._load_cursors()
         self._dirty: dict[Path, Cursor | None] = {}
 
     # -- cursors -------------------------------------------------------------------------------
@@ -211,7 +248,7 @@ class LogSources:
 
     def _commit_cursors(self) -> None:
         dirty, self._dirty = self._dirty, {}
-        if not dirty:
+        if not dirty or self.ledger is None:
             return
         now = self.clock()
         upserts = [
@@ -271,6 +308,12 @@ class LogSources:
         batch: list[Event] = []
         handed = 0
         done_bytes = 0
+        job = None
+        if self.workers > 0 and total_bytes >= PARALLEL_MIN_BYTES and len(todo) > 1:
+            todo, theirs = self._split(todo, now)
+            if theirs:
+                job = self._start_worker(theirs, now)
+                total_bytes = sum(max(0, st.st_size - self._start_offset(lf.path)) for lf, st in todo) or 1
         for lf, st in todo:
             before = len(batch)
             done_bytes += self._read(lf, st, now, cutoff, batch)
@@ -286,9 +329,82 @@ class LogSources:
             sink(batch)
             handed += len(batch)
         self._commit_cursors()
+        if job is not None:
+            if progress:
+                progress(total_bytes, total_bytes + 1)  # the worker's share is still coming
+            handed += self._finish_worker(job, sink)
         if progress:
             progress(total_bytes, total_bytes)
         return handed
+
+    # -- parallel parsing of a large backlog ----------------------------------------------------
+    def _start_offset(self, path: Path) -> int:
+        opened = self.open.get(path)
+        if opened is not None:
+            return opened.read_offset
+        cur = self.cursors.get(path)
+        return cur.offset if cur else 0
+
+    def _split(self, todo: list[tuple[LogFile, os.stat_result]], now: float) -> tuple[list, list]:
+        """Two shares of similar size. A project's files stay together (the sidechain rule needs the
+        parent file first); files written to just now and files already open stay here."""
+        groups: dict[Any, list[tuple[LogFile, os.stat_result]]] = {}
+        mine: list[tuple[LogFile, os.stat_result]] = []
+        for lf, st in todo:
+            if st.st_mtime > now - HOLD_S or lf.path in self.open:
+                mine.append((lf, st))
+                continue
+            key = lf.path.parent if lf.kind == "codex" else _project_dir(lf.path, self.settings.claude_roots)
+            groups.setdefault((lf.kind, key), []).append((lf, st))
+        sizes = sorted(((sum(st.st_size for _, st in g), k) for k, g in groups.items()), key=lambda x: -x[0])
+        a = sum(st.st_size for _, st in mine)
+        b = 0
+        theirs: list[tuple[LogFile, os.stat_result]] = []
+        for size, key in sizes:
+            if a <= b:
+                mine += groups[key]
+                a += size
+            else:
+                theirs += groups[key]
+                b += size
+        order = lambda item: ("subagents" in item[0].path.parts, str(item[0].path))  # noqa: E731
+        return sorted(mine, key=order), sorted(theirs, key=order)
+
+    def _start_worker(self, files: list[tuple[LogFile, os.stat_result]], now: float) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        specs = []
+        for lf, _ in files:
+            cur = self.cursors.get(lf.path)
+            specs.append((lf.kind, str(lf.path), None if cur is None else (
+                cur.kind, cur.inode, cur.size, cur.mtime_ns, cur.offset, cur.head, cur.state)))
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        fut = pool.submit(_parse_share, self.settings, self.host, now, specs)
+        return pool, fut, files
+
+    def _finish_worker(self, job: Any, sink: Callable[[list[Event]], object]) -> int:
+        pool, fut, files = job
+        try:
+            events, cursors, stats, counters, memory = fut.result()
+        finally:
+            pool.shutdown(wait=False)
+        for i in range(0, len(events), BATCH_EVENTS):
+            sink(events[i : i + BATCH_EVENTS])
+        self.memory.merge(memory)
+        for name in ("files_read", "bytes_read", "lines", "events", "too_old"):
+            setattr(self.stats, name, getattr(self.stats, name) + stats[name])
+        for k, v in counters.items():
+            self.stats.counters[k] = self.stats.counters.get(k, 0) + v
+        kinds = {str(lf.path): lf for lf, _ in files}
+        for path_s, c in cursors.items():
+            path = Path(path_s)
+            cur = Cursor(*c)
+            self.cursors[path] = cur
+            self._dirty[path] = cur
+            self.open[path] = Open(self._reader(kinds[path_s], cur.state), cur.offset, cur.inode, cur.head)
+        self._commit_cursors()
+        return len(events)
 
     def flush_pending(self, sink: Callable[[list[Event]], object]) -> int:
         """Emit streaming responses that never got their final line (after :data:`HOLD_S`)."""

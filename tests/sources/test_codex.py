@@ -94,7 +94,7 @@ def test_model_comes_from_the_latest_turn_context(h: Harness, home: Path) -> Non
 
 def test_forked_session_does_not_recount_the_parent_history(h: Harness, home: Path) -> None:
     write_lines(rollout(home), FIXTURE)
-    spawn = NOW - 200
+    spawn = float(int(NOW - 200))  # Codex stamps the replayed lines with the spawn second
     write_lines(rollout(home, CHILD), [
         meta(CHILD, t=spawn, forked_from_id=SID),
         meta(SID),  # the parent's session_meta, then its token_count history stamped with the spawn second

@@ -94,7 +94,8 @@ def subagent_agent(path: Path) -> str | None:
 
 @dataclass(slots=True)
 class Candidate:
-    """One usage line, converted; the best line per key becomes an event (built only then)."""
+    """One usage line, counted but not yet converted: the best line per key becomes an event, and
+    only then are its text fields and timestamp converted (streaming duplicates never are)."""
 
     id: str
     message_id: str | None
@@ -102,10 +103,7 @@ class Candidate:
     final: bool
     total: int
     offset: int
-    ts: float
-    session: str | None
-    cwd: str | None
-    branch: str | None
+    obj: dict[str, Any]
     model: str | None
     inp: int
     out: int
@@ -114,12 +112,14 @@ class Candidate:
     write_1h: int
 
     def event(self, agent: str, host: str | None) -> Event:
+        """Raises :class:`Malformed` when the timestamp cannot be read."""
+        obj = self.obj
         return Event(
             id=self.id,
-            ts=self.ts,
+            ts=parse_ts(obj.get("timestamp")),
             agent=agent,
-            session=self.session,
-            project=project_of(self.cwd),
+            session=_text(obj.get("sessionId")),
+            project=project_of(_text(obj.get("cwd"))),
             host=host,
             provider=PROVIDER,
             model=self.model,
@@ -129,7 +129,7 @@ class Candidate:
             cache_write_tokens=self.write,
             cache_write_1h_tokens=self.write_1h,
             source="claude-code-log",
-            branch=self.branch,
+            branch=_text(obj.get("gitBranch")),
         )
 
 
@@ -187,12 +187,20 @@ def parse_line(raw: bytes, offset: int) -> Candidate | None:
     usage = msg.get("usage")
     if not isinstance(usage, dict):
         return None
-    model = _text(msg.get("model"))
+    model = msg.get("model")
+    if type(model) is not str or not model or len(model) > 200 or model[0] == " " or model[-1] == " ":
+        model = _text(model)
     if model == SYNTHETIC_MODEL:
         return None
-    inp = _count(usage, "input_tokens")
-    out = _count(usage, "output_tokens")
-    read = _count(usage, "cache_read_input_tokens")
+    inp = usage.get("input_tokens")
+    if type(inp) is not int or inp < 0:
+        inp = _count(usage, "input_tokens")
+    out = usage.get("output_tokens")
+    if type(out) is not int or out < 0:
+        out = _count(usage, "output_tokens")
+    read = usage.get("cache_read_input_tokens")
+    if type(read) is not int or read < 0:
+        read = _count(usage, "cache_read_input_tokens")
     split = usage.get("cache_creation")
     if isinstance(split, dict):
         write_1h = _count(split, "ephemeral_1h_input_tokens")
@@ -205,9 +213,13 @@ def parse_line(raw: bytes, offset: int) -> Candidate | None:
     total = inp + out + read + write
     if total == 0:
         return None  # API-error placeholders and the like: no usage
-    ts = parse_ts(obj.get("timestamp"))
-    mid = _text(msg.get("id"))
-    req = _text(obj.get("requestId"))
+    stamp = obj.get("timestamp")
+    if not isinstance(stamp, str) or len(stamp) < 19:
+        raise Malformed(f"timestamp missing or not a string: {str(stamp)[:40]!r}")
+    mid = msg.get("id")
+    mid = mid if type(mid) is str and mid and len(mid) <= 200 else _text(mid)
+    req = obj.get("requestId")
+    req = req if type(req) is str and req and len(req) <= 200 else _text(req)
     if req:
         event_id = f"claude:{req}"
     elif mid:
@@ -219,8 +231,7 @@ def parse_line(raw: bytes, offset: int) -> Candidate | None:
     speed = usage.get("speed")
     if speed == "fast" and model:
         model = f"{model}-fast" if not model.endswith("-fast") else model
-    return Candidate(event_id, mid, sidechain, msg.get("stop_reason") is not None, total, offset, ts,
-                     _text(obj.get("sessionId")), _text(obj.get("cwd")), _text(obj.get("gitBranch")), model,
+    return Candidate(event_id, mid, sidechain, msg.get("stop_reason") is not None, total, offset, obj, model,
                      inp, out, read, write, write_1h)
 
 
@@ -309,7 +320,12 @@ class ClaudeFile:
             self.pending_since.pop(key, None)
 
     def _emit(self, cand: Candidate, out: list[Event], stats: dict[str, int]) -> None:
+        try:
+            event = cand.event(self.agent, self.host)
+        except Malformed:
+            stats["malformed"] = stats.get("malformed", 0) + 1
+            return
         if not self.memory.admit(cand):
             stats["sidechain_replays"] = stats.get("sidechain_replays", 0) + 1
             return
-        out.append(cand.event(self.agent, self.host))
+        out.append(event)

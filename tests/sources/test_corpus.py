@@ -91,3 +91,25 @@ def test_report_csv_has_one_row_per_key(corpus: Path, monkeypatch: pytest.Monkey
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "model,requests,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,reasoning_tokens,usd,unpriced_requests"
     assert {ln.split(",")[0] for ln in lines[1:]} == {"gpt-5-codex", "gpt-5.1-codex", "gpt-5.2-codex"}
+
+
+def test_parallel_import_gives_the_same_events_as_serial(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokentop.core.ledger import Ledger
+    from tokentop.core.sources import tailer
+    from tokentop.core.sources.tailer import LogSources, SourceSettings
+
+    monkeypatch.setattr(tailer, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(tailer, "JOB_BYTES", 1024 * 1024)  # several jobs, results interleaved with ours
+    settings = SourceSettings(claude_roots=(corpus / ".claude" / "projects",), codex_homes=(corpus / ".codex",),
+                              backfill_days=31)
+    runs = []
+    for workers in (0, 1):
+        ledger = Ledger(tmp_path / f"w{workers}.db")
+        src = LogSources(ledger, settings, workers=workers, batch_events=500)
+        got: dict[str, tuple] = {}
+        src.poll(lambda batch: [got.setdefault(e.id, (e.input_tokens, e.output_tokens, e.ts, e.agent)) for e in batch])
+        runs.append((got, src.stats.files_read, len(src.cursors)))
+        # the cursors of files the worker read were taken over: a second poll reads nothing
+        assert src.poll(lambda batch: None) == 0
+        ledger.close()
+    assert runs[0] == runs[1]

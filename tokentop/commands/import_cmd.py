@@ -15,6 +15,12 @@ import time
 from tokentop.commands._common import fail, load_config
 
 
+#: Events per ledger transaction during an import (the feed's live path uses 5000).
+IMPORT_BATCH_EVENTS = 50_000
+#: SQLite page cache of the import's connection, KiB.
+IMPORT_CACHE_KIB = 65_536
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from tokentop.cli import add_common
 
@@ -82,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         pricers: list[Pricer] = []  # built on first use: a run with nothing new skips its import cost
         workers = args.workers if args.workers is not None else int(os.environ.get("TOKENTOP_IMPORT_WORKERS", "1") or 1)
-        sources = LogSources(ledger, settings, host=cfg.host_name, workers=max(0, min(workers, 1)))
+        # Bulk writes: big transactions and a bigger page cache on this command's own connection.
+        # Random event ids make every commit touch most leaf pages of the events table, so 5000-event
+        # commits cost ~3x more CPU than 50000-event ones on a 1M-line backfill.
+        ledger.call(lambda conn: conn.execute(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}"))
+        sources = LogSources(ledger, settings, host=cfg.host_name, workers=max(0, min(workers, 1)),
+                             batch_events=IMPORT_BATCH_EVENTS)
         futures = []
 
         def sink(batch) -> None:  # noqa: ANN001

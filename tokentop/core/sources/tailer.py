@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS source_cursors (
 HEAD_BYTES: Final = 256
 #: A backlog at least this large (bytes) is parsed by two processes when ``workers`` > 0.
 PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
+#: Size of one job handed to a worker process (whole projects; results come back per job).
+JOB_BYTES: Final = 24 * 1024 * 1024
 READ_CHUNK: Final = 4 * 1024 * 1024
 #: Events handed to the sink at a time.
 BATCH_EVENTS: Final = 5000
@@ -206,6 +208,10 @@ def _parse_share(settings: SourceSettings, host: str | None, now: float, specs: 
     return out, cursors, stats, src.stats.counters, src.memory.export()
 
 
+def _order(item: tuple[LogFile, Any]) -> tuple[bool, str]:
+    return ("subagents" in item[0].path.parts, str(item[0].path))
+
+
 def _head(data: bytes) -> str:
     return hashlib.blake2b(data[:HEAD_BYTES], digest_size=8).hexdigest()
 
@@ -221,8 +227,11 @@ class LogSources:
         host: str | None = None,
         clock: Callable[[], float] = time.time,
         workers: int = 0,
+        batch_events: int = BATCH_EVENTS,
     ) -> None:
         self.ledger = ledger
+        #: events handed to the sink at a time (cursors are committed after each hand-over)
+        self.batch_events = batch_events
         self.settings = settings
         self.host = host
         self.clock = clock
@@ -308,31 +317,45 @@ class LogSources:
         batch: list[Event] = []
         handed = 0
         done_bytes = 0
-        job = None
+        work = None
         if self.workers > 0 and total_bytes >= PARALLEL_MIN_BYTES and len(todo) > 1:
             todo, theirs = self._split(todo, now)
             if theirs:
-                job = self._start_worker(theirs, now)
-                total_bytes = sum(max(0, st.st_size - self._start_offset(lf.path)) for lf, st in todo) or 1
+                work = self._start_worker(theirs, now)
+
+        def drain(wait: bool) -> None:
+            # worker results are handed over in order as they complete, between our own batches,
+            # so neither side holds more than a few batches of events
+            nonlocal handed, done_bytes
+            pool, jobs = work  # type: ignore[misc]
+            while jobs and (wait or jobs[0][0].done()):
+                fut, files, nbytes = jobs.pop(0)
+                handed += self._finish_job(fut, files, sink)
+                done_bytes += nbytes
+                if progress:
+                    progress(done_bytes, total_bytes)
+            if not jobs:
+                pool.shutdown(wait=False)
+
         for lf, st in todo:
             before = len(batch)
             done_bytes += self._read(lf, st, now, cutoff, batch)
             self.stats.events += len(batch) - before
-            if len(batch) >= BATCH_EVENTS:
+            if len(batch) >= self.batch_events:
                 sink(batch)
                 handed += len(batch)
                 batch = []
                 self._commit_cursors()
+                if work is not None:
+                    drain(wait=False)
                 if progress:
                     progress(done_bytes, total_bytes)
         if batch:
             sink(batch)
             handed += len(batch)
         self._commit_cursors()
-        if job is not None:
-            if progress:
-                progress(total_bytes, total_bytes + 1)  # the worker's share is still coming
-            handed += self._finish_worker(job, sink)
+        if work is not None:
+            drain(wait=True)
         if progress:
             progress(total_bytes, total_bytes)
         return handed
@@ -359,38 +382,42 @@ class LogSources:
         sizes = sorted(((sum(st.st_size for _, st in g), k) for k, g in groups.items()), key=lambda x: -x[0])
         a = sum(st.st_size for _, st in mine)
         b = 0
-        theirs: list[tuple[LogFile, os.stat_result]] = []
+        theirs: list[list[tuple[LogFile, os.stat_result]]] = []
         for size, key in sizes:
             if a <= b:
                 mine += groups[key]
                 a += size
             else:
-                theirs += groups[key]
+                theirs.append(sorted(groups[key], key=_order))
                 b += size
-        order = lambda item: ("subagents" in item[0].path.parts, str(item[0].path))  # noqa: E731
-        return sorted(mine, key=order), sorted(theirs, key=order)
+        return sorted(mine, key=_order), theirs
 
-    def _start_worker(self, files: list[tuple[LogFile, os.stat_result]], now: float) -> Any:
+    def _start_worker(self, groups: list[list[tuple[LogFile, os.stat_result]]], now: float) -> Any:
+        """Submit the worker's share as jobs of about :data:`JOB_BYTES` (whole projects each)."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        specs = []
-        for lf, _ in files:
-            cur = self.cursors.get(lf.path)
-            specs.append((lf.kind, str(lf.path), None if cur is None else (
-                cur.kind, cur.inode, cur.size, cur.mtime_ns, cur.offset, cur.head, cur.state)))
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        fut = pool.submit(_parse_share, self.settings, self.host, now, specs)
-        return pool, fut, files
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        jobs = []
+        chunk: list[tuple[LogFile, os.stat_result]] = []
+        size = 0
+        for i, group in enumerate(groups):
+            chunk += group
+            size += sum(st.st_size for _, st in group)
+            if size >= JOB_BYTES or i == len(groups) - 1:
+                specs = []
+                for lf, _ in chunk:
+                    cur = self.cursors.get(lf.path)
+                    specs.append((lf.kind, str(lf.path), None if cur is None else (
+                        cur.kind, cur.inode, cur.size, cur.mtime_ns, cur.offset, cur.head, cur.state)))
+                jobs.append((pool.submit(_parse_share, self.settings, self.host, now, specs), chunk, size))
+                chunk, size = [], 0
+        return pool, jobs
 
-    def _finish_worker(self, job: Any, sink: Callable[[list[Event]], object]) -> int:
-        pool, fut, files = job
-        try:
-            events, cursors, stats, counters, memory = fut.result()
-        finally:
-            pool.shutdown(wait=False)
-        for i in range(0, len(events), BATCH_EVENTS):
-            sink(events[i : i + BATCH_EVENTS])
+    def _finish_job(self, fut: Any, files: list[tuple[LogFile, os.stat_result]], sink: Callable[[list[Event]], object]) -> int:
+        events, cursors, stats, counters, memory = fut.result()
+        for i in range(0, len(events), self.batch_events):
+            sink(events[i : i + self.batch_events])
         self.memory.merge(memory)
         for name in ("files_read", "bytes_read", "lines", "events", "too_old"):
             setattr(self.stats, name, getattr(self.stats, name) + stats[name])

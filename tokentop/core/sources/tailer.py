@@ -337,25 +337,30 @@ class LogSources:
             if not jobs:
                 pool.shutdown(wait=False)
 
-        for lf, st in todo:
-            before = len(batch)
-            done_bytes += self._read(lf, st, now, cutoff, batch)
-            self.stats.events += len(batch) - before
-            if len(batch) >= self.batch_events:
+        try:
+            for lf, st in todo:
+                before = len(batch)
+                done_bytes += self._read(lf, st, now, cutoff, batch)
+                self.stats.events += len(batch) - before
+                if len(batch) >= self.batch_events:
+                    sink(batch)
+                    handed += len(batch)
+                    batch = []
+                    self._commit_cursors()
+                    if work is not None:
+                        drain(wait=False)
+                    if progress:
+                        progress(done_bytes, total_bytes)
+            if batch:
                 sink(batch)
                 handed += len(batch)
-                batch = []
-                self._commit_cursors()
-                if work is not None:
-                    drain(wait=False)
-                if progress:
-                    progress(done_bytes, total_bytes)
-        if batch:
-            sink(batch)
-            handed += len(batch)
-        self._commit_cursors()
-        if work is not None:
-            drain(wait=True)
+            self._commit_cursors()
+            if work is not None:
+                drain(wait=True)
+        except BaseException:
+            if work is not None:  # stopping mid-backfill: queued jobs are dropped, not run
+                work[0].shutdown(wait=False, cancel_futures=True)
+            raise
         if progress:
             progress(total_bytes, total_bytes)
         return handed

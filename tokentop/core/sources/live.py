@@ -177,6 +177,7 @@ class LiveSources:
 
     def _poll_forever(self) -> None:
         self.mode = "polling"
+        self._publish(force=True)
         last_scan = 0.0
         hot: set[Path] = set()
         interval = self.settings.poll_interval_s

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS source_cursors (
 HEAD_BYTES: Final = 256
 #: A backlog at least this large (bytes) is parsed by two processes when ``workers`` > 0.
 PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
+#: Share of a parallel backlog's bytes parsed by this process (it also prices and stores all events).
+MAIN_SHARE: Final = 0.5
 #: Size of one job handed to a worker process (whole projects; results come back per job).
 JOB_BYTES: Final = 24 * 1024 * 1024
 READ_CHUNK: Final = 4 * 1024 * 1024
@@ -389,7 +391,8 @@ class LogSources:
         b = 0
         theirs: list[list[tuple[LogFile, os.stat_result]]] = []
         for size, key in sizes:
-            if a <= b:
+            # split by bytes (a smaller share here did not measure faster on 2 busy cores)
+            if a <= MAIN_SHARE * (a + b + size):
                 mine += groups[key]
                 a += size
             else:

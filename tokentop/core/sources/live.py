@@ -19,11 +19,10 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any, Final
 
 from tokentop.core.events import Event
-from tokentop.core.sources.tailer import LogFile, LogSources, SourceSettings, discover
+from tokentop.core.sources.tailer import LogFile, LogSources, SourceSettings, _order, discover
 
 log = logging.getLogger("tokentop.sources")
 
@@ -47,7 +46,6 @@ class LiveSources:
         self.mode = "starting"
         self.thread: threading.Thread | None = None
         self._last_status = 0.0
-        self._kinds: dict[Path, str] = {}
 
     # -- the feed's side -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -116,19 +114,18 @@ class LiveSources:
 
     def _files(self, paths: set[str]) -> list[tuple[LogFile, None]]:
         out = []
-        for p in paths:
-            path = Path(p)
-            name = path.name
+        for path in paths:
+            name = path.rsplit(os.sep, 1)[-1]
             if name.endswith(".jsonl") or name.endswith(".jsonl.zst"):
                 kind = "codex" if name.startswith("rollout-") and self._under_codex(path) else "claude"
                 if kind == "claude" and "claude-code" not in self.settings.enabled:
                     continue
                 out.append((LogFile(kind, path), None))
-        out.sort(key=lambda item: ("subagents" in item[0].path.parts, str(item[0].path)))
+        out.sort(key=_order)
         return out
 
-    def _under_codex(self, path: Path) -> bool:
-        return any(home in path.parents for home in self.settings.codex_homes)
+    def _under_codex(self, path: str) -> bool:
+        return any(path.startswith(str(home).rstrip(os.sep) + os.sep) for home in self.settings.codex_homes)
 
     def _existing_roots(self) -> list[str]:
         return sorted(str(r) for r in self.settings.roots() if r.is_dir())
@@ -179,7 +176,7 @@ class LiveSources:
         self.mode = "polling"
         self._publish(force=True)
         last_scan = 0.0
-        hot: set[Path] = set()
+        hot: set[str] = set()
         interval = self.settings.poll_interval_s
         while not self.stop_event.wait(interval):
             now = time.monotonic()
@@ -190,7 +187,7 @@ class LiveSources:
                 hot = {lf.path for lf, st in listed if st.st_mtime > wall - HOT_S}
                 self.sources.poll(self._sink, files=None)
             else:
-                self.sources.poll(self._sink, files=self._files({str(p) for p in hot}))
+                self.sources.poll(self._sink, files=self._files(hot))
             if self.sources.pending_count():
                 self.sources.flush_pending(self._sink)
             self._publish()

@@ -63,7 +63,7 @@ HOLD_S: Final = 30.0
 @dataclass(frozen=True, slots=True)
 class LogFile:
     kind: str  # "claude" | "codex"
-    path: Path
+    path: str  # plain strings: a restart compares thousands of them, Path objects cost 15 us each
 
 
 @dataclass(slots=True)
@@ -133,7 +133,7 @@ class Stats:
                 "events": self.events, "too_old": self.too_old, **self.counters}
 
 
-def _walk(root: Path, suffixes: tuple[str, ...], out: list[tuple[Path, os.stat_result]]) -> None:
+def _walk(root: str, suffixes: tuple[str, ...], out: list[tuple[str, os.stat_result]]) -> None:
     try:
         it = os.scandir(root)
     except OSError:
@@ -142,9 +142,9 @@ def _walk(root: Path, suffixes: tuple[str, ...], out: list[tuple[Path, os.stat_r
         for entry in it:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    _walk(Path(entry.path), suffixes, out)
+                    _walk(entry.path, suffixes, out)
                 elif entry.name.endswith(suffixes):
-                    out.append((Path(entry.path), entry.stat()))
+                    out.append((entry.path, entry.stat()))
             except OSError:
                 continue
 
@@ -153,41 +153,48 @@ def discover(settings: SourceSettings) -> list[tuple[LogFile, os.stat_result]]:
     """Every log file under the enabled roots, main transcripts before subagent ones."""
     found: list[tuple[LogFile, os.stat_result]] = []
     if "claude-code" in settings.enabled:
-        seen: set[Path] = set()
+        seen: set[str] = set()
         for root in settings.claude_roots:
-            got: list[tuple[Path, os.stat_result]] = []
-            _walk(root, (".jsonl",), got)
+            got: list[tuple[str, os.stat_result]] = []
+            _walk(str(root), (".jsonl",), got)
             for p, st in got:
                 if p not in seen:
                     seen.add(p)
                     found.append((LogFile("claude", p), st))
     if "codex" in settings.enabled:
         for home in settings.codex_homes:
-            active: list[tuple[Path, os.stat_result]] = []
-            _walk(home / "sessions", (".jsonl", ".jsonl.zst"), active)
-            archived: list[tuple[Path, os.stat_result]] = []
-            _walk(home / "archived_sessions", (".jsonl", ".jsonl.zst"), archived)
-            names = {p.name.removesuffix(".zst") for p, _ in active}
-            files = active + [(p, st) for p, st in archived if p.name.removesuffix(".zst") not in names]
-            plain = {p.name for p, _ in files if p.name.endswith(".jsonl")}
+            active: list[tuple[str, os.stat_result]] = []
+            _walk(str(home / "sessions"), (".jsonl", ".jsonl.zst"), active)
+            archived: list[tuple[str, os.stat_result]] = []
+            _walk(str(home / "archived_sessions"), (".jsonl", ".jsonl.zst"), archived)
+            names = {_name(p).removesuffix(".zst") for p, _ in active}
+            files = active + [(p, st) for p, st in archived if _name(p).removesuffix(".zst") not in names]
+            plain = {_name(p) for p, _ in files if p.endswith(".jsonl")}
             for p, st in files:
-                if p.name.endswith(".zst") and p.name[:-4] in plain:
+                name = _name(p)
+                if name.endswith(".zst") and name[:-4] in plain:
                     continue  # the plain .jsonl sibling wins
-                if p.name.startswith("rollout-"):
+                if name.startswith("rollout-"):
                     found.append((LogFile("codex", p), st))
     # parents before subagents: the sidechain-replay rule needs the parent message first
-    found.sort(key=lambda item: ("subagents" in item[0].path.parts, str(item[0].path)))
+    found.sort(key=_order)
     return found
 
 
-def _project_dir(path: Path, roots: Sequence[Path]) -> Path:
+def _name(path: str) -> str:
+    return path.rsplit(os.sep, 1)[-1]
+
+
+def _is_subagent(path: str) -> bool:
+    return f"{os.sep}subagents{os.sep}" in path
+
+
+def _project_dir(path: str, roots: Sequence[Path]) -> str:
     for root in roots:
-        try:
-            rel = path.relative_to(root)
-        except ValueError:
-            continue
-        return root / rel.parts[0]
-    return path.parent
+        prefix = str(root).rstrip(os.sep) + os.sep
+        if path.startswith(prefix):
+            return prefix + path[len(prefix):].split(os.sep, 1)[0]
+    return path.rsplit(os.sep, 1)[0]
 
 
 def _parse_share(settings: SourceSettings, host: str | None, now: float, specs: list[tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -195,8 +202,7 @@ def _parse_share(settings: SourceSettings, host: str | None, now: float, specs: 
     src = LogSources(None, settings, host=host, clock=lambda: now)
     cutoff = now - settings.backfill_days * 86400.0
     out: list[Event] = []
-    for kind, path_s, cur in specs:
-        path = Path(path_s)
+    for kind, path, cur in specs:
         if cur is not None:
             src.cursors[path] = Cursor(*cur)
         try:
@@ -204,14 +210,14 @@ def _parse_share(settings: SourceSettings, host: str | None, now: float, specs: 
         except OSError:
             continue
         src._read(LogFile(kind, path), st, now, cutoff, out)
-    cursors = {str(p): (c.kind, c.inode, c.size, c.mtime_ns, c.offset, c.head, c.state) for p, c in src.cursors.items()}
+    cursors = {p: (c.kind, c.inode, c.size, c.mtime_ns, c.offset, c.head, c.state) for p, c in src.cursors.items()}
     stats = {k: getattr(src.stats, k) for k in ("files_read", "bytes_read", "lines", "events", "too_old")}
     stats["events"] = len(out)
     return out, cursors, stats, src.stats.counters, src.memory.export()
 
 
 def _order(item: tuple[LogFile, Any]) -> tuple[bool, str]:
-    return ("subagents" in item[0].path.parts, str(item[0].path))
+    return (_is_subagent(item[0].path), item[0].path)
 
 
 def _head(data: bytes) -> str:
@@ -239,22 +245,22 @@ class LogSources:
         self.clock = clock
         self.memory = MessageMemory()
         self.stats = Stats()
-        self.open: dict[Path, Open] = {}
+        self.open: dict[str, Open] = {}
         #: extra processes that parse a large backlog (0: parse on this thread only)
         self.workers = workers
-        self.cursors: dict[Path, Cursor] = {}
+        self.cursors: dict[str, Cursor] = {}
         if ledger is not None:
             ledger.ensure_schema(CURSOR_DDL)
             self.cursors = self._load_cursors()
-        self._dirty: dict[Path, Cursor | None] = {}
+        self._dirty: dict[str, Cursor | None] = {}
 
     # -- cursors -------------------------------------------------------------------------------
-    def _load_cursors(self) -> dict[Path, Cursor]:
+    def _load_cursors(self) -> dict[str, Cursor]:
         rows = self.ledger.call(lambda c: c.execute(
             "SELECT path, kind, inode, size, mtime_ns, offset, head, state FROM source_cursors").fetchall())
         out = {}
         for path, kind, inode, size, mtime_ns, offset, head, state in rows:
-            out[Path(path)] = Cursor(kind, inode, size, mtime_ns, offset, head, json.loads(state) if state else None)
+            out[path] = Cursor(kind, inode, size, mtime_ns, offset, head, json.loads(state) if state else None)
         return out
 
     def _commit_cursors(self) -> None:
@@ -263,11 +269,11 @@ class LogSources:
             return
         now = self.clock()
         upserts = [
-            (str(p), c.kind, c.inode, c.size, c.mtime_ns, c.offset, c.head,
+            (p, c.kind, c.inode, c.size, c.mtime_ns, c.offset, c.head,
              json.dumps(c.state, separators=(",", ":")) if c.state else None, now)
             for p, c in dirty.items() if c is not None
         ]
-        deletes = [(str(p),) for p, c in dirty.items() if c is None]
+        deletes = [(p,) for p, c in dirty.items() if c is None]
 
         def run(conn: sqlite3.Connection) -> None:
             with conn:
@@ -368,7 +374,7 @@ class LogSources:
         return handed
 
     # -- parallel parsing of a large backlog ----------------------------------------------------
-    def _start_offset(self, path: Path) -> int:
+    def _start_offset(self, path: str) -> int:
         opened = self.open.get(path)
         if opened is not None:
             return opened.read_offset
@@ -384,7 +390,7 @@ class LogSources:
             if st.st_mtime > now - HOLD_S or lf.path in self.open:
                 mine.append((lf, st))
                 continue
-            key = lf.path.parent if lf.kind == "codex" else _project_dir(lf.path, self.settings.claude_roots)
+            key = lf.path.rsplit(os.sep, 1)[0] if lf.kind == "codex" else _project_dir(lf.path, self.settings.claude_roots)
             groups.setdefault((lf.kind, key), []).append((lf, st))
         sizes = sorted(((sum(st.st_size for _, st in g), k) for k, g in groups.items()), key=lambda x: -x[0])
         a = sum(st.st_size for _, st in mine)
@@ -416,7 +422,7 @@ class LogSources:
                 specs = []
                 for lf, _ in chunk:
                     cur = self.cursors.get(lf.path)
-                    specs.append((lf.kind, str(lf.path), None if cur is None else (
+                    specs.append((lf.kind, lf.path, None if cur is None else (
                         cur.kind, cur.inode, cur.size, cur.mtime_ns, cur.offset, cur.head, cur.state)))
                 jobs.append((pool.submit(_parse_share, self.settings, self.host, now, specs), chunk, size))
                 chunk, size = [], 0
@@ -431,13 +437,12 @@ class LogSources:
             setattr(self.stats, name, getattr(self.stats, name) + stats[name])
         for k, v in counters.items():
             self.stats.counters[k] = self.stats.counters.get(k, 0) + v
-        kinds = {str(lf.path): lf for lf, _ in files}
-        for path_s, c in cursors.items():
-            path = Path(path_s)
+        kinds = {lf.path: lf for lf, _ in files}
+        for path, c in cursors.items():
             cur = Cursor(*c)
             self.cursors[path] = cur
             self._dirty[path] = cur
-            self.open[path] = Open(self._reader(kinds[path_s], cur.state), cur.offset, cur.inode, cur.head)
+            self.open[path] = Open(self._reader(kinds[path], cur.state), cur.offset, cur.inode, cur.head)
         self._commit_cursors()
         return len(events)
 
@@ -454,7 +459,7 @@ class LogSources:
         self._commit_cursors()
         return len(out)
 
-    def _advance(self, path: Path, opened: Open) -> None:
+    def _advance(self, path: str, opened: Open) -> None:
         cur = self.cursors.get(path)
         if cur is None:
             return
@@ -465,12 +470,12 @@ class LogSources:
 
     def _reader(self, lf: LogFile, state: dict[str, Any] | None) -> Any:
         if lf.kind == "claude":
-            return ClaudeFile(lf.path, self.host, self.memory, state)
-        return CodexFile(lf.path, self.host, None, state)
+            return ClaudeFile(Path(lf.path), self.host, self.memory, state)
+        return CodexFile(Path(lf.path), self.host, None, state)
 
     def _read(self, lf: LogFile, st: os.stat_result, now: float, cutoff: float, out: list[Event]) -> int:
         path = lf.path
-        zst = path.name.endswith(".zst")
+        zst = path.endswith(".zst")
         try:
             if zst:
                 import zstandard
@@ -558,12 +563,12 @@ class LogSources:
             if not zst:
                 fh.close()
 
-    def _forget(self, path: Path) -> None:
+    def _forget(self, path: str) -> None:
         self.open.pop(path, None)
         if self.cursors.pop(path, None) is not None:
             self._dirty[path] = None
 
-    def _forget_missing(self, present: set[Path]) -> None:
+    def _forget_missing(self, present: set[str]) -> None:
         for path in [p for p in self.cursors if p not in present]:
             self._forget(path)
 

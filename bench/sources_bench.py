@@ -113,15 +113,45 @@ def live(corpus: Path, env: dict[str, str], seconds: float) -> None:
         c0, t0 = cpu(), time.perf_counter()
         time.sleep(10)
         idle = (cpu() - c0) / (time.perf_counter() - t0) * 100
+        def append(duration: float, seed: int) -> subprocess.Popen:
+            # the live generator's request ids follow its seed: a second run needs another seed
+            return subprocess.Popen([sys.executable, str(ROOT / "bench" / "gen_agent_logs.py"), "--out", str(corpus),
+                                     "--append-rate", "5", "--duration", str(duration), "--seed", str(seed)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+
+        # 1) CPU while appending, nobody polling the feed
         before = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["requests_today"]
-        gen = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gen_agent_logs.py"), "--out", str(corpus),
-                                "--append-rate", "5", "--duration", str(seconds)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        gen = append(seconds, int(time.time()) % 100000)
         c0, t0 = cpu(), time.perf_counter()
         out, _ = gen.communicate()
         busy = (cpu() - c0) / (time.perf_counter() - t0) * 100
         time.sleep(1.0)
         after = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["requests_today"]
+        # 2) reflect latency (separate window: polling the snapshot costs the feed CPU): the generator
+        # prints its cumulative tokens about once a second right after writing them; time until the
+        # feed's snapshot shows at least that many new tokens
+        tokens0 = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"]
+        gen2 = append(15, int(time.time()) % 100000 + 1)
+        latencies = []
+        assert gen2.stdout is not None
+        for line in gen2.stdout:
+            rec = json.loads(line)
+            if rec.get("done"):
+                break
+            while True:
+                got = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"] - tokens0
+                if got >= rec["total_tokens"]:
+                    latencies.append(time.time() - rec["t"])
+                    break
+                if time.time() - rec["t"] > 5:
+                    latencies.append(float("inf"))
+                    break
+                time.sleep(0.02)
+        gen2.wait()
+        latencies.sort()
+        if latencies:
+            print(f"live: reflect latency median {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s "
+                  f"({len(latencies)} samples, 5 lines/s for 15 s; includes the 20 ms snapshot polling)")
         summary = json.loads(out.strip().splitlines()[-1])
         print(f"live: idle CPU {idle:.2f} % of a core (10 s); while appending 5 lines/s for {seconds:g} s: "
               f"{busy:.2f} % of a core; RSS {p.memory_info().rss / 2**20:.0f} MiB")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
@@ -35,25 +35,29 @@ def session_file(isolated_dirs: Path) -> Path:
                        [claude_line("m1", "r1", out=100), claude_line("m2", "r2", out=200)])
 
 
-@pytest.fixture
-def running(tmp_path: Path, session_file: Path) -> Iterator[FeedRunner]:
-    runner = start_feed(tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.stop()
-
-
 def requests(runner: FeedRunner) -> int:
     return runner.snapshot().totals.requests_today
 
 
-def test_feed_backfills_existing_logs_with_zero_setup(running: FeedRunner) -> None:
-    wait_for(lambda: requests(running) == 2, 5)
-    status = running.snapshot().status
-    wait_for(lambda: running.snapshot().status.get("import", {}).get("state") == "done", 5)
-    assert running.snapshot().status["import"]["percent"] == 100
-    assert status["sources"]["enabled"] == ["claude-code", "codex"]
+def test_feed_backfills_existing_logs_with_zero_setup(tmp_path: Path, session_file: Path) -> None:
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "feed.db")}})
+    runner = FeedRunner(cfg, listen="127.0.0.1:0", host_name="test-host")
+    seen: list[dict] = []
+    set_status = runner.service.set_status
+    runner.service.set_status = lambda key, value: (seen.append(value) if key == "import" else None,  # type: ignore[method-assign]
+                                                    set_status(key, value))
+    runner.start_in_thread(require_listen=True)
+    try:
+        wait_for(lambda: requests(runner) == 2, 5)
+        wait_for(lambda: runner.snapshot().status.get("import", {}).get("state") == "done", 5)
+        status = runner.snapshot().status
+        assert status["import"]["percent"] == 100
+        assert status["sources"]["enabled"] == ["claude-code", "codex"]
+        # the live view shows "importing NN %" while the backfill runs
+        assert seen[0] == {"state": "importing", "percent": 0, "text": "importing 0 %"}
+        assert any(v["state"] == "importing" and v["percent"] == 100 for v in seen)
+    finally:
+        runner.stop()
 
 
 @pytest.mark.parametrize("watch", [True, False], ids=["watchfiles", "polling"])

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from tests.sources.helpers import Harness, claude_line, write_lines
+from tests.sources.helpers import claude_line, write_lines
 from tokentop import config as config_mod
 from tokentop.core.feed.runner import FeedRunner
 

@@ -391,8 +391,9 @@ class LogSources:
         return cur.offset if cur else 0
 
     def _split(self, todo: list[tuple[LogFile, os.stat_result]], now: float) -> tuple[list, list]:
-        """Two shares of similar size. A project's files stay together (the sidechain rule needs the
-        parent file first); files written to just now and files already open stay here."""
+        """This process's share (about MAIN_SHARE of the bytes) and the worker's, as project groups.
+        A project's files stay together (the sidechain rule needs the parent file first); files
+        written to just now and files already open stay here."""
         groups: dict[Any, list[tuple[LogFile, os.stat_result]]] = {}
         mine: list[tuple[LogFile, os.stat_result]] = []
         for lf, st in todo:

@@ -182,3 +182,26 @@ def test_empty_request_is_a_success(feed) -> None:
     r = httpx.post(feed.address + "/v1/metrics", content=b"", headers={"content-type": "application/json"})
     assert r.status_code == 200
     assert json.loads(r.content or b"{}") == {}
+
+
+def test_body_limit_is_enforced_at_the_edge(feed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokentop.core.feed import otlp
+
+    body = json.dumps(logs(api_request())).encode()
+    monkeypatch.setattr(otlp, "MAX_BODY_BYTES", len(body))
+    ok = httpx.post(feed.address + "/v1/logs", content=body, headers={"content-type": "application/json"})
+    assert ok.status_code == 200
+    big = httpx.post(feed.address + "/v1/logs", content=body + b" ", headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    bomb = gzip.compress(body + b" " * 1000)  # small on the wire, too large once decompressed
+    r = httpx.post(feed.address + "/v1/logs", content=bomb,
+                   headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 413 and "decompressed" in r.json()["message"]
+
+
+def test_token_required_when_ingest_requires_it(feed) -> None:
+    feed.app.settings.ingest_requires_token = True
+    assert post(feed, "/v1/logs", logs(api_request())).status_code == 401
+    r = post(feed, "/v1/logs", logs(api_request()), headers={"authorization": f"Bearer {feed.token}"})
+    assert r.status_code == 200
+    assert today(feed) == (1, 527)

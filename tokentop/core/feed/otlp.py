@@ -55,6 +55,10 @@ class BadRequest(Exception):
     pass
 
 
+class DecompressedTooLarge(BadRequest):
+    pass
+
+
 # -- AnyValue / attributes ----------------------------------------------------------------------
 
 def any_value(v: Any) -> Any:
@@ -192,6 +196,8 @@ class OtlpReceiver:
             elif enc not in ("", "identity"):
                 return self._status(proto, 415, f"unsupported content encoding {enc!r} (gzip or none)")
             payload = _decode(signal, body, proto)
+        except DecompressedTooLarge as exc:
+            return self._status(proto, 413, str(exc))
         except BadRequest as exc:
             self._count("bad_requests")
             return self._status(proto, 400, str(exc))
@@ -487,7 +493,7 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     except zlib.error as exc:
         raise BadRequest(f"body is not valid gzip: {exc}") from None
     if len(data) > limit:
-        raise BadRequest(f"decompressed body larger than {limit} bytes")
+        raise DecompressedTooLarge(f"decompressed body larger than {limit} bytes")
     return data
 
 

@@ -27,6 +27,8 @@ from tokentop.core.sources.tailer import LogFile, LogSources, SourceSettings, _o
 log = logging.getLogger("tokentop.sources")
 
 RESCAN_S: Final = 10.0
+#: With a watcher, the full scan is only a safety net (new roots, missed events): less often.
+RESCAN_WATCHING_S: Final = 30.0
 #: Files modified within this many seconds are stat'ed on every poll (polling mode).
 HOT_S: Final = 3600.0
 STATUS_EVERY_S: Final = 2.0
@@ -150,14 +152,14 @@ class LiveSources:
             last_scan = time.monotonic()
             try:
                 for changes in watchfiles.watch(*roots, stop_event=self.stop_event, yield_on_timeout=True,
-                                                rust_timeout=500, debounce=50, step=20, raise_interrupt=False):
+                                                rust_timeout=1000, debounce=50, step=20, raise_interrupt=False):
                     if changes:
                         files = self._files({p for _, p in changes})
                         if files:
                             self.sources.poll(self._sink, files=files)
                     if self.sources.pending_count():
                         self.sources.flush_pending(self._sink)
-                    if time.monotonic() - last_scan >= RESCAN_S:
+                    if time.monotonic() - last_scan >= RESCAN_WATCHING_S:
                         last_scan = time.monotonic()
                         self.sources.poll(self._sink)
                         if self._existing_roots() != roots:

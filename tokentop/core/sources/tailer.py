@@ -261,6 +261,8 @@ class LogSources:
             ledger.ensure_schema(CURSOR_DDL)
             self.cursors = self._load_cursors()
         self._dirty: dict[str, Cursor | None] = {}
+        #: files holding streaming responses not yet emitted (live files only)
+        self.pending_paths: set[str] = set()
 
     # -- cursors -------------------------------------------------------------------------------
     def _load_cursors(self) -> dict[str, Cursor]:
@@ -461,10 +463,13 @@ class LogSources:
         """Emit streaming responses that never got their final line (after :data:`HOLD_S`)."""
         older = self.clock() - HOLD_S
         out: list[Event] = []
-        for path, opened in self.open.items():
-            if opened.reader.pending:
-                opened.reader.flush(out, self.stats.counters, older_than=older)
-                self._advance(path, opened)
+        for path in list(self.pending_paths):
+            opened = self.open.get(path)
+            if opened is None:
+                self.pending_paths.discard(path)
+                continue
+            opened.reader.flush(out, self.stats.counters, older_than=older)
+            self._advance(path, opened)
         if out:
             sink(out)
         self._commit_cursors()
@@ -476,6 +481,10 @@ class LogSources:
             return
         pending = opened.reader.first_pending_offset()
         cur.offset = opened.read_offset if pending is None else pending
+        if pending is None:
+            self.pending_paths.discard(path)
+        else:
+            self.pending_paths.add(path)
         cur.state = opened.reader.state()
         self._dirty[path] = cur
 
@@ -576,6 +585,7 @@ class LogSources:
 
     def _forget(self, path: str) -> None:
         self.open.pop(path, None)
+        self.pending_paths.discard(path)
         if self.cursors.pop(path, None) is not None:
             self._dirty[path] = None
 
@@ -584,4 +594,4 @@ class LogSources:
             self._forget(path)
 
     def pending_count(self) -> int:
-        return sum(len(o.reader.pending) for o in self.open.values())
+        return len(self.pending_paths)

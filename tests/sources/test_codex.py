@@ -140,3 +140,17 @@ def test_malformed_codex_line_is_counted_and_skipped(h: Harness, home: Path) -> 
     h.read()
     assert sum(e.input_tokens for e in h.stored()) == 26000
     assert h.sources.stats.counters["malformed"] == 1
+
+
+def test_unchanged_zst_rollout_is_not_decompressed_again(h: Harness, home: Path) -> None:
+    path = Path(str(rollout(home)) + ".zst")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(FIXTURE) + "\n").encode()))
+    h.read()
+    first = h.sources.stats.bytes_read
+    assert first > 0
+    h.read()  # same process: nothing new
+    assert h.sources.stats.bytes_read == first
+    h.restart()
+    h.read()  # after a restart: nothing new either
+    assert h.sources.stats.bytes_read == 0 and sum(e.input_tokens for e in h.stored()) == 26000

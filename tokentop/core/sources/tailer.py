@@ -322,11 +322,12 @@ class LogSources:
                     continue
             cur = self.cursors.get(lf.path)
             opened = self.open.get(lf.path)
-            if cur is not None and opened is None and cur.size == st.st_size and cur.mtime_ns == st.st_mtime_ns \
-                    and cur.inode == st.st_ino and cur.offset == cur.size:
-                continue  # unchanged since the last run
-            if opened is not None and opened.inode == st.st_ino and opened.read_offset == st.st_size \
-                    and not opened.reader.pending:
+            zst = lf.path.endswith(".zst")
+            same = cur is not None and cur.size == st.st_size and cur.mtime_ns == st.st_mtime_ns and cur.inode == st.st_ino
+            if same and opened is None and (cur.offset == cur.size or zst):  # type: ignore[union-attr]
+                continue  # unchanged since the last run (a .zst is written whole; its offsets are decompressed bytes)
+            if opened is not None and opened.inode == st.st_ino and not opened.reader.pending \
+                    and (opened.read_offset == st.st_size or (zst and same)):
                 continue
             if st.st_mtime < cutoff and cur is None:
                 continue  # nothing in it can be inside the backfill window

@@ -249,6 +249,9 @@ class FeedRunner:
 
 # Built-in attachments register their routes / hooks / STARTUP_HOOKS when imported (kept last:
 # they import this module).
+from tokentop.core.sources import live as _sources_live  # noqa: E402  -- Claude Code / Codex logs
 import tokentop.core.providers.hook  # noqa: E402,F401  -- provider usage pollers, when admin keys are set
 import tokentop.core.control.wiring  # noqa: E402,F401  -- control API, emitter control channel, policy task
 import tokentop.core.team.attach  # noqa: E402,F401  -- NATS publisher, remote control responder ([nats] url)
+
+STARTUP_HOOKS.append(_sources_live.attach)

@@ -32,7 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON (docs/api.md)")
     fmt.add_argument("--csv", action="store_true", help="CSV: one row per breakdown key")
+    p.add_argument("--billed", action="store_true",
+                   help="billed truth from the provider usage APIs (OpenAI, Anthropic) instead of local estimates")
+    from tokentop.commands.report_billed import add_billed_arguments
+
+    add_billed_arguments(p)  # --provider, --offline (used with --billed)
     p.set_defaults(func=run)
+
+
+def _dispatch_billed(args: argparse.Namespace) -> int:
+    from tokentop.commands.report_billed import run_billed
+
+    if args.by != "day" or args.utc:
+        return fail("--by and --utc apply to the local report; --billed reports by day and by model, in UTC days")
+    if args.days != int(args.days):
+        return fail("--billed takes a whole number of days")
+    args.days = int(args.days)
+    return run_billed(args)
 
 
 def _usd(pusd: int) -> float:
@@ -119,6 +135,10 @@ def _chart(report: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from tokentop.core.ledger import Ledger, LedgerError
 
+    if args.billed:
+        return _dispatch_billed(args)
+    if args.provider or args.offline:
+        return fail("--provider and --offline go with --billed")
     if args.days <= 0:
         return fail("--days must be greater than 0")
     cfg = load_config(args)

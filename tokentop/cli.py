@@ -15,7 +15,9 @@ from typing import Sequence
 from tokentop import __version__
 
 #: Command modules under ``tokentop.commands``, in the order ``--help`` lists them.
-COMMANDS: list[str] = ["serve", "emit", "config_cmd", "report_billed", "run", "control_cmd", "log_cmd", "check", "demo"]
+COMMANDS: list[str] = [
+    "serve", "emit", "report", "import_cmd", "run", "control_cmd", "log_cmd", "check", "config_cmd", "demo",
+]
 
 
 def add_common(parser: argparse.ArgumentParser, *, sub: bool = True) -> None:

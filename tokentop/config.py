@@ -118,6 +118,27 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
 }
 
+
+def _source_names(v: Any) -> str | None:
+    known = ("claude-code", "codex")
+    bad = [x for x in v if not isinstance(x, str) or x not in known]
+    return None if not bad else f"unknown source(s) {bad!r}; known: {', '.join(known)}"
+
+
+def _string_list(v: Any) -> str | None:
+    return None if all(isinstance(x, str) for x in v) else "must be a list of path strings"
+
+
+# Local agent logs (tokentop/core/sources/; docs/sources.md). Env CLAUDE_CONFIG_DIR / CODEX_HOME win.
+SCHEMA["sources"] = {
+    "enabled": Setting(list, ["claude-code", "codex"], "log sources to read: claude-code, codex", _source_names),
+    "backfill_days": Setting(NUM, 30, "first run imports this many days of history; older lines are ignored", _positive),
+    "claude_roots": Setting(list, [], "Claude config dirs (each holding projects/); default ~/.claude and ~/.config/claude", _string_list),
+    "codex_home": Setting(str, "", "Codex home (holding sessions/); default ~/.codex"),
+    "watch": Setting(bool, True, "use a file watcher (watchfiles); false = cheap polling only"),
+    "poll_interval_s": Setting(NUM, 1.0, "seconds between polls of recently active files when not watching", _positive),
+}
+
 #: Tables whose keys are names chosen by the user, each holding a fixed set of settings.
 NAMED_TABLES: dict[str, dict[str, Setting]] = {
     "pricing": {
@@ -340,7 +361,7 @@ def default_file_text() -> str:
         for key, setting in keys.items():
             value = tomli_w.dumps({key: setting.default}).strip() if setting.default is not None else f"{key} = "
             out.append(f"# {setting.doc}")
-            out.append(f"# {value}")
+            out.extend(f"# {line}" for line in value.splitlines())  # arrays dump over several lines
         out.append("")
     out.append('# Per-model price overrides, USD per million tokens; they win over genai-prices.')
     out.append('# [pricing."my-finetune"]')
@@ -362,3 +383,4 @@ def parse_decimal(value: Any) -> Decimal:
 # import this module's names).
 import tokentop.core.providers.settings  # noqa: E402,F401  -- [providers.openai] / [providers.anthropic]
 from tokentop.core.control import settings as _control_settings  # noqa: E402,F401  -- [control] [budget.*] [runaway.*]
+from tokentop.core.team import settings as _nats_settings  # noqa: E402,F401  -- [nats]

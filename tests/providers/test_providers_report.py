@@ -1,4 +1,4 @@
-"""``tokentop billed-report``: fetches what the ledger lacks, totals equal the provider's data exactly."""
+"""``tokentop report --billed``: fetches what the ledger lacks, totals equal the provider's data exactly."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _window(days: int) -> tuple[int, int]:
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(["billed-report", *argv])
+    code = cli.main(["report", "--billed", *argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -141,3 +141,10 @@ def test_billed_arguments_fold_into_a_parser_that_already_has_days_and_formats()
     add_billed_arguments(parser)  # must not raise "conflicting option string"
     args = parser.parse_args(["--billed", "--provider", "anthropic", "--days", "3", "--json", "--offline"])
     assert (args.provider, args.days, args.json, args.offline) == ("anthropic", 3, True, True)
+
+
+def test_billed_only_options_are_refused_on_the_local_report(capsys) -> None:
+    assert cli.main(["report", "--offline"]) == 2
+    assert "--provider and --offline go with --billed" in capsys.readouterr().err
+    assert cli.main(["report", "--billed", "--by", "model"]) == 2
+    assert "--by and --utc apply to the local report" in capsys.readouterr().err

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="when discovery found several candidate processes: the one to act on")
         if name == "kill":
             p.add_argument("--signal", default=None, metavar="SIG", help="TERM (default), INT, HUP, QUIT or KILL")
+        from tokentop.commands.team_cli import add_remote_control_arguments
+
+        add_remote_control_arguments(p)  # --nats URL --host NAME: a session on another host (team mode)
         p.set_defaults(func=run, control_action=name)
 
 
@@ -51,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     url = feed_url(args, cfg)
     action = args.control_action
     signal = getattr(args, "signal", None)
+    from tokentop.commands.team_cli import wants_remote
+
+    if wants_remote(args):
+        return _remote(args, cfg, action, signal)
     body: dict = {"origin": "cli"}
     if args.pid is not None:
         body["pid"] = args.pid
@@ -85,6 +92,21 @@ def run(args: argparse.Namespace) -> int:
     except FeedUnavailable as exc:
         return fail(str(exc))
     return _report(data, 1)
+
+
+def _remote(args: argparse.Namespace, cfg, action: str, signal: str | None) -> int:  # noqa: ANN001
+    """Team mode (--nats/--host): the session's host applies its own rules (docs/team.md)."""
+    from tokentop.commands.team_cli import run_remote_control
+
+    if action == "kill":
+        from tokentop.core.control.process import Refused, parse_signal
+
+        try:
+            name, _ = parse_signal(signal, "TERM")
+        except Refused as exc:
+            return fail(exc.reason)
+        action, signal = ("kill", "KILL") if name == "KILL" else ("terminate", name)
+    return run_remote_control(args, cfg, action, signal)
 
 
 def _print_candidates(cands: list, session: str, action: str) -> None:

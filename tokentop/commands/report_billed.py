@@ -1,4 +1,4 @@
-"""``tokentop billed-report`` (to become ``tokentop report --billed``): billed spend per provider.
+"""``tokentop report --billed``: billed spend per provider (the options and the run; ``report`` parses them).
 
 Fetches from the providers' admin APIs whatever the ledger lacks for the window (so it works on a
 fresh machine with only the keys set), stores it, and prints the ledger's figures. ``--offline``
@@ -41,15 +41,6 @@ def add_billed_arguments(parser: argparse.ArgumentParser) -> None:
                          help="CSV rows: provider,kind,key,usd,requests,input_tokens,output_tokens")
     if "--offline" not in have:
         parser.add_argument("--offline", action="store_true", help="read the ledger only; fetch nothing")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
-
-    p = sub.add_parser("billed-report", help="billed spend, tokens and requests per day and model from the provider APIs")
-    add_common(p)
-    add_billed_arguments(p)
-    p.set_defaults(func=run_billed)
 
 
 async def _fetch(settings: Any, key: Any, store: Any, days: int) -> str | None:

@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common(p)
     p.add_argument("--listen", metavar="ADDR", help="HOST:PORT or unix:/path (default from config: 127.0.0.1:7411)")
     p.add_argument("--host-name", metavar="NAME", help="this host's name on events (default: hostname)")
+    from tokentop.commands.team_cli import add_serve_arguments
+
+    add_serve_arguments(p)  # --nats URL, --fleet (team mode)
     p.set_defaults(func=run)
 
 
@@ -25,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     try:
-        runner = FeedRunner(cfg, listen=args.listen, host_name=args.host_name)
+        from tokentop.commands.team_cli import build_serve_runner
+
+        runner = build_serve_runner(args, cfg) or FeedRunner(cfg, listen=args.listen, host_name=args.host_name)
     except (LedgerError, PermissionError, ValueError) as exc:
         return fail(str(exc))
     listen = runner.listen

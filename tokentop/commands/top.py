@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readonly", action="store_true", help="hide kill/pause actions")
     parser.add_argument("--refresh", type=float, metavar="SECONDS", default=None, help="seconds between redraws")
     parser.add_argument("--theme", default=None, help="theme name (default from config)")
+    parser.add_argument("--nats", metavar="URL", help="watch the whole fleet: every host's events from NATS JetStream")
 
 
 def current_snapshot_json(args: argparse.Namespace) -> dict:
@@ -41,7 +42,16 @@ def current_snapshot_json(args: argparse.Namespace) -> dict:
         runner.ledger.close()
 
 
+def run_fleet(args: argparse.Namespace) -> int:
+    """``--nats URL``: an embedded fleet feed, then the usual view of it (team mode)."""
+    from tokentop.commands.team_cli import run_fleet_view
+
+    return run_fleet_view(args, load_config(args), run)
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "nats", None):
+        return run_fleet(args)
     if args.once:
         data = current_snapshot_json(args)
         if args.plain:

@@ -147,9 +147,9 @@ class Ledger:
                 # Common case: every row is new; one executemany. Otherwise redo row by row to learn
                 # which ids were already stored.
                 conn.execute("SAVEPOINT batch")
-                before = conn.total_changes
-                conn.executemany(_INSERT, rows)
-                if conn.total_changes - before == len(rows):
+                # rowcount, not total_changes: rows inserted by triggers (the NATS outbox) must not
+                # make a batch with stored ids look all new
+                if conn.executemany(_INSERT, rows).rowcount == len(rows):
                     conn.execute("RELEASE batch")
                     results.append([True] * len(rows))
                     continue

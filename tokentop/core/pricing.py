@@ -137,6 +137,8 @@ class Pricer:
     def __init__(self, overrides: Mapping[str, PriceOverride] | None = None) -> None:
         self._overrides = {normalise_model(k): v.card(normalise_model(k)) for k, v in (overrides or {}).items()}
         self._cards: dict[tuple[str | None, str, str], object] = {}
+        #: cards of models whose price has a single period (no date constraint): valid on any day
+        self._static_cards: dict[tuple[str | None, str], object] = {}
         self._fast: dict[tuple[str | None, str, int], object] = {}
         self._providers: dict[str | None, str | None] = {}
         import genai_prices  # deferred: ~0.3 s import, paid only when something is priced
@@ -197,6 +199,9 @@ class Pricer:
 
     def _card(self, provider: str | None, model: str, ts: float) -> object:
         pid = self._provider_id(provider)
+        static = self._static_cards.get((pid, model))
+        if static is not None:
+            return static
         # Price periods change at UTC day boundaries (StartDateConstraint); key the cache by UTC day.
         day = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
         key = (pid, model, day)
@@ -204,7 +209,18 @@ class Pricer:
         if card is None:
             card = self._build_card(pid, model, ts)
             self._cards[key] = card
+            if self._single_period(pid, model):
+                self._static_cards[(pid, model)] = card
         return card
+
+    def _single_period(self, pid: str | None, model: str) -> bool:
+        """True when the model's price does not depend on the date (one price, no constraint), so one
+        card serves every day: a 30-day import then builds ~10 cards instead of ~300."""
+        try:
+            _, info = self._snapshot.find_provider_model(model, None, pid, None)
+        except LookupError:
+            return False
+        return not isinstance(info.prices, list)
 
     def _calc(self, pid: str | None, model: str, when: datetime, **usage: int) -> Decimal:
         with warnings.catch_warnings():

@@ -103,6 +103,7 @@ class FeedRunner:
         clock: Callable[[], float] = time.time,
         host_name: str | None = None,
         token_dir: Path | None = None,
+        startup_hooks: list[Callable[["FeedRunner"], None]] | None = None,
     ) -> None:
         self.config = config
         self.listen = listen if listen is not None else config.feed.listen
@@ -143,7 +144,8 @@ class FeedRunner:
         self._start_error: BaseException | None = None
         self.replayed = self.service.rebuild()
         self.ledger.prune(clock())
-        for hook in STARTUP_HOOKS:
+        # a feed that must not pick up local sources (the NATS fleet view) passes its own list
+        for hook in STARTUP_HOOKS if startup_hooks is None else startup_hooks:
             hook(self)
 
     @property
@@ -247,5 +249,9 @@ class FeedRunner:
 
 # Built-in attachments register their routes / hooks / STARTUP_HOOKS when imported (kept last:
 # they import this module).
+from tokentop.core.sources import live as _sources_live  # noqa: E402  -- Claude Code / Codex logs
 import tokentop.core.providers.hook  # noqa: E402,F401  -- provider usage pollers, when admin keys are set
 import tokentop.core.control.wiring  # noqa: E402,F401  -- control API, emitter control channel, policy task
+import tokentop.core.team.attach  # noqa: E402,F401  -- NATS publisher, remote control responder ([nats] url)
+
+STARTUP_HOOKS.append(_sources_live.attach)

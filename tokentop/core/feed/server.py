@@ -388,3 +388,7 @@ def _meta_message(data: str) -> dict[str, Any] | None:
     if isinstance(obj, dict) and isinstance(obj.get("type"), str):
         return obj
     return None
+
+
+# Registrations (each module appends its route factory to ROUTE_FACTORIES when imported).
+from tokentop.core.feed import otlp as _otlp  # noqa: E402,F401  (OTLP/HTTP receiver: /v1/logs, /v1/metrics, /v1/traces)

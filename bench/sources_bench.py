@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Log-source benchmark: cold import, restart with nothing new, live-tail CPU. Prints figures.
+
+    python3 bench/gen_agent_logs.py --out /tmp/d100k --lines 100000 --sessions 500 --seed 42 --end 2026-11-26T12:00:00Z
+    /work/venv/bin/python bench/sources_bench.py --corpus /tmp/d100k --days 31 [--live 30] [--workers 0]
+
+Each figure is one run of the real CLI in a subprocess (``tokentop import``, ``tokentop serve``)
+with HOME pointing at the corpus and private tokentop dirs. CPU = user+sys of the process and its
+worker; peak RSS = the largest single process. ``--live`` appends at 5 lines/s for that many
+seconds with the generator's live mode (this modifies the corpus: run it last) and reports the
+feed's CPU while appending and while idle. Totals are checked against ``ground_truth.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def env_for(corpus: Path, dirs: Path, workers: int | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HOME=str(corpus), TOKENTOP_DATA_DIR=str(dirs / "data"), TOKENTOP_STATE_DIR=str(dirs / "state"),
+               TOKENTOP_CONFIG_DIR=str(dirs / "cfg"), PYTHONPATH=str(ROOT), TZ="UTC")
+    for var in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "TOKENTOP_FEED", "TOKENTOP_CONFIG"):
+        env.pop(var, None)
+    if workers is not None:
+        env["TOKENTOP_IMPORT_WORKERS"] = str(workers)
+    return env
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Wall s, CPU s (user+sys incl. children), peak RSS MiB of one run, and its stderr."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss / 1024, proc.stderr.strip()
+
+
+def check_totals(corpus: Path, env: dict[str, str], days: float) -> str:
+    out = subprocess.run([PY, "-m", "tokentop", "report", "--json", "--utc", "--days", str(days), "--by", "agent"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)["by_agent"]
+    gt = json.loads((corpus / "ground_truth.json").read_text())
+    claude = [r for r in rows if r["agent"].startswith("claude-code")]
+    codex = [r for r in rows if r["agent"] == "codex"]
+    c, x = gt["claude"], gt["codex"]
+    want = {"claude requests": c["messages"], "claude output": c["output_tokens"],
+            "claude input (incl. cache)": c["input_tokens"] + c["cache_read_tokens"] + c["cache_creation_tokens"],
+            "claude cache write": c["cache_creation_tokens"], "codex requests": x["events"],
+            "codex input": x["input_tokens"], "codex output": x["output_tokens"]}
+    got = {"claude requests": sum(r["requests"] for r in claude), "claude output": sum(r["output_tokens"] for r in claude),
+           "claude input (incl. cache)": sum(r["input_tokens"] for r in claude),
+           "claude cache write": sum(r["cache_write_tokens"] for r in claude),
+           "codex requests": sum(r["requests"] for r in codex), "codex input": sum(r["input_tokens"] for r in codex),
+           "codex output": sum(r["output_tokens"] for r in codex)}
+    bad = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    usd = sum(r["usd"] for r in claude) + sum(r["usd"] for r in codex)
+    usd_gt = c["cost_usd"] + x["cost_usd"]
+    verdict = "tokens EXACT" if not bad else f"tokens DIFFER {bad}"
+    return f"{verdict}; cost ${usd:,.2f} vs ground truth ${usd_gt:,.2f} (diff {usd - usd_gt:+.4f})"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def live(corpus: Path, env: dict[str, str], seconds: float) -> None:
+    import httpx
+    import psutil
+
+    port = free_port()
+    feed = subprocess.Popen([PY, "-m", "tokentop", "serve", "--listen", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        t0 = time.perf_counter()
+        while True:
+            try:
+                status = httpx.get(url + "/v1/snapshot", timeout=2).json().get("status", {})
+                if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                sys.exit("feed did not finish its backfill in 60 s")
+            time.sleep(0.05)
+        print(f"live: feed up and backfill checked in {time.perf_counter() - t0:.2f} s (mode {status['sources']['state']})")
+        p = psutil.Process(feed.pid)
+
+        def cpu() -> float:
+            t = p.cpu_times()
+            return t.user + t.system
+
+        c0, t0 = cpu(), time.perf_counter()
+        time.sleep(10)
+        idle = (cpu() - c0) / (time.perf_counter() - t0) * 100
+        def append(duration: float, seed: int) -> subprocess.Popen:
+            # the live generator's request ids follow its seed: a second run needs another seed
+            return subprocess.Popen([sys.executable, str(ROOT / "bench" / "gen_agent_logs.py"), "--out", str(corpus),
+                                     "--append-rate", "5", "--duration", str(duration), "--seed", str(seed)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+
+        # 1) CPU while appending, nobody polling the feed
+        before = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["requests_today"]
+        gen = append(seconds, int(time.time()) % 100000)
+        c0, t0 = cpu(), time.perf_counter()
+        out, _ = gen.communicate()
+        busy = (cpu() - c0) / (time.perf_counter() - t0) * 100
+        time.sleep(1.0)
+        after = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["requests_today"]
+        # 2) reflect latency (separate window: polling the snapshot costs the feed CPU): the generator
+        # prints its cumulative tokens about once a second right after writing them; time until the
+        # feed's snapshot shows at least that many new tokens
+        tokens0 = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"]
+        gen2 = append(15, int(time.time()) % 100000 + 1)
+        latencies = []
+        assert gen2.stdout is not None
+        for line in gen2.stdout:
+            rec = json.loads(line)
+            if rec.get("done"):
+                break
+            while True:
+                got = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"] - tokens0
+                if got >= rec["total_tokens"]:
+                    latencies.append(time.time() - rec["t"])
+                    break
+                if time.time() - rec["t"] > 5:
+                    latencies.append(float("inf"))
+                    break
+                time.sleep(0.02)
+        gen2.wait()
+        latencies.sort()
+        if latencies:
+            print(f"live: reflect latency median {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s "
+                  f"({len(latencies)} samples, 5 lines/s for 15 s; includes the 20 ms snapshot polling)")
+        summary = json.loads(out.strip().splitlines()[-1])
+        print(f"live: idle CPU {idle:.2f} % of a core (10 s); while appending 5 lines/s for {seconds:g} s: "
+              f"{busy:.2f} % of a core; RSS {p.memory_info().rss / 2**20:.0f} MiB")
+        print(f"live: generator appended {summary['lines']} lines = {summary['claude'].get('messages', 0)} requests; "
+              f"feed counted {after - before} new requests")
+    finally:
+        feed.terminate()
+        feed.wait(10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", required=True, type=Path)
+    ap.add_argument("--days", type=float, default=31)
+    ap.add_argument("--workers", type=int, default=None, help="parser processes besides the main one (default 1)")
+    ap.add_argument("--live", type=float, default=0, help="seconds of live appends at 5 lines/s (modifies the corpus)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tokentop-bench-") as tmp:
+        env = env_for(args.corpus, Path(tmp), args.workers)
+        cmd = [PY, "-m", "tokentop", "import", "--days", str(args.days)]
+        wall, cpu, rss, err = timed(cmd, env)
+        print(f"cold import: {wall:.2f} s wall, {cpu:.2f} CPU-s, peak RSS {rss:.0f} MiB")
+        print(f"  {err.splitlines()[-1] if err else ''}")
+        wall2, cpu2, _, err2 = timed(cmd, env)
+        print(f"restart, nothing new: {wall2:.3f} s wall, {cpu2:.2f} CPU-s (whole `tokentop import` process)")
+        print(f"totals: {check_totals(args.corpus, env, args.days)}")
+        if args.live:
+            live(args.corpus, env, args.live)
+    load = os.getloadavg()
+    print(f"(load average during the run: {load[0]:.2f}; 2 cores shared)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

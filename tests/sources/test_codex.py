@@ -1,0 +1,155 @@
+"""Codex rollouts: one test per trap in formats.md §2, through real files and the real tailer."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.sources.helpers import NOW, Harness, iso, write_lines
+from tokentop.core.pricing import Pricer
+
+SID = "019e1a2b-3c4d-7e5f-8a9b-0c1d2e3f4a5b"
+CHILD = "019e1a2b-3c4d-7e5f-8a9b-00000000c41d"
+
+
+def meta(sid: str = SID, t: float = NOW - 600, **extra) -> str:
+    payload = {"id": sid, "timestamp": iso(t), "cwd": "/home/dev/proj", "originator": "codex_cli_rs",
+               "cli_version": "0.130.0", "source": "cli", "model_provider": "openai", "git": {"branch": "main"}}
+    payload.update(extra)
+    return json.dumps({"timestamp": iso(t), "type": "session_meta", "payload": payload})
+
+
+def turn(model: str, t: float = NOW - 590) -> str:
+    return json.dumps({"timestamp": iso(t), "type": "turn_context", "payload": {"cwd": "/home/dev/proj", "model": model}})
+
+
+def usage(i: int, c: int, o: int, r: int) -> dict:
+    return {"input_tokens": i, "cached_input_tokens": c, "output_tokens": o, "reasoning_output_tokens": r,
+            "total_tokens": i + o}
+
+
+def tc(total: tuple[int, int, int, int] | None, last: tuple[int, int, int, int] | None = None, t: float = NOW - 500) -> str:
+    info = None if total is None else {"total_token_usage": usage(*total),
+                                       "last_token_usage": usage(*(last or total)), "model_context_window": 272000}
+    return json.dumps({"timestamp": iso(t), "type": "event_msg",
+                       "payload": {"type": "token_count", "info": info, "rate_limits": None}})
+
+
+def rollout(home: Path, sid: str = SID, sub: str = "sessions") -> Path:
+    return home / sub / "2026" / "11" / "26" / f"rollout-2026-11-26T10-00-00-{sid}.jsonl"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "codex"
+
+
+@pytest.fixture
+def h(tmp_path: Path, home: Path):
+    harness = Harness(tmp_path, codex=[home])
+    yield harness
+    harness.close()
+
+
+FIXTURE = [  # formats.md §2.4
+    meta(), turn("gpt-5-codex"), tc(None),
+    tc((12000, 9000, 800, 500), t=NOW - 400),
+    tc((12000, 9000, 800, 500), t=NOW - 399),  # re-emit: unchanged total
+    tc((26000, 21500, 1400, 700), (14000, 12500, 600, 200), t=NOW - 300),
+]
+
+
+def test_reemitted_token_count_adds_nothing(h: Harness, home: Path) -> None:
+    write_lines(rollout(home), FIXTURE)
+    h.read()
+    events = h.stored()
+    assert sum(e.input_tokens for e in events) == 26000
+    assert sum(e.cache_read_tokens for e in events) == 21500
+    assert sum(e.output_tokens for e in events) == 1400
+    assert sum(e.reasoning_tokens for e in events) == 700
+    assert len(events) == 2
+    assert h.sources.stats.counters["reemits"] == 1
+    # formats.md §2.4: $0.0223125 with gpt-5-codex priced as gpt-5
+    assert sum(Pricer().price(e).usd for e in events) == Decimal("0.0223125")
+
+
+def test_info_null_is_tolerated(h: Harness, home: Path) -> None:
+    write_lines(rollout(home), [meta(), turn("gpt-5-codex"), tc(None), tc(None)])
+    h.read()
+    assert h.stored() == [] and h.sources.stats.counters["info_null"] == 2
+
+
+def test_model_comes_from_the_latest_turn_context(h: Harness, home: Path) -> None:
+    write_lines(rollout(home), [meta(), turn("gpt-5-codex"), tc((100, 0, 10, 0), t=NOW - 400),
+                                turn("gpt-5.2-codex", t=NOW - 350), tc((300, 50, 30, 0), t=NOW - 300)])
+    h.read()
+    assert [(e.model, e.input_tokens) for e in sorted(h.stored(), key=lambda e: e.ts)] == \
+        [("gpt-5-codex", 100), ("gpt-5.2-codex", 200)]
+    assert {(e.agent, e.session, e.project, e.branch) for e in h.stored()} == {("codex", SID, "proj", "main")}
+
+
+def test_forked_session_does_not_recount_the_parent_history(h: Harness, home: Path) -> None:
+    write_lines(rollout(home), FIXTURE)
+    spawn = float(int(NOW - 200))  # Codex stamps the replayed lines with the spawn second
+    write_lines(rollout(home, CHILD), [
+        meta(CHILD, t=spawn, forked_from_id=SID),
+        meta(SID),  # the parent's session_meta, then its token_count history stamped with the spawn second
+        tc((12000, 9000, 800, 500), t=spawn), tc((26000, 21500, 1400, 700), t=spawn + 0.3),
+        turn("gpt-5-codex", t=spawn + 5),
+        tc((30000, 25000, 1500, 700), (4000, 3500, 100, 0), t=spawn + 20),  # the child's own request
+    ])
+    h.read()
+    child = [e for e in h.stored() if e.session == CHILD]
+    assert [(e.input_tokens, e.cache_read_tokens, e.output_tokens) for e in child] == [(4000, 3500, 100)]
+    assert sum(e.input_tokens for e in h.stored()) == 30000
+
+
+def test_decreasing_total_starts_a_new_baseline(h: Harness, home: Path) -> None:
+    write_lines(rollout(home), [meta(), turn("gpt-5-codex"), tc((5000, 0, 100, 0), t=NOW - 400),
+                                tc((700, 0, 70, 0), (700, 0, 70, 0), t=NOW - 300)])
+    h.read()
+    assert sorted(e.input_tokens for e in h.stored()) == [700, 5000]
+
+
+def test_zstd_compressed_rollout_is_read(h: Harness, home: Path) -> None:
+    path = rollout(home, sub="archived_sessions")
+    path.parent.mkdir(parents=True)
+    data = ("\n".join(FIXTURE) + "\n").encode()
+    Path(str(path) + ".zst").write_bytes(zstandard.ZstdCompressor().compress(data))
+    h.read()
+    assert sum(e.input_tokens for e in h.stored()) == 26000
+
+
+def test_plain_sibling_wins_over_zst_and_sessions_over_archived(h: Harness, home: Path) -> None:
+    write_lines(rollout(home), FIXTURE)
+    arch = rollout(home, sub="archived_sessions")
+    write_lines(arch, FIXTURE + [tc((99999, 0, 1, 0), t=NOW - 100)])  # a stale archived copy must not be read
+    Path(str(rollout(home)) + ".zst").write_bytes(zstandard.ZstdCompressor().compress(b"garbage"))
+    h.read()
+    assert sum(e.input_tokens for e in h.stored()) == 26000
+    assert h.sources.stats.counters.get("unreadable_files", 0) == 0
+
+
+def test_malformed_codex_line_is_counted_and_skipped(h: Harness, home: Path) -> None:
+    bad = tc((1, 0, 1, 0))[:40] + '"token_count"'
+    write_lines(rollout(home), FIXTURE[:4] + [bad] + FIXTURE[4:])
+    h.read()
+    assert sum(e.input_tokens for e in h.stored()) == 26000
+    assert h.sources.stats.counters["malformed"] == 1
+
+
+def test_unchanged_zst_rollout_is_not_decompressed_again(h: Harness, home: Path) -> None:
+    path = Path(str(rollout(home)) + ".zst")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(FIXTURE) + "\n").encode()))
+    h.read()
+    assert h.sources.stats.files_read == 1
+    h.read()  # same process: nothing new, the file is not even opened
+    assert h.sources.stats.files_read == 1
+    h.restart()
+    h.read()  # after a restart: nothing new either
+    assert h.sources.stats.files_read == 0 and sum(e.input_tokens for e in h.stored()) == 26000

@@ -1,0 +1,81 @@
+"""Incremental tailing: cursors across restarts, rotation, deletion, recreation, held streaming lines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.sources.helpers import NOW, Harness, claude_line, write_lines
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "claude" / "projects"
+
+
+@pytest.fixture
+def h(tmp_path: Path, root: Path):
+    harness = Harness(tmp_path, claude=[root])
+    yield harness
+    harness.close()
+
+
+def test_restart_resumes_from_the_persisted_cursor_and_reads_nothing_twice(h: Harness, root: Path) -> None:
+    path = write_lines(root / "p" / "a.jsonl", [claude_line("m1", "r1"), claude_line("m2", "r2")])
+    h.read()
+    h.restart()
+    assert h.read() == 0
+    assert h.sources.stats.bytes_read == 0  # unchanged file: not even opened
+    write_lines(path, [claude_line("m3", "r3")], mode="a")
+    h.read()
+    assert h.sources.stats.bytes_read == len(claude_line("m3", "r3")) + 1  # only the new line
+    assert sorted(e.id for e in h.stored()) == ["claude:r1", "claude:r2", "claude:r3"]
+
+
+def test_appends_are_read_incrementally_without_rescanning(h: Harness, root: Path) -> None:
+    path = write_lines(root / "p" / "a.jsonl", [claude_line("m1", "r1")])
+    h.read()
+    first = h.sources.stats.bytes_read
+    write_lines(path, [claude_line("m2", "r2")], mode="a")
+    h.read()
+    assert h.sources.stats.bytes_read - first == len(claude_line("m2", "r2")) + 1
+    assert len(h.handed) == 2
+
+
+def test_truncated_and_rewritten_file_is_read_again_from_the_start(h: Harness, root: Path) -> None:
+    path = write_lines(root / "p" / "a.jsonl", [claude_line("m1", "r1"), claude_line("m2", "r2")])
+    h.read()
+    write_lines(path, [claude_line("m9", "r9")])  # rotated in place: shorter, other content
+    h.read()
+    assert sorted(e.id for e in h.stored()) == ["claude:r1", "claude:r2", "claude:r9"]
+
+
+def test_deleted_then_recreated_file_is_read_from_the_start(h: Harness, root: Path) -> None:
+    path = write_lines(root / "p" / "a.jsonl", [claude_line("m1", "r1")])
+    h.read()
+    path.unlink()
+    h.read()
+    assert str(path) not in {str(p) for p in h.sources.cursors}
+    write_lines(path, [claude_line("m1", "r1"), claude_line("m5", "r5", out=1, inp=1, read=0, write=0)])
+    h.read()
+    assert sorted(e.id for e in h.stored()) == ["claude:r1", "claude:r5"]  # r1 re-read, still counted once
+
+
+def test_streaming_response_in_a_live_file_waits_for_its_final_line(h: Harness, root: Path) -> None:
+    path = write_lines(root / "p" / "a.jsonl", [claude_line("m1", "r1", out=5, stop=None)])
+    h.read()
+    assert h.stored() == []  # still streaming (file modified just now): nothing counted yet
+    h.restart()  # the cursor stayed at the held line: a restart reads it again
+    write_lines(path, [claude_line("m1", "r1", out=600, stop="end_turn")], mode="a")
+    h.read()
+    assert [(e.id, e.output_tokens) for e in h.stored()] == [("claude:r1", 600)]
+
+
+def test_quiet_file_with_an_unfinished_response_is_counted_at_its_best_line(h: Harness, root: Path) -> None:
+    path = write_lines(root / "p" / "a.jsonl", [claude_line("m1", "r1", out=5, stop=None), claude_line("m1", "r1", out=9, stop=None)])
+    old = NOW - 3600
+    os.utime(path, (old, old))
+    h.read()
+    assert [(e.id, e.output_tokens) for e in h.stored()] == [("claude:r1", 9)]

@@ -1,0 +1,171 @@
+"""Team-mode command-line glue: ``serve --nats/--fleet``, ``tokentop --nats`` and remote control.
+
+Kept out of ``serve.py``/``top.py`` so those stay about their own jobs; they call in here only when a
+``--nats``/``--fleet`` flag is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tokentop.config import Config
+
+FLEET_LISTEN = "127.0.0.1:7412"
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nats", metavar="URL", help="publish every accepted event to NATS JetStream at URL (team mode)")
+    p.add_argument("--fleet", action="store_true",
+                   help=f"serve the fleet view instead: every host's events from NATS (default listen {FLEET_LISTEN})")
+
+
+def nats_url(args: argparse.Namespace, cfg: Config) -> str:
+    return getattr(args, "nats", None) or cfg.nats.url
+
+
+def build_serve_runner(args: argparse.Namespace, cfg: Config) -> Any | None:
+    """The runner for ``serve`` with team flags, or None when none is given (plain feed)."""
+    if not getattr(args, "nats", None) and not getattr(args, "fleet", False):
+        return None
+    url = nats_url(args, cfg)
+    if not url:
+        raise ValueError("--fleet needs a NATS server: --nats nats://HOST:PORT or [nats] url")
+    from tokentop.core.team.settings import NatsSettings
+
+    settings = NatsSettings.from_config(cfg, url=url)
+    settings.connect_options()  # ValueError naming a missing credential file
+    if args.fleet:
+        from tokentop.core.team.fleet import build_fleet_runner
+
+        from tokentop.core.team.fleet import FleetBusy
+
+        try:
+            runner = build_fleet_runner(cfg, url=url, listen=args.listen or FLEET_LISTEN)
+        except FleetBusy as exc:
+            raise ValueError(str(exc)) from None
+        fleet = runner.extras["fleet"]
+        print(f"tokentop: fleet view of NATS {settings.redacted_url()}: stream {settings.stream}, "
+              f"durable consumer {fleet.consumer}", file=sys.stderr)
+        return runner
+    from tokentop.core.feed.runner import FeedRunner
+
+    cfg.nats.url = url  # the team startup hook reads it from the config
+    runner = FeedRunner(cfg, listen=args.listen, host_name=args.host_name)
+    if "nats_error" in runner.extras:
+        runner.ledger.close()
+        raise ValueError(runner.extras["nats_error"])
+    publisher = runner.extras["nats_publisher"]
+    print(f"tokentop: publishing accepted events to NATS {settings.redacted_url()} as {publisher.subject} "
+          f"(stream {settings.stream}); remote control {'allowed' if settings.allow_remote_control else 'refused'}",
+          file=sys.stderr)
+    return runner
+
+
+def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up_s: float = 10.0) -> int:
+    """``tokentop --nats URL``: start an embedded fleet feed and run the live view (``view(args)``) on it."""
+    from tokentop.core.team.fleet import build_fleet_runner
+
+    try:
+        runner = build_fleet_runner(cfg, url=args.nats, listen="127.0.0.1:0", private_if_busy=True)
+    except ValueError as exc:
+        print(f"tokentop: {exc}", file=sys.stderr)
+        return 2
+    if runner.extras.get("fleet_private"):
+        print("tokentop: another fleet view on this machine uses the fleet ledger; this one keeps its own "
+              "in memory (it reads the stream's retention window first)", file=sys.stderr)
+    runner.start_in_thread(require_listen=True)
+    try:
+        fleet = runner.extras["fleet"]
+        deadline = time.monotonic() + catch_up_s
+        while not fleet.caught_up.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)  # show a current fleet, not the first batch of a backlog
+        if not fleet.caught_up.is_set():
+            print(f"tokentop: fleet view not caught up after {catch_up_s:.0f} s "
+                  f"({fleet.last_error or 'still reading'}); showing what arrived", file=sys.stderr)
+        args.feed = runner.address
+        args.nats = None
+        return view(args)
+    finally:
+        runner.stop()
+
+
+# -- kill | pause | resume SESSION --nats URL ---------------------------------------------------------
+
+def add_remote_control_arguments(p: argparse.ArgumentParser) -> None:
+    """``--nats``/``--host`` on the control layer's pause/resume/kill commands."""
+    p.add_argument("--nats", metavar="URL", default=None,
+                   help="reach the session's host through NATS (team mode; [nats] url when set)")
+    p.add_argument("--host", metavar="NAME", default=None,
+                   help="with --nats: the session's host (default: looked up in the fleet view)")
+
+
+def wants_remote(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "nats", None) or getattr(args, "host", None))
+
+
+def lookup_session(args: argparse.Namespace, cfg: Config) -> tuple[str | None, int | None]:
+    """(host, pid) of a session: from ``--feed`` (a fleet feed) if given, else the local fleet ledger."""
+    feed = getattr(args, "feed", None)
+    if feed:
+        from tokentop.core.feed.client import FeedClient
+
+        try:
+            with FeedClient(feed) as client:
+                for row in client.snapshot().sessions:
+                    if row.key == args.session:
+                        return row.host, row.pid
+        except Exception:  # noqa: BLE001 - fall back to the ledger
+            pass
+    from tokentop.core.team.fleet import fleet_ledger_path
+    from tokentop.core.team.settings import NatsSettings
+
+    path = fleet_ledger_path(cfg, NatsSettings.from_config(cfg))
+    if not Path(path).exists():
+        return None, None
+    from tokentop.core.ledger import Ledger
+
+    with Ledger(path) as ledger:
+        row = ledger.call(lambda c: c.execute(
+            "SELECT host, pid FROM events WHERE session = ? ORDER BY ts DESC LIMIT 1", (args.session,)).fetchone())
+    return (row[0], row[1]) if row else (None, None)
+
+
+def run_remote_control(args: argparse.Namespace, cfg: Config, action: str, signal: str | None = None) -> int:
+    import asyncio
+
+    from tokentop.core.control.port import Target
+    from tokentop.core.team.control import RemoteController
+    from tokentop.core.team.settings import NatsSettings
+
+    settings = NatsSettings.from_config(cfg, url=nats_url(args, cfg))
+    if not settings.servers:
+        print("tokentop: no NATS server: --nats nats://HOST:PORT or [nats] url", file=sys.stderr)
+        return 2
+    host, pid = args.host, args.pid
+    if host is None:
+        host, found_pid = lookup_session(args, cfg)
+        pid = pid if pid is not None else found_pid
+    if host is None:
+        print(f"tokentop: cannot tell which host runs session {args.session!r}: "
+              "pass --host NAME, or --feed URL of a fleet view that shows it", file=sys.stderr)
+        return 2
+    controller = RemoteController(settings, requester=cfg.host_name)
+    outcome = asyncio.run(controller.act(Target(session=args.session, pid=pid, host=host), action, pid=pid,  # type: ignore[arg-type]
+                                         signal=signal))
+    print(f"{outcome.action} {outcome.session} on {host}: {'done' if outcome.ok else 'not done'}: {outcome.message}",
+          file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
+
+
+def remote_controller(cfg: Config, url: str | None = None, local: Any = None) -> Any:
+    """The Controller the live view's kill modal uses when watching a fleet (``tokentop --nats``):
+    sessions on this host go to ``local``, every other host's sessions over NATS to their host."""
+    from tokentop.core.team.control import RemoteController
+    from tokentop.core.team.settings import NatsSettings
+
+    settings = NatsSettings.from_config(cfg, url=url)
+    return RemoteController(settings, local=local, local_host=cfg.host_name, requester=cfg.host_name)

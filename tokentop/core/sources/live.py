@@ -1,0 +1,209 @@
+"""Log sources inside a feed: backfill, then follow the files live (zero set-up).
+
+Registered as a feed start-up hook (``runner.STARTUP_HOOKS``): every feed — ``tokentop serve`` or the
+one the live view embeds — reads the user's Claude Code and Codex logs. All file work runs on one
+thread of its own; events reach the feed through ``FeedService.ingest_events`` on the feed's loop,
+in batches, so a large backfill never blocks the loop. While the backfill runs, the snapshot status
+carries ``import`` = ``{"state": "importing", "percent": 42, "text": "importing 42 %"}``.
+
+Watching uses ``watchfiles`` (inotify/FSEvents); when it cannot run (or ``sources.watch = false``)
+a cheap poll stats only recently active files every ``poll_interval_s``. Either way a full
+directory scan every :data:`RESCAN_S` seconds finds new roots and drops deleted files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from typing import Any, Final
+
+from tokentop.core.events import Event
+from tokentop.core.sources.tailer import LogFile, LogSources, SourceSettings, _order, discover
+
+log = logging.getLogger("tokentop.sources")
+
+RESCAN_S: Final = 10.0
+#: With a watcher, the full scan is only a safety net (new roots, missed events): less often.
+RESCAN_WATCHING_S: Final = 30.0
+#: Files modified within this many seconds are stat'ed on every poll (polling mode).
+HOT_S: Final = 3600.0
+STATUS_EVERY_S: Final = 2.0
+
+
+class Stopped(Exception):
+    pass
+
+
+class LiveSources:
+    def __init__(self, service: Any, ledger: Any, settings: SourceSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.sources = LogSources(ledger, settings, host=service.host, clock=service.clock, workers=1)
+        self.stop_event = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.mode = "starting"
+        self.thread: threading.Thread | None = None
+        self._last_status = 0.0
+
+    # -- the feed's side -------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.Thread(target=self._main, name="tokentop-sources", daemon=True)
+        self.thread.start()
+        try:
+            while self.thread.is_alive():
+                await asyncio.sleep(0.5)
+        finally:
+            self.stop_event.set()
+            await asyncio.to_thread(self.thread.join, 5.0)
+
+    def _set_status(self, key: str, value: Any) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self.service.set_status, key, value)
+            except RuntimeError:
+                pass
+
+    def _sink(self, events: list[Event]) -> None:
+        assert self.loop is not None
+        fut = asyncio.run_coroutine_threadsafe(self.service.ingest_events(events), self.loop)
+        while True:
+            try:
+                fut.result(0.5)
+                return
+            except concurrent.futures.TimeoutError:
+                if self.stop_event.is_set():
+                    fut.cancel()
+                    raise Stopped from None
+
+    # -- the thread ------------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._backfill()
+            if self.settings.watch and self._watch():
+                return
+            self._poll_forever()
+        except Stopped:
+            pass
+        except Exception:  # a source bug never takes the feed down; it shows in the status
+            log.exception("log sources stopped")
+            self._set_status("sources", {"state": "failed", "see": "feed log"})
+
+    def _progress(self, done: int, total: int) -> None:
+        pct = 100 if total <= 0 else min(100, int(done * 100 / total))
+        self._set_status("import", {"state": "importing", "percent": pct, "text": f"importing {pct} %"})
+        if self.stop_event.is_set():
+            raise Stopped
+
+    def _backfill(self) -> None:
+        self._set_status("import", {"state": "importing", "percent": 0, "text": "importing 0 %"})
+        t0 = time.monotonic()
+        n = self.sources.poll(self._sink, progress=self._progress)
+        self._set_status("import", {"state": "done", "percent": 100, "events": n,
+                                    "seconds": round(time.monotonic() - t0, 3), "text": "imported"})
+        self._publish(force=True)
+
+    def _publish(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self._set_status("sources", {"state": self.mode, "enabled": list(self.settings.enabled),
+                                         **self.sources.stats.to_json()})
+
+    def _files(self, paths: set[str]) -> list[tuple[LogFile, None]]:
+        out = []
+        for path in paths:
+            name = path.rsplit(os.sep, 1)[-1]
+            if name.endswith(".jsonl") or name.endswith(".jsonl.zst"):
+                kind = "codex" if name.startswith("rollout-") and self._under_codex(path) else "claude"
+                if kind == "claude" and "claude-code" not in self.settings.enabled:
+                    continue
+                out.append((LogFile(kind, path), None))
+        out.sort(key=_order)
+        return out
+
+    def _under_codex(self, path: str) -> bool:
+        return any(path.startswith(str(home).rstrip(os.sep) + os.sep) for home in self.settings.codex_homes)
+
+    def _existing_roots(self) -> list[str]:
+        return sorted(str(r) for r in self.settings.roots() if r.is_dir())
+
+    def _watch(self) -> bool:
+        """Follow changes with watchfiles until stopped (True) or roots change / it fails (False)."""
+        try:
+            import watchfiles
+        except ImportError:
+            return False
+        while not self.stop_event.is_set():
+            roots = self._existing_roots()
+            if not roots:
+                self.mode = "waiting for log dirs"
+                self._publish()
+                if self.stop_event.wait(RESCAN_S):
+                    return True
+                self.sources.poll(self._sink)
+                continue
+            self.mode = "watching"
+            self._publish(force=True)
+            last_scan = time.monotonic()
+            try:
+                for changes in watchfiles.watch(*roots, stop_event=self.stop_event, yield_on_timeout=True,
+                                                rust_timeout=1000, debounce=50, step=20, raise_interrupt=False):
+                    if changes:
+                        files = self._files({p for _, p in changes})
+                        if files:
+                            self.sources.poll(self._sink, files=files)
+                    if self.sources.pending_count():
+                        self.sources.flush_pending(self._sink)
+                    if time.monotonic() - last_scan >= RESCAN_WATCHING_S:
+                        last_scan = time.monotonic()
+                        self.sources.poll(self._sink)
+                        if self._existing_roots() != roots:
+                            break
+                    self._publish()
+                else:
+                    return True
+            except Stopped:
+                raise
+            except Exception as exc:  # e.g. out of inotify watches: fall back to polling
+                log.warning("file watcher failed (%s); polling instead", exc)
+                return False
+        return True
+
+    def _poll_forever(self) -> None:
+        self.mode = "polling"
+        self._publish(force=True)
+        last_scan = 0.0
+        hot: set[str] = set()
+        interval = self.settings.poll_interval_s
+        while not self.stop_event.wait(interval):
+            now = time.monotonic()
+            if now - last_scan >= RESCAN_S:
+                last_scan = now
+                listed = discover(self.settings)
+                wall = time.time()
+                hot = {lf.path for lf, st in listed if st.st_mtime > wall - HOT_S}
+                self.sources.poll(self._sink, files=None)
+            else:
+                self.sources.poll(self._sink, files=self._files(hot))
+            if self.sources.pending_count():
+                self.sources.flush_pending(self._sink)
+            self._publish()
+
+
+def attach(runner: Any) -> None:
+    """Feed start-up hook: follow the configured log sources in this feed."""
+    if os.environ.get("TOKENTOP_NO_SOURCES"):
+        runner.app.codex_logs_enabled = False  # the OTLP receiver then counts Codex OTel events
+        return
+    settings = SourceSettings.from_config(runner.config)
+    runner.app.codex_logs_enabled = "codex" in settings.enabled
+    if not settings.enabled:
+        return
+    live = LiveSources(runner.service, runner.ledger, settings)
+    runner.extras["sources"] = live
+    runner.app.background.append(live.run)

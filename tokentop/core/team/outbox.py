@@ -1,0 +1,107 @@
+"""The NATS outbox: ledger rows of accepted events JetStream has not acknowledged yet.
+
+A SQLite trigger on the ledger's ``events`` table enqueues every newly stored event in the SAME
+transaction that stores it, so there is no moment (no crash window) where an event is committed
+locally but missing from the outbox; the event itself is read back from ``events`` by id.
+``INSERT OR IGNORE`` of a duplicate id does not fire the trigger, so nothing is enqueued twice.
+Order: ``seq`` is the order of commit.
+
+The trigger exists only while team mode is on for this ledger (:func:`install`); :func:`uninstall`
+drops it (rows already queued stay and are sent when team mode comes back).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Final
+
+from tokentop.core.events import Event
+from tokentop.core.ledger import Ledger
+from tokentop.core.pricing import Cost
+
+TABLE: Final = "nats_outbox"
+_DDL: Final = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL
+);
+"""
+_TRIGGER: Final = f"""
+CREATE TRIGGER IF NOT EXISTS {TABLE}_enqueue AFTER INSERT ON events
+BEGIN
+    INSERT INTO {TABLE}(event_id) VALUES (NEW.id);
+END;
+"""
+
+_EVENT_COLS: Final = (
+    "id", "ts", "agent", "session", "project", "host", "pid", "provider", "model", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+    "cost_usd", "latency_ms", "status", "source", "branch",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    seq: int
+    event_id: str
+    #: None when the event is no longer in the ledger (pruned by retention before it could be sent)
+    event: Event | None
+    cost: Cost | None
+    accepted_at: float
+
+
+def install(ledger: Ledger) -> None:
+    ledger.ensure_schema(_DDL + _TRIGGER)
+
+
+def uninstall(ledger: Ledger) -> None:
+    ledger.ensure_schema(f"DROP TRIGGER IF EXISTS {TABLE}_enqueue;")  # queued rows stay; no table is created
+
+
+def _reader(limit: int, after_seq: int):  # noqa: ANN202
+    cols = ", ".join(f"e.{c}" for c in _EVENT_COLS)
+    q = (f"SELECT o.seq, o.event_id, {cols}, e.cost_pusd, e.cost_kind, e.received_at "
+         f"FROM {TABLE} o LEFT JOIN events e ON e.id = o.event_id WHERE o.seq > ? ORDER BY o.seq LIMIT ?")
+    n = len(_EVENT_COLS)
+
+    def run(conn: sqlite3.Connection) -> list[Pending]:
+        out = []
+        for r in conn.execute(q, (after_seq, limit)):
+            seq, eid, vals = r[0], r[1], r[2:]
+            if vals[0] is None:
+                out.append(Pending(seq, eid, None, None, 0.0))
+                continue
+            ev = Event(**dict(zip(_EVENT_COLS, vals[:n])))
+            out.append(Pending(seq, eid, ev, Cost(vals[n], vals[n + 1]), vals[n + 2]))
+        return out
+
+    return run
+
+
+def read(ledger: Ledger, limit: int, after_seq: int = 0) -> list[Pending]:
+    """The oldest ``limit`` queued events after ``after_seq``, in commit order."""
+    return ledger.call(_reader(limit, after_seq))
+
+
+async def read_async(ledger: Ledger, limit: int, after_seq: int = 0) -> list[Pending]:
+    return await ledger.call_async(_reader(limit, after_seq))
+
+
+async def delete_through(ledger: Ledger, seq: int) -> None:
+    """Forget every row up to ``seq`` (all acknowledged by JetStream)."""
+    await ledger.call_async(lambda c: c.execute(f"DELETE FROM {TABLE} WHERE seq <= ?", (seq,)))
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    lo, hi = conn.execute(f"SELECT MIN(seq), MAX(seq) FROM {TABLE}").fetchone()
+    return 0 if lo is None else hi - lo + 1  # seqs are contiguous: only the publisher deletes, from the front
+
+
+def count(ledger: Ledger) -> int:
+    """Rows waiting (O(log n): min/max of the key, not a scan)."""
+    return ledger.call(_count)
+
+
+async def count_async(ledger: Ledger) -> int:
+    return await ledger.call_async(_count)

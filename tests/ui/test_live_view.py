@@ -143,7 +143,9 @@ async def test_cursor_stays_on_the_same_session_across_resorts() -> None:
         assert [t.session for t in app.screen.targets] == ["s-c"]
 
 
-async def test_views_switch_with_digits_and_key_5_is_unbound() -> None:
+async def test_views_switch_with_digits_and_key_5_opens_providers() -> None:
+    from tokentop.ui.screens.providers import ProvidersScreen
+
     app = make_app(snapshot_of(fleet_events()))
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
@@ -156,8 +158,12 @@ async def test_views_switch_with_digits_and_key_5_is_unbound() -> None:
         await pilot.press("4")
         assert set(names_in_order(app)) == {"billing", "web", "infra", "lab"}
         await pilot.press("5")
+        await pilot.pause()
+        assert isinstance(app.screen, ProvidersScreen)  # a screen over the table, not a table view
         assert app.view_spec.dim == "projects"
-        assert app.check_action("view", ("5",)) is False
+        assert app.check_action("view", ("6",)) is False
+        await pilot.press("escape")
+        await pilot.pause()
         await pilot.press("1")
         assert app.view_spec.dim == "agents"
 

@@ -522,3 +522,7 @@ def _matches(row: Row, needle: str) -> bool:
         if value and needle in value.casefold():
             return True
     return False
+
+
+# Screen views shipped with tokentop register themselves (kept last: they import this module).
+import tokentop.ui.providers_view  # noqa: E402,F401  -- key 5: billed spend from the provider APIs

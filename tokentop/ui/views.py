@@ -147,8 +147,9 @@ SESSION = Column("name", "SESSION", 16, name_cell, align="left", priority=100, f
 AGENT = Column("agent", "AGENT", 12, agent_cell, align="left", priority=70)
 MODEL = Column("models", "MODEL", 16, models_cell, align="left", priority=30)
 PID = Column("pid", "PID", 7, pid_cell, priority=35)
-#: on Sessions, only when the snapshot has several hosts; drops after pid and model in narrow panes
-HOST = Column("host", "HOST", 10, host_cell, align="left", priority=40, when=several_hosts)
+#: on Sessions, only when the snapshot has several hosts; in narrow panes it outlives pid, model and
+#: req/s (whose host a session runs on is what a kill needs), not the agent, tok/s or money
+HOST = Column("host", "HOST", 10, host_cell, align="left", priority=50, when=several_hosts)
 HOST_NAME = Column("name", "HOST", 12, name_cell, align="left", priority=100, flex=True, sort="name")
 #: fleet receive time minus the host's accept time of its newest event (status["fleet"])
 LAG = Column("lag", "LAG", 7, lag_cell, priority=75)

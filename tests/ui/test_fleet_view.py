@@ -67,6 +67,25 @@ async def test_key_6_shows_hosts_with_lag_and_silent_hosts_loud() -> None:
         assert {r.key: r.sessions for r in app.shown.hosts}["box-2"] == 2
 
 
+async def test_a_quiet_hosts_seen_and_lag_keep_moving_though_its_row_did_not_change() -> None:
+    # the aggregator hands out the same Row object for a row whose data did not change; only the
+    # fleet status moves (a silent host's SEEN grows, it stops reporting)
+    first = fleet_snapshot()
+    status = fleet_status()
+    status["hosts"]["gpu-3"] = {**status["hosts"]["gpu-3"], "last_report_s_ago": 600.0}
+    status["hosts"]["box-1"] = {**status["hosts"]["box-1"], "lag_s": 7.5}
+    later = replace(first, status={**first.status, "fleet": status})
+    app = make_app(first, view="hosts")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        assert "2 min" in next(line for line in table_lines(app) if "gpu-3" in line)
+        app.source.push(later)
+        app.refresh_now()
+        await pilot.pause()
+        assert "10 min" in next(line for line in table_lines(app) if "gpu-3" in line)
+        assert "7.5 s" in next(line for line in table_lines(app) if "box-1" in line)
+
+
 async def test_sessions_show_their_host_only_when_the_fleet_has_several() -> None:
     app = make_app(fleet_snapshot(), view="sessions")
     async with app.run_test(size=(120, 30)) as pilot:
@@ -164,6 +183,19 @@ async def test_kill_modal_names_the_host_of_each_target() -> None:
         text = " ".join(str(w.render()) for w in screen.query(".target"))
         assert "session cc-1" in text and "host box-1" in text
         assert "session cc-2" in text and "host box-2" in text
+
+
+async def test_kill_on_a_host_row_targets_that_hosts_active_sessions_only() -> None:
+    app = make_app(fleet_snapshot(), view="hosts")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("down")  # box-2: the second biggest burn
+        assert app.query_one("BurnTable").cursor_key == "box-2"
+        await pilot.press("k")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ActionScreen)
+        assert sorted((t.session, t.host) for t in screen.targets) == [("cc-2", "box-2"), ("cx-1", "box-2")]
 
 
 def test_plain_frame_of_the_hosts_view_has_the_lag() -> None:

@@ -229,7 +229,7 @@ class TokentopApp(App[None]):
                 if self.focused is None:
                     table.focus()
             table.flags = flags_for_view(snap, self.view_spec.dim)
-            table.extra_cells = fleet_cells(snap) if self.view_spec.dim == "hosts" else {}
+            table.set_extra_cells(fleet_cells(snap) if self.view_spec.dim == "hosts" else {})
             table.set_columns(visible_columns(self.view_spec, snap))
             table.show(self.current_rows())
         self._alert_on_new_policy_alerts(snap)

@@ -114,6 +114,20 @@ class BurnTable(Widget, can_focus=True):
             self.columns = columns
             self._invalidate()
 
+    def set_extra_cells(self, cells: dict[str, dict[str, Cell]]) -> None:
+        """Cells from the snapshot's status (a host's LAG / SEEN). A row whose data did not change
+        keeps its Row object, so the lines whose extra cells changed are repainted here."""
+        if cells == self.extra_cells:
+            return
+        old, self.extra_cells = self.extra_cells, cells
+        changed: set[str] = set()
+        for col in old.keys() | cells.keys():
+            before, now = old.get(col, {}), cells.get(col, {})
+            changed.update(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        for key in changed:
+            self._cache.pop(key, None)
+            self._refresh_key(key)
+
     def set_sort(self, key: SortKey, reverse: bool) -> None:
         if (key, reverse) != (self.sort_key, self.sort_reverse):
             self.sort_key, self.sort_reverse = key, reverse

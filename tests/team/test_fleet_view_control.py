@@ -68,3 +68,19 @@ def test_fleet_views_controller_acts_on_other_hosts_over_nats_and_on_this_host_t
         assert "no pid was reported" in (local.reason or ""), local.reason  # the feed's control layer said so
     finally:
         b.stop()
+
+
+def test_without_a_fleet_secret_the_modal_says_so_before_anything_is_confirmed(tmp_path: Path) -> None:
+    from tokentop import config as config_mod
+    from tokentop.commands.team_cli import fleet_view_controller
+
+    cfg = config_mod.from_mapping({"feed": {"host_name": "viewer-host"}})
+    controller = fleet_view_controller(cfg, "nats://127.0.0.1:9", "http://127.0.0.1:9")
+    plan = controller.plan(Target(session="s1", host="box-2", pid=42))
+    assert not plan.can_act
+    assert plan.reason == "cannot ask host box-2: no fleet secret file configured ([nats] control_secret_file)"
+    loose = create_secret(tmp_path / "fleet.secret")
+    loose.chmod(0o644)
+    cfg = config_mod.from_mapping({"nats": {"control_secret_file": str(loose)}})
+    plan = fleet_view_controller(cfg, "nats://127.0.0.1:9", "http://127.0.0.1:9").plan(Target(session="s1", host="box-2"))
+    assert not plan.can_act and "readable by others" in (plan.reason or "")

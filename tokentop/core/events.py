@@ -227,9 +227,15 @@ def parse_event(
             raise EventError(None, f"an event must be a JSON object, got {type(obj).__name__}")
         obj = dict(obj)
     if defaults:
-        merged = dict(defaults)
-        merged.update({k: v for k, v in obj.items() if v is not None})
-        obj = merged
+        # Same result as layering the object's non-null fields over the defaults, but the object
+        # is copied only when a default actually fills a missing (or null) field.
+        copied = False
+        for k, v in defaults.items():
+            if obj.get(k) is None and v is not None:
+                if not copied:
+                    obj = dict(obj)
+                    copied = True
+                obj[k] = v
     get = obj.get
 
     raw_ts = get("ts")

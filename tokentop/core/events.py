@@ -160,6 +160,12 @@ def _string(obj: Mapping[str, Any], name: str) -> str | None:
         raise EventError(name, f"must be a string, got {type(value).__name__}")
     if len(value) > MAX_STRING_LEN:
         raise EventError(name, f"must be at most {MAX_STRING_LEN} characters, got {len(value)}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # "\ud800" escapes parse as lone surrogates, which no UTF-8 store can hold
+            raise EventError(name, "must be valid Unicode text (it holds a lone surrogate escape)") from None
     value = value.strip()
     return value or None
 
@@ -254,7 +260,7 @@ def parse_event(
     for name in _STRING_FIELDS:
         v = get(name)
         if v is not None:
-            if type(v) is str and len(v) <= MAX_STRING_LEN:
+            if type(v) is str and len(v) <= MAX_STRING_LEN and v.isascii():
                 v = v.strip() or None
             else:
                 v = _string_slow(name, v)

@@ -158,7 +158,7 @@ class Ledger:
                 conn.execute("RELEASE batch")
                 results.append([conn.execute(_INSERT, row).rowcount == 1 for row in rows])
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # not only sqlite3.Error: a value SQLite cannot bind must not strand the batch's waiters
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:

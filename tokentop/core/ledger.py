@@ -11,7 +11,6 @@ they declare them with :meth:`Ledger.ensure_schema` and run statements through :
 from __future__ import annotations
 
 import asyncio
-import operator
 import sqlite3
 import threading
 import time
@@ -80,12 +79,14 @@ class Stored:
     received_at: float
 
 
-#: the event's columns of a row, read in one C call (the row build is on the ingest hot path)
-_event_fields: Final = operator.attrgetter(*_COLUMNS[:20])
-
-
 def _row(e: Event, cost: Cost, received_at: float) -> tuple[Any, ...]:
-    return _event_fields(e) + (cost.pusd, cost.kind, received_at)
+    # Plain attribute reads: on Python 3.11 these specialise for slots and measured about twice as
+    # fast as operator.attrgetter plus a tuple concatenation.
+    return (
+        e.id, e.ts, e.agent, e.session, e.project, e.host, e.pid, e.provider, e.model, e.input_tokens,
+        e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cache_write_1h_tokens, e.reasoning_tokens,
+        e.cost_usd, e.latency_ms, e.status, e.source, e.branch, cost.pusd, cost.kind, received_at,
+    )
 
 
 def _stored(r: Sequence[Any]) -> Stored:
@@ -187,8 +188,7 @@ class Ledger:
         if self._closed:
             raise LedgerError("the ledger is closed")
         now = time.time() if received_at is None else received_at
-        fields = _event_fields
-        rows = [fields(e) + (c.pusd, c.kind, now) for e, c in items]
+        rows = [_row(e, c, now) for e, c in items]
         fut: Future[list[bool]] = Future()
         with self._pending_lock:
             self._pending.append((rows, fut))

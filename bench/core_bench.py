@@ -4,6 +4,7 @@
     python bench/core_bench.py aggregate      # in-process Aggregator.apply events/s (goal >= 300k/s)
     python bench/core_bench.py snapshot       # snapshot build time, 200 active sessions at 1k events/s
     python bench/core_bench.py pricing        # Pricer.price events/s
+    python bench/core_bench.py pipeline       # the feed's ingest in-process (no HTTP) events/s and CPU-us/event
     python bench/core_bench.py http           # POST /v1/events NDJSON end to end, events/s (goal >= 100k/s)
     python bench/core_bench.py ws             # WS /v1/publish events/s (goal >= 30k/s)
     python bench/core_bench.py lag            # ingest-to-snapshot lag at 5k events/s
@@ -192,6 +193,39 @@ def bench_http(n: int = 200_000, batch: int = 2000, clients: int = 4) -> None:
         feed.close()
 
 
+def bench_pipeline(n: int = 200_000, batch: int = 2000, clients: int = 4) -> None:
+    """The feed's ingest without HTTP: `clients` coroutines hand NDJSON bodies to ingest_payload
+    (split, validate, dedupe, price, ledger commit on its thread, aggregate, listeners) in this
+    process, against a ledger file. Isolates tokentop's per-event cost from the HTTP client."""
+    from tokentop.core.feed.server import ingest_payload
+    from tokentop.core.feed.service import FeedService
+    from tokentop.core.ledger import Ledger
+
+    with tempfile.TemporaryDirectory(prefix="tokentop-bench-") as tmp:
+        ledger = Ledger(f"{tmp}/ledger.sqlite")
+        service = FeedService(ledger, host="bench")
+        bodies = ndjson_batches(n, batch, time.time())
+
+        async def run() -> int:
+            queue = list(reversed(bodies))
+
+            async def worker() -> int:
+                accepted = 0
+                while queue:
+                    accepted += (await ingest_payload(service, queue.pop())).accepted
+                return accepted
+
+            return sum(await asyncio.gather(*(worker() for _ in range(clients))))
+
+        gc.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        accepted = asyncio.run(run())
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        ledger.close()
+    print(f"pipeline (in-process, no HTTP): {accepted} events in NDJSON batches of {batch} from {clients} coroutines: "
+          f"{accepted / dt:,.0f} events/s, {cpu / accepted * 1e6:.1f} CPU-us/event (all threads)")
+
+
 def bench_ws(n: int = 200_000, batch: int = 1000) -> None:
     import websockets
 
@@ -322,9 +356,10 @@ def bench_memory(sessions: int = 100_000, minutes: float = 100.0) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("which", choices=("all", "aggregate", "snapshot", "pricing", "http", "ws", "lag", "memory"))
+    p.add_argument("which", choices=("all", "aggregate", "snapshot", "pricing", "pipeline", "http", "ws", "lag", "memory"))
     args = p.parse_args()
-    jobs = {"aggregate": bench_aggregate, "snapshot": bench_snapshot, "pricing": bench_pricing, "http": bench_http, "ws": bench_ws,
+    jobs = {"aggregate": bench_aggregate, "snapshot": bench_snapshot, "pricing": bench_pricing,
+            "pipeline": bench_pipeline, "http": bench_http, "ws": bench_ws,
             "lag": bench_lag, "memory": bench_memory}
     for name, job in jobs.items():
         if args.which in ("all", name):

@@ -160,6 +160,12 @@ def _string(obj: Mapping[str, Any], name: str) -> str | None:
         raise EventError(name, f"must be a string, got {type(value).__name__}")
     if len(value) > MAX_STRING_LEN:
         raise EventError(name, f"must be at most {MAX_STRING_LEN} characters, got {len(value)}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # "\ud800" escapes parse as lone surrogates, which no UTF-8 store can hold
+            raise EventError(name, "must be valid Unicode text (it holds a lone surrogate escape)") from None
     value = value.strip()
     return value or None
 
@@ -227,9 +233,15 @@ def parse_event(
             raise EventError(None, f"an event must be a JSON object, got {type(obj).__name__}")
         obj = dict(obj)
     if defaults:
-        merged = dict(defaults)
-        merged.update({k: v for k, v in obj.items() if v is not None})
-        obj = merged
+        # Same result as layering the object's non-null fields over the defaults, but the object
+        # is copied only when a default actually fills a missing (or null) field.
+        copied = False
+        for k, v in defaults.items():
+            if obj.get(k) is None and v is not None:
+                if not copied:
+                    obj = dict(obj)
+                    copied = True
+                obj[k] = v
     get = obj.get
 
     raw_ts = get("ts")
@@ -244,26 +256,76 @@ def parse_event(
     if ts < now - max_age_s:
         raise EventError("ts", f"is {(now - ts) / 86400:.0f} days in the past (limit {max_age_s / 86400:.0f} days)")
 
-    strings: list[str | None] = []
-    for name in _STRING_FIELDS:
-        v = get(name)
-        if v is not None:
-            if type(v) is str and len(v) <= MAX_STRING_LEN:
-                v = v.strip() or None
-            else:
-                v = _string_slow(name, v)
-        strings.append(v)
-    event_id, agent, session, project, host, provider, model, source, branch = strings
-
-    counts: list[int] = []
-    for name in _TOKEN_FIELDS:
-        v = get(name)
-        if v is None:
-            v = 0
-        elif type(v) is not int or v < 0 or v > MAX_TOKENS:
-            v = _count_slow(name, v)
-        counts.append(v)
-    inp, out, cache_read, cache_write, cache_write_1h, reasoning = counts
+    # Unrolled on purpose (one block per field, in the order errors are reported): a loop over
+    # the field names with list appends measured ~40 % slower on the ingest hot path.
+    # Strings: plain ASCII within the length limit is the inline route; the rest is checked by
+    # _string_slow. Counts: in-range ints inline; the rest by _count_slow (the error messages).
+    event_id = get("id")
+    if event_id is not None:
+        event_id = (event_id.strip() or None) if type(event_id) is str and len(event_id) <= MAX_STRING_LEN and event_id.isascii() \
+            else _string_slow("id", event_id)
+    agent = get("agent")
+    if agent is not None:
+        agent = (agent.strip() or None) if type(agent) is str and len(agent) <= MAX_STRING_LEN and agent.isascii() \
+            else _string_slow("agent", agent)
+    session = get("session")
+    if session is not None:
+        session = (session.strip() or None) if type(session) is str and len(session) <= MAX_STRING_LEN and session.isascii() \
+            else _string_slow("session", session)
+    project = get("project")
+    if project is not None:
+        project = (project.strip() or None) if type(project) is str and len(project) <= MAX_STRING_LEN and project.isascii() \
+            else _string_slow("project", project)
+    host = get("host")
+    if host is not None:
+        host = (host.strip() or None) if type(host) is str and len(host) <= MAX_STRING_LEN and host.isascii() \
+            else _string_slow("host", host)
+    provider = get("provider")
+    if provider is not None:
+        provider = (provider.strip() or None) if type(provider) is str and len(provider) <= MAX_STRING_LEN and provider.isascii() \
+            else _string_slow("provider", provider)
+    model = get("model")
+    if model is not None:
+        model = (model.strip() or None) if type(model) is str and len(model) <= MAX_STRING_LEN and model.isascii() \
+            else _string_slow("model", model)
+    source = get("source")
+    if source is not None:
+        source = (source.strip() or None) if type(source) is str and len(source) <= MAX_STRING_LEN and source.isascii() \
+            else _string_slow("source", source)
+    branch = get("branch")
+    if branch is not None:
+        branch = (branch.strip() or None) if type(branch) is str and len(branch) <= MAX_STRING_LEN and branch.isascii() \
+            else _string_slow("branch", branch)
+    inp = get("input_tokens")
+    if inp is None:
+        inp = 0
+    elif type(inp) is not int or inp < 0 or inp > MAX_TOKENS:
+        inp = _count_slow("input_tokens", inp)
+    out = get("output_tokens")
+    if out is None:
+        out = 0
+    elif type(out) is not int or out < 0 or out > MAX_TOKENS:
+        out = _count_slow("output_tokens", out)
+    cache_read = get("cache_read_tokens")
+    if cache_read is None:
+        cache_read = 0
+    elif type(cache_read) is not int or cache_read < 0 or cache_read > MAX_TOKENS:
+        cache_read = _count_slow("cache_read_tokens", cache_read)
+    cache_write = get("cache_write_tokens")
+    if cache_write is None:
+        cache_write = 0
+    elif type(cache_write) is not int or cache_write < 0 or cache_write > MAX_TOKENS:
+        cache_write = _count_slow("cache_write_tokens", cache_write)
+    cache_write_1h = get("cache_write_1h_tokens")
+    if cache_write_1h is None:
+        cache_write_1h = 0
+    elif type(cache_write_1h) is not int or cache_write_1h < 0 or cache_write_1h > MAX_TOKENS:
+        cache_write_1h = _count_slow("cache_write_1h_tokens", cache_write_1h)
+    reasoning = get("reasoning_tokens")
+    if reasoning is None:
+        reasoning = 0
+    elif type(reasoning) is not int or reasoning < 0 or reasoning > MAX_TOKENS:
+        reasoning = _count_slow("reasoning_tokens", reasoning)
 
     pid = get("pid")
     if pid is not None and (type(pid) is not int or pid <= 0):

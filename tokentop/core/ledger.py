@@ -11,6 +11,7 @@ they declare them with :meth:`Ledger.ensure_schema` and run statements through :
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import threading
 import time
@@ -64,6 +65,33 @@ _COLUMNS: Final = (
     "cost_usd", "latency_ms", "status", "source", "branch", "cost_pusd", "cost_kind", "received_at",
 )
 _INSERT: Final = f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+#: Rows per multi-row INSERT (23 columns x 32 rows = 736 parameters: under 999, the limit of SQLite
+#: builds before 3.32).
+#: Python's sqlite3 releases and retakes the GIL around every statement step; one step per row let
+#: the feed's event loop and the ledger thread hand the GIL back and forth per event.
+INSERT_CHUNK_ROWS: Final = 32
+_ROW_PLACEHOLDERS: Final = f"({', '.join('?' * len(_COLUMNS))})"
+
+
+def _insert_sql(n: int) -> str:
+    return f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) VALUES {', '.join([_ROW_PLACEHOLDERS] * n)}"
+
+
+_INSERT_CHUNK: Final = _insert_sql(INSERT_CHUNK_ROWS)
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert (or ignore, by id) ``rows``; returns how many were inserted (not counting rows that
+    triggers add elsewhere, e.g. the NATS outbox: ``rowcount`` excludes them)."""
+    inserted = 0
+    full = len(rows) - len(rows) % INSERT_CHUNK_ROWS
+    flatten = itertools.chain.from_iterable
+    for i in range(0, full, INSERT_CHUNK_ROWS):
+        inserted += conn.execute(_INSERT_CHUNK, list(flatten(rows[i : i + INSERT_CHUNK_ROWS]))).rowcount
+    if full < len(rows):
+        rest = rows[full:]
+        inserted += conn.execute(_insert_sql(len(rest)), list(flatten(rest))).rowcount
+    return inserted
 
 
 class LedgerError(RuntimeError):
@@ -80,6 +108,8 @@ class Stored:
 
 
 def _row(e: Event, cost: Cost, received_at: float) -> tuple[Any, ...]:
+    # Plain attribute reads: on Python 3.11 these specialise for slots and measured about twice as
+    # fast as operator.attrgetter plus a tuple concatenation.
     return (
         e.id, e.ts, e.agent, e.session, e.project, e.host, e.pid, e.provider, e.model, e.input_tokens,
         e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cache_write_1h_tokens, e.reasoning_tokens,
@@ -149,7 +179,7 @@ class Ledger:
                 conn.execute("SAVEPOINT batch")
                 # rowcount, not total_changes: rows inserted by triggers (the NATS outbox) must not
                 # make a batch with stored ids look all new
-                if conn.executemany(_INSERT, rows).rowcount == len(rows):
+                if _insert_rows(conn, rows) == len(rows):
                     conn.execute("RELEASE batch")
                     results.append([True] * len(rows))
                     continue
@@ -157,7 +187,7 @@ class Ledger:
                 conn.execute("RELEASE batch")
                 results.append([conn.execute(_INSERT, row).rowcount == 1 for row in rows])
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # not only sqlite3.Error: a value SQLite cannot bind must not strand the batch's waiters
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:

@@ -152,8 +152,10 @@ class OtlpReceiver:
         self.counters[key] = self.counters.get(key, 0) + n
 
     def _on_accepted(self, items: Any) -> None:
+        prefix = CLAUDE_AGENT + "/"
         for event, _cost in items:
-            if event.agent == CLAUDE_AGENT or event.agent.startswith(CLAUDE_AGENT + "/"):
+            agent = event.agent
+            if agent == CLAUDE_AGENT or agent.startswith(prefix):
                 if event.source != "otlp-metrics":
                     self.claude_seen = True
                     if event.session:

@@ -14,7 +14,9 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Final, Iterator
+
+import orjson
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -70,43 +72,71 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def split_payload(body: bytes | str) -> Iterator[tuple[int | None, Any]]:
     """One JSON object, a JSON array, or NDJSON → (line, parsed) pairs; a bad line yields an error."""
+    return iter(split_payload_list(body))
+
+
+#: bytes → "0" for ASCII digits, " " for everything else: a run of 20 "0"s marks an integer that
+#: may not fit 64 bits (see :func:`_orjson_safe`)
+_DIGIT_MAP: Final = bytes(48 if 48 <= i < 58 else 32 for i in range(256))
+_TWENTY_DIGITS: Final = b"0" * 20
+
+
+def _orjson_safe(raw: bytes) -> bool:
+    """True when orjson gives exactly what ``json`` would for this payload.
+
+    orjson refuses what only the standard library accepts (NaN, 1e400, lone surrogates: those
+    fall back per line), but reads an integer beyond 64 bits as a float, where ``json`` keeps the
+    exact int (a numeric id must stay itself). Such a number has 20 or more digits in a row; a
+    payload with any run that long (even inside a string) is parsed by ``json`` alone."""
+    return _TWENTY_DIGITS not in raw.translate(_DIGIT_MAP)
+
+
+def split_payload_list(body: bytes | str) -> list[tuple[int | None, Any]]:
+    """:func:`split_payload` as a list (the ingest hot path: no generator step per event)."""
+    raw = body if isinstance(body, bytes) else body.encode("utf-8", errors="surrogatepass")
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     stripped = text.strip()
     if not stripped:
-        return
+        return []
+    fast = _orjson_safe(raw)
     if stripped[0] in "[{":
         try:
-            whole = json.loads(stripped)
-        except json.JSONDecodeError:
-            pass  # NDJSON (several objects) or broken JSON: go line by line
-        else:
+            if not fast:
+                raise orjson.JSONDecodeError("not attempted", "", 0)
+            whole = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            try:
+                whole = json.loads(stripped)
+            except json.JSONDecodeError:
+                whole = _NOT_ONE_DOCUMENT  # NDJSON (several objects) or broken JSON: line by line
+        if whole is not _NOT_ONE_DOCUMENT:
             if isinstance(whole, list):
-                for i, item in enumerate(whole, 1):
-                    yield i, item
-            else:
-                yield 1, whole
-            return
-    lines = text.splitlines()
-    numbered = [(i, line.strip()) for i, line in enumerate(lines, 1)]
-    numbered = [(i, line) for i, line in numbered if line]
-    # Fast path: NDJSON of objects parses in one C call as an array; the count must match the
-    # lines (each starting "{" and ending "}") or we fall back to line by line.
-    if numbered and all(line[0] == "{" and line[-1] == "}" for _, line in numbered):
+                return list(enumerate(whole, 1))
+            return [(1, whole)]
+    out: list[tuple[int | None, Any]] = []
+    append = out.append
+    loads = orjson.loads if fast else json.loads
+    decode_error = json.JSONDecodeError  # orjson's error is a subclass
+    # Each line is parsed on its own (never joined with its neighbours), so a line's number is
+    # always its own; orjson first, then the standard library for any line orjson refuses (for
+    # its error message, or for the values only it accepts).
+    for i, line in enumerate(text.splitlines(), 1):
         try:
-            items = json.loads("[" + ",".join(line for _, line in numbered) + "]")
-        except json.JSONDecodeError:
-            items = None
-        if items is not None and len(items) == len(numbered) and all(type(x) is dict for x in items):
-            for (i, _), item in zip(numbered, items):
-                yield i, item
-            return
-    for i, line in numbered:
+            append((i, loads(line)))
+            continue
+        except decode_error:
+            pass
+        line = line.strip()
         if not line:
             continue
         try:
-            yield i, json.loads(line)
+            append((i, json.loads(line)))
         except json.JSONDecodeError as exc:
-            yield i, _BadLine(f"not valid JSON: {exc.msg} at column {exc.colno}")
+            append((i, _BadLine(f"not valid JSON: {exc.msg} at column {exc.colno}")))
+    return out
+
+
+_NOT_ONE_DOCUMENT: Final = object()
 
 
 class _BadLine:
@@ -118,12 +148,12 @@ class _BadLine:
 
 async def ingest_payload(service: FeedService, body: bytes | str) -> IngestResult:
     result = IngestResult()
-    good: list[tuple[int | None, Any]] = []
-    for line, obj in split_payload(body):
-        if isinstance(obj, _BadLine):
+    good = split_payload_list(body)
+    if any(type(obj) is _BadLine for _, obj in good):
+        bad = [(line, obj) for line, obj in good if type(obj) is _BadLine]
+        good = [(line, obj) for line, obj in good if type(obj) is not _BadLine]
+        for line, obj in bad:
             result.reject(line, obj.error)
-        else:
-            good.append((line, obj))
     service.counters.rejected += result.rejected
     if good:
         result.merge(await service.ingest_objects(good))

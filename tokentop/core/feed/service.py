@@ -138,20 +138,28 @@ class FeedService:
         now = self.clock()
         self._roll_seen(now)
         seen = self._seen
+        floor = self._seen_floor
         fresh: list[Event] = []
-        batch_ids: set[str] = set()
         old: list[Event] = []
+        # Mark ids as seen as they pass: a repeat inside the batch is then a duplicate too.
         for e in events:
-            if e.id in seen or e.id in batch_ids:
+            eid = e.id
+            if eid in seen:
                 result.duplicates += 1
                 continue
-            batch_ids.add(e.id)
-            if e.ts < self._seen_floor and not e.id_generated:
+            ts = e.ts
+            seen[eid] = ts
+            if ts < floor and not e.id_generated:
                 old.append(e)
             else:
                 fresh.append(e)
         if old:
-            known = await asyncio.to_thread(self.ledger.known_ids, [e.id for e in old])
+            try:
+                known = await asyncio.to_thread(self.ledger.known_ids, [e.id for e in old])
+            except BaseException:
+                for e in fresh + old:  # not stored: a retry must not be taken for a duplicate
+                    seen.pop(e.id, None)
+                raise
             for e in old:
                 if e.id in known:
                     result.duplicates += 1
@@ -160,24 +168,23 @@ class FeedService:
         if not fresh:
             self.counters.duplicates += result.duplicates
             return result
-        for e in fresh:
-            seen[e.id] = e.ts
-        priced = [(e, self.pricer.price(e)) for e in fresh]
+        price = self.pricer.price
+        priced = [(e, price(e)) for e in fresh]
         try:
             flags = await self.ledger.append_async(priced, received_at=now)
         except Exception:
             for e in fresh:  # not stored: a retry must not be taken for a duplicate
                 seen.pop(e.id, None)
             raise
-        accepted: list[tuple[Event, Cost]] = []
         apply = self.aggregator.apply
         now = self.clock()
-        for item, is_new in zip(priced, flags):
-            if is_new:
-                apply(item[0], item[1], now)
-                accepted.append(item)
-            else:
-                result.duplicates += 1
+        if all(flags):
+            accepted = priced
+        else:
+            accepted = [item for item, is_new in zip(priced, flags) if is_new]
+            result.duplicates += len(priced) - len(accepted)
+        for e, cost in accepted:
+            apply(e, cost, now)
         result.accepted = len(accepted)
         self.counters.accepted += result.accepted
         self.counters.duplicates += result.duplicates

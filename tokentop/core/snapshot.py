@@ -271,10 +271,18 @@ class Snapshot:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Snapshot:
+    def from_json(cls, data: Mapping[str, Any], reuse: RowReuse | None = None) -> Snapshot:
+        """The snapshot of a JSON object in either series form.
+
+        ``reuse`` (a stream reader's memory of the previous frame) hands back the same
+        :class:`Row` object for a row whose JSON did not change, which saves building it and lets
+        the table skip it without comparing cells (idle rows of a big fleet)."""
         if data.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {data.get('v')!r} (this tokentop reads v{SNAPSHOT_VERSION})")
-        views = {view: tuple(Row.from_json(r, view) for r in data.get(view) or ()) for view in VIEWS}
+        if reuse is None:
+            views = {view: tuple(Row.from_json(r, view) for r in data.get(view) or ()) for view in VIEWS}
+        else:
+            views = {view: reuse.rows(view, data.get(view) or ()) for view in VIEWS}
         return cls(
             generated_at=float(data["generated_at"]),
             totals=Totals.from_json(data.get("totals") or {}),
@@ -283,10 +291,40 @@ class Snapshot:
         )
 
 
+class RowReuse:
+    """Rows of the previous frame by (view, key) with the JSON they came from (see ``from_json``)."""
+
+    __slots__ = ("_seen", "reused")
+
+    def __init__(self) -> None:
+        self._seen: dict[str, dict[str, tuple[Mapping[str, Any], Row]]] = {}
+        #: rows handed back unchanged (tests and benches read it)
+        self.reused = 0
+
+    def rows(self, view: str, items: Any) -> tuple[Row, ...]:
+        before = self._seen.get(view, {})
+        now: dict[str, tuple[Mapping[str, Any], Row]] = {}
+        out = []
+        id_field = "id" if view == "sessions" else "name"
+        for raw in items:
+            key = raw.get(id_field)
+            hit = before.get(key)  # type: ignore[arg-type]
+            if hit is not None and hit[0] == raw:
+                row = hit[1]
+                self.reused += 1
+            else:
+                row = Row.from_json(raw, view)
+            now[key] = (raw, row)
+            out.append(row)
+        self._seen[view] = now
+        return tuple(out)
+
+
 def _money(value: Decimal) -> float:
     return float(value.quantize(_SIX))
 
 
+_PER_UUSD = (1.0 / COMPACT_PER_USD).__mul__
 _ROW_MONEY_FIELDS: Final = ("usd_today", "usd_estimated_today", "usd_provided_today")
 _ROW_PLAIN_FIELDS: Final = tuple(
     f.name for f in fields(Row) if f.name not in ("key", "models", "burn_series", *_ROW_MONEY_FIELDS)
@@ -322,8 +360,7 @@ def read_series(data: Any) -> tuple[float, ...]:
         n, start, uusd = int(data["n"]), int(data.get("start", 0)), data.get("uusd") or ()
         if n < 0 or start < 0 or start + len(uusd) > n:
             raise ValueError(f"compact series does not fit: n={n}, start={start}, {len(uusd)} values")
-        per = 1.0 / COMPACT_PER_USD
-        return (0.0,) * start + tuple(v * per for v in uusd) + (0.0,) * (n - start - len(uusd))
+        return (0.0,) * start + tuple(map(_PER_UUSD, uusd)) + (0.0,) * (n - start - len(uusd))
     return tuple(data)
 
 
@@ -567,4 +604,4 @@ def build_snapshot(agg: Aggregator, now: float, status: Mapping[str, Any] | None
 
 assert set(VIEWS) == set(DIMENSIONS)
 __all__ = ["Snapshot", "Row", "Totals", "ModelShare", "sort_rows", "build_snapshot", "VIEWS", "SORT_KEYS", "SERIES_S",
-           "SERIES_FORMS", "compact_series", "read_series"]
+           "SERIES_FORMS", "compact_series", "read_series", "RowReuse"]

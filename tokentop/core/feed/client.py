@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Iterable
 import httpx
 
 from tokentop.core.feed.stream import StreamShape, decode_snapshot
-from tokentop.core.snapshot import Snapshot
+from tokentop.core.snapshot import RowReuse, Snapshot
 
 
 class FeedUnavailable(ConnectionError):
@@ -127,8 +127,9 @@ async def stream_snapshots(url: str, *, retry_s: float = 1.0,
         try:
             async with websockets.connect(target, max_size=64 * 1024 * 1024, open_timeout=5, **kwargs) as ws:
                 delay = retry_s
+                reuse = RowReuse()
                 async for message in ws:
-                    yield decode_snapshot(message)
+                    yield decode_snapshot(message, reuse)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # connection refused, reset, bad frame: report and retry

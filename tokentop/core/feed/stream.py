@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from tokentop.core.snapshot import SERIES_FORMS, VIEWS, Snapshot
+from tokentop.core.snapshot import SERIES_FORMS, VIEWS, RowReuse, Snapshot
 
 
 class StreamShapeError(ValueError):
@@ -68,12 +68,13 @@ def encode_snapshot(snapshot: Snapshot, shape: StreamShape = DEFAULT_SHAPE, max_
         return json.dumps(data, separators=(",", ":"))
 
 
-def decode_snapshot(text: str | bytes) -> Snapshot:
-    """A snapshot from stream or ``GET /v1/snapshot`` text, in either series form."""
+def decode_snapshot(text: str | bytes, reuse: RowReuse | None = None) -> Snapshot:
+    """A snapshot from stream or ``GET /v1/snapshot`` text, in either series form; ``reuse`` keeps
+    the previous frame's unchanged rows (one per stream connection)."""
     data: Any = orjson.loads(text)
     if not isinstance(data, dict):
         raise ValueError(f"a snapshot is a JSON object, got {type(data).__name__}")
-    return Snapshot.from_json(data)
+    return Snapshot.from_json(data, reuse)
 
 
 class StreamFrame:

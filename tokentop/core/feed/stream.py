@@ -30,6 +30,10 @@ class StreamShape:
     views: tuple[str, ...] | None = None
     series: str = "full"
 
+    def __post_init__(self) -> None:  # one shape, one spelling: views in VIEWS order
+        if self.views is not None:
+            object.__setattr__(self, "views", tuple(v for v in VIEWS if v in self.views))
+
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> StreamShape:
         views: tuple[str, ...] | None = None
@@ -94,6 +98,6 @@ class StreamFrame:
         return text
 
     @property
-    def encodings(self) -> int:
-        """How many times this frame was serialised (tests read it)."""
-        return len(self._texts)
+    def shapes(self) -> tuple[StreamShape, ...]:
+        """The shapes this frame was serialised in so far, once each (tests read it)."""
+        return tuple(self._texts)

@@ -156,7 +156,11 @@ async def test_remote_source_asks_for_the_live_views_in_compact_form(feed) -> No
     finally:
         await source.stop()
     assert source.shape == live_view_shape()
-    assert set(source.shape.views or ()) == {"agents", "sessions", "models", "projects"}
+    from tokentop.ui.views import VIEWS as TABLE_VIEWS
+
+    # what the live view's table views show, plus sessions (the kill flow); nothing else
+    assert set(source.shape.views or ()) == {spec.dim for spec in TABLE_VIEWS.values()} | {"sessions"}
+    assert "providers" not in (source.shape.views or ())
     assert live_view_shape() in feed.app.hub.latest.shapes  # the feed really served the compact form
     snap = source.latest()
     local = feed.snapshot()

@@ -78,3 +78,25 @@ def test_each_simulated_agent_is_a_process_posting_with_its_own_pid(feed) -> Non
     finally:
         stop_fleet(children)
     assert all(child.poll() is not None for child in children)
+
+
+def test_demo_sessions_are_controllable_before_their_first_live_request(feed) -> None:  # noqa: ANN001
+    """Regression: a bursty demo agent showed "pid unknown" (not killable) until its first live
+    request; the demo now registers each child as `tokentop run` would."""
+    from tokentop.commands.demo import register_fleet, spawn_fleet, stop_fleet
+
+    children = spawn_fleet(feed.address, seed=3, size=2, run_tag="t2", backfill_s=30.0)
+    try:
+        assert register_fleet(feed.address, feed.token, 3, 2, "t2", children) == 2
+        expected = {session_id(a, "t2"): child.pid for a, child in zip(fleet(3, 2), children)}
+        bound = feed.service.aggregator.session_processes
+        assert {k: bound[k]["pid"] for k in expected} == expected  # bound at once, no live request needed
+        deadline = time.monotonic() + 20
+        while True:
+            rows = {r.key: r for r in feed.snapshot().sessions}
+            if all(k in rows for k in expected) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert {k: rows[k].pid for k in expected} == expected
+    finally:
+        stop_fleet(children)

@@ -161,7 +161,7 @@ async def test_views_switch_with_digits_and_key_5_opens_providers() -> None:
         await pilot.pause()
         assert isinstance(app.screen, ProvidersScreen)  # a screen over the table, not a table view
         assert app.view_spec.dim == "projects"
-        assert app.check_action("view", ("6",)) is False
+        assert app.check_action("view", ("7",)) is False  # 6 is Hosts; 7-9 are free
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("1")

@@ -46,6 +46,30 @@ def spawn_fleet(feed_url: str, seed: int, size: int, run_tag: str, *, backfill_s
     return children
 
 
+def register_fleet(feed_url: str, token: str, seed: int, size: int, run_tag: str,
+                   children: list[subprocess.Popen]) -> int:
+    """Record each child as the process behind its session (as ``tokentop run`` does), so every
+    demo session is controllable from the start, not only once it sends its first live request.
+    Returns how many were registered."""
+    from urllib.parse import quote
+
+    from tokentop.core.control.process import Refused, identify
+    from tokentop.core.feed.client import FeedClient, FeedUnavailable
+    from tokentop.demo.fleet import fleet, session_id
+
+    agents = fleet(seed, size)
+    done = 0
+    with FeedClient(feed_url, token=token) as client:
+        for agent, child in zip(agents, children):
+            try:
+                body = dict(identify(child.pid).to_json(), agent=agent.agent)
+                r = client.post(f"/v1/sessions/{quote(session_id(agent, run_tag), safe='')}/process", body)
+            except (Refused, FeedUnavailable):
+                continue
+            done += r.status_code == 201
+    return done
+
+
 def stop_fleet(children: list[subprocess.Popen]) -> None:
     for child in children:
         if child.poll() is None:
@@ -92,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     run_tag = f"{args.seed}{os.getpid() % 10000:04d}"
     children = spawn_fleet(runner.address or "", args.seed, args.agents, run_tag)
     try:
+        register_fleet(runner.address or "", runner.token, args.seed, args.agents, run_tag, children)
         if args.headless:
             print(f"demo feed at {runner.address} ({args.agents} agents, seed {args.seed}); Ctrl-C stops", flush=True)
             end = None if args.seconds is None else time.monotonic() + args.seconds

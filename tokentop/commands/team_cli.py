@@ -66,8 +66,14 @@ def build_serve_runner(args: argparse.Namespace, cfg: Config) -> Any | None:
 
 
 def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up_s: float = 10.0) -> int:
-    """``tokentop --nats URL``: start an embedded fleet feed and run the live view (``view(args)``) on it."""
+    """``tokentop --nats URL``: start an embedded fleet feed and run the live view on it:
+    ``view(args, controller=...)`` with :func:`fleet_view_controller`, so the kill modal reaches
+    each session's own host (``view(args)`` for ``--once``, which acts on nothing)."""
+    from tokentop.commands._common import feed_url
     from tokentop.core.team.fleet import build_fleet_runner
+
+    url = args.nats
+    local_feed = feed_url(args, cfg)  # this host's own feed: its sessions are acted on there
 
     try:
         runner = build_fleet_runner(cfg, url=args.nats, listen="127.0.0.1:0", private_if_busy=True)
@@ -88,9 +94,21 @@ def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up
                   f"({fleet.last_error or 'still reading'}); showing what arrived", file=sys.stderr)
         args.feed = runner.address
         args.nats = None
-        return view(args)
+        if getattr(args, "once", False):
+            return view(args)
+        return view(args, controller=fleet_view_controller(cfg, url, local_feed))
     finally:
         runner.stop()
+
+
+def fleet_view_controller(cfg: Config, url: str, local_feed_url: str) -> Any:
+    """The fleet view's controller: this host's sessions through its own feed's control API (local
+    token, local rules), every other host's over NATS request/reply (:func:`remote_controller`).
+
+    Not the fleet feed's own control: that feed only reads the stream and knows no process."""
+    from tokentop.core.control import build_controller
+
+    return remote_controller(cfg, url, local=build_controller(url=local_feed_url))
 
 
 # -- kill | pause | resume SESSION --nats URL ---------------------------------------------------------

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON (docs/api.md)")
     parser.add_argument("--plain", action="store_true", help="with --once: one plain-text frame (screen readers, pipes)")
-    parser.add_argument("--view", choices=("agents", "sessions", "models", "projects"), default=None,
+    parser.add_argument("--view", choices=("agents", "sessions", "models", "projects", "hosts"), default=None,
                         help="view at start (default from config: agents)")
     parser.add_argument("--readonly", action="store_true", help="hide kill/pause actions")
     parser.add_argument("--refresh", type=float, metavar="SECONDS", default=None, help="seconds between redraws")
@@ -49,7 +49,9 @@ def run_fleet(args: argparse.Namespace) -> int:
     return run_fleet_view(args, load_config(args), run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, controller: object | None = None) -> int:
+    """The command; ``controller`` (the fleet view's, see ``team_cli.run_fleet_view``) replaces the
+    one :func:`make_controller` would pick."""
     if getattr(args, "nats", None):
         return run_fleet(args)
     if args.once:
@@ -65,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=None if not sys.stdout.isatty() else 2)
         sys.stdout.write("\n")
         return 0
-    return run_live(args)
+    return run_live(args, controller=controller)
 
 
-def run_live(args: argparse.Namespace, *, source: object | None = None) -> int:
+def run_live(args: argparse.Namespace, *, source: object | None = None, controller: object | None = None) -> int:
     """Run the Textual app on the configured/remote feed or an embedded one."""
     from tokentop.config import config_path
 
@@ -103,7 +105,7 @@ def run_live(args: argparse.Namespace, *, source: object | None = None) -> int:
     app = TokentopApp(
         source,  # type: ignore[arg-type]
         refresh_s=args.refresh or float(cfg.ui.refresh_s),
-        controller=make_controller(source),
+        controller=controller if controller is not None else make_controller(source),
         readonly=bool(args.readonly or cfg.ui.readonly),
         view=args.view or cfg.ui.view,
         sort=cfg.ui.sort,

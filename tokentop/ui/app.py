@@ -25,7 +25,7 @@ from tokentop.ui.header import HeaderState, Meters
 from tokentop.ui.source import SnapshotSource
 from tokentop.ui.table import BurnTable
 from tokentop.ui.themes import DEFAULT_THEME, NO_COLOR_THEME, load_themes
-from tokentop.ui.views import VIEWS, ViewSpec, view_by_dim
+from tokentop.ui.views import VIEWS, ViewSpec, fleet_cells, view_by_dim, visible_columns
 
 #: Digit keys that open a screen instead of a table view (e.g. ``"5"``: Providers). A factory gets the
 #: app (its ``source``, ``clock``...) and returns the screen to push, or ``None`` with nothing to show.
@@ -157,7 +157,7 @@ class TokentopApp(App[None]):
         yield Meters(id="meters")
         yield BurnTable(self.view_spec, id="table")
         yield Static("", id="empty", markup=False)
-        yield Input(placeholder="filter: name, agent, model or project — Enter keeps it, Esc clears", id="filter")
+        yield Input(placeholder="filter: name, agent, model, project or host — Enter keeps it, Esc clears", id="filter")
 
     def on_mount(self) -> None:
         table = self.query_one(BurnTable)
@@ -202,10 +202,12 @@ class TokentopApp(App[None]):
         snap = self.shown
         if snap is None:
             return []
-        rows: Iterable[Row] = snap.view(self.view_spec.dim)
+        dim = self.view_spec.dim
+        rows: Iterable[Row] = snap.view(dim)
         needle = self.filter_text.casefold()
         if needle:
-            rows = [r for r in rows if _matches(r, needle)]
+            on_host = keys_on_matching_hosts(snap, dim, needle)
+            rows = [r for r in rows if _matches(r, needle) or r.key in on_host]
         return list(sort_rows(tuple(rows), self.sort_key, self.sort_reverse))
 
     def render_rows(self) -> None:
@@ -227,6 +229,8 @@ class TokentopApp(App[None]):
                 if self.focused is None:
                     table.focus()
             table.flags = flags_for_view(snap, self.view_spec.dim)
+            table.set_extra_cells(fleet_cells(snap) if self.view_spec.dim == "hosts" else {})
+            table.set_columns(visible_columns(self.view_spec, snap))
             table.show(self.current_rows())
         self._alert_on_new_policy_alerts(snap)
         self._render_header()
@@ -515,6 +519,15 @@ def budget_usd_per_day(snap: Snapshot | None) -> float:
         if isinstance(f, dict) and f.get("view") == "totals" and f.get("measure") == "usd_per_day" and f.get("limit")
     ]
     return min(limits) if limits else 0.0
+
+
+def keys_on_matching_hosts(snap: Snapshot, dim: str, needle: str) -> set[str]:
+    """Agent / model / project keys with a session on a host whose name contains ``needle``: the
+    filter on a host name keeps the agents running there (their figures stay fleet-wide)."""
+    field = _SESSION_FIELD.get(dim) if dim != "hosts" else None
+    if field is None:
+        return set()
+    return {getattr(r, field) or "(none)" for r in snap.sessions if r.host and needle in r.host.casefold()}
 
 
 def _matches(row: Row, needle: str) -> bool:

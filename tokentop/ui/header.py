@@ -17,6 +17,7 @@ from textual.widget import Widget
 
 from tokentop.core.snapshot import Snapshot
 from tokentop.ui import format as fmt
+from tokentop.ui.views import LAG_WARN_S, fleet_hosts
 
 #: below this many rows or columns the header condenses to one line
 CONDENSE_BELOW_HEIGHT = 20
@@ -51,6 +52,58 @@ def projected_today_usd(spent: Decimal, usd_per_hour: float, now: float) -> floa
     return float(spent) + usd_per_hour * hours_left
 
 
+@dataclass(frozen=True)
+class FleetLine:
+    """What the header says about a fleet feed (``status["fleet"]``, docs/team.md)."""
+
+    hosts_reporting: int
+    hosts_total: int
+    window_s: float
+    #: (host, lag_s or None, reporting, last_report_s_ago or None), worst first: silent hosts, then
+    #: by lag, largest first
+    hosts: tuple[tuple[str, float | None, bool, float | None], ...]
+    connected: bool
+    pending: int
+    error: str | None
+
+    @property
+    def max_lag_s(self) -> float | None:
+        lags = [lag for _, lag, reporting, _ in self.hosts if reporting and lag is not None]
+        return max(lags) if lags else None
+
+    def hosts_text(self) -> str:
+        n = self.hosts_reporting
+        count = f"{n}/{self.hosts_total}" if self.hosts_total != n else str(n)
+        return f"{count} host{'s' if self.hosts_total != 1 else ''}"
+
+
+def fleet_line(snap: Snapshot | None) -> FleetLine | None:
+    """The fleet part of the header, or ``None`` when the snapshot is not from a fleet feed."""
+    fleet = snap.status.get("fleet") if snap is not None and isinstance(snap.status, dict) else None
+    if not isinstance(fleet, dict):
+        return None
+
+    def num(value: object) -> float | None:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    hosts = []
+    for name, h in fleet_hosts(snap).items():
+        hosts.append((name, num(h.get("lag_s")), bool(h.get("reporting")), num(h.get("last_report_s_ago"))))
+    hosts.sort(key=lambda h: (h[2], -(h[1] or 0.0), h[0]))
+    reporting = fleet.get("hosts_reporting")
+    pending = fleet.get("pending")
+    error = fleet.get("last_error")
+    return FleetLine(
+        hosts_reporting=reporting if isinstance(reporting, int) else sum(1 for h in hosts if h[2]),
+        hosts_total=len(hosts),
+        window_s=num(fleet.get("reporting_window_s")) or 60.0,
+        hosts=tuple(hosts),
+        connected=fleet.get("connected") is not False,
+        pending=pending if isinstance(pending, int) else 0,
+        error=str(error) if error else None,
+    )
+
+
 class Meters(Widget):
     COMPONENT_CLASSES = {
         "meters--title",
@@ -76,6 +129,7 @@ class Meters(Widget):
         """Repaint only when what the header says actually changed."""
         self.snapshot = snapshot
         self.state = state
+        self.set_class(fleet_line(snapshot) is not None, "-fleet")
         text = self.render()
         key = (text.plain, tuple(text.spans), self.size)
         if key == self._last:
@@ -203,7 +257,48 @@ class Meters(Widget):
             text.append(f"  ⚠ {t.unpriced_requests_today} unpriced requests (not in $)", self._s("bad"))
         if t.errors_today:
             text.append(f"  {t.errors_today} errors", self._s("bad"))
+        fleet = fleet_line(snap)
+        if fleet is not None:
+            text.append("\n")
+            self._fleet_full(text, fleet)
         return text
+
+    def _fleet_full(self, text: Text, fleet: FleetLine) -> None:
+        """Line 4 of a fleet feed: hosts that reported in the window, and each host's lag."""
+        text.append("fleet ", self._s("label"))
+        silent = fleet.hosts_total - fleet.hosts_reporting
+        text.append(fleet.hosts_text(), self._s("bad") if silent else self._s("value"))
+        text.append(f" reported in the last {fleet.window_s:g} s", self._s("dim"))
+        if not fleet.connected:
+            text.append("  NATS disconnected", self._s("bad"))
+            if fleet.error:
+                text.append(f" ({fmt.printable(fleet.error)})", self._s("dim"))
+        if fleet.pending:
+            text.append(f"  catching up: {fleet.pending} to read", self._s("dim"))
+        if fleet.hosts:
+            text.append("  lag ", self._s("label"))
+        for n, (name, lag_s, reporting, ago_s) in enumerate(fleet.hosts):
+            if n:
+                text.append(", ", self._s("dim"))
+            text.append(fmt.printable(name) + " ", self._s("value"))
+            if not reporting:
+                text.append("silent" + (f" {fmt.age(ago_s)}" if ago_s is not None else ""), self._s("bad"))
+            elif lag_s is None:
+                text.append("-", self._s("dim"))
+            else:
+                text.append(fmt.age(lag_s), self._s("bad") if lag_s > LAG_WARN_S else self._s("dim"))
+
+    def _fleet_condensed(self, text: Text, fleet: FleetLine) -> None:
+        """``fleet 3 hosts, max lag 0.4 s`` (``3/4`` when a host went silent)."""
+        silent = fleet.hosts_total != fleet.hosts_reporting
+        bad = silent or not fleet.connected
+        text.append(" fleet ", self._s("label"))
+        text.append(fleet.hosts_text(), self._s("bad") if bad else self._s("value"))
+        if not fleet.connected:
+            text.append(" NATS down", self._s("bad"))
+        lag = fleet.max_lag_s
+        if lag is not None:
+            text.append(f", max lag {fmt.age(lag)}", self._s("bad") if lag > LAG_WARN_S else self._s("dim"))
 
     def condensed_text(self) -> Text:
         st = self.state
@@ -215,14 +310,18 @@ class Meters(Widget):
             text.append(f"tokentop {st.view_title} · no data yet", self._s("dim"))
             return text
         t = snap.totals
+        fleet = fleet_line(snap)
         text.append(f"{fmt.usd(t.usd_per_hour)}/h", self._burn_style(t.usd_per_hour))
-        text.append(" ")
-        text.append(fmt.sparkline(t.burn_series, 6), self._burn_style(t.usd_per_hour))
+        if fleet is None or self.size.width >= 72:  # a fleet's hosts matter more than the sparkline
+            text.append(" ")
+            text.append(fmt.sparkline(t.burn_series, 6), self._burn_style(t.usd_per_hour))
         text.append(" today ", self._s("label"))
         text.append(fmt.usd(t.usd_today), self._s("value"))
         text.append(" est", self._s("dim"))
         if t.unpriced_requests_today:
             text.append(f" ⚠{t.unpriced_requests_today} unpriced", self._s("bad"))
+        if fleet is not None:
+            self._fleet_condensed(text, fleet)
         text.append(f" {fmt.rate(t.tokens_per_s)} tok/s {t.active_sessions} sess ", self._s("dim"))
         text.append(f"{st.view_title} ", self._s("label"))
         if st.paused:

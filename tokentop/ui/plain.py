@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tokentop.core.snapshot import Snapshot, sort_rows
 from tokentop.ui import format as fmt
-from tokentop.ui.views import ViewSpec, layout_columns, view_by_dim, VIEWS
+from tokentop.ui.views import VIEWS, ViewSpec, fleet_cells, layout_columns, view_by_dim, visible_columns
 
 
 def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn", reverse: bool = False, width: int = 100) -> str:
@@ -23,7 +23,8 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
     if not rows:
         lines.append("no token usage seen yet (try: tokentop demo)")
         return "\n".join(lines) + "\n"
-    layout = layout_columns(spec.columns, width)
+    layout = layout_columns(visible_columns(spec, snapshot), width)
+    extra = fleet_cells(snapshot) if spec.dim == "hosts" else {}
     # plain text is read, not glanced at: names are never cut
     longest = max((len(fmt.printable(r.key)) for r in rows), default=0)
     layout = [(c, max(w, longest) if c.flex else w) for c, w in layout]
@@ -37,7 +38,7 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
             if col.id == "spark":
                 text = fmt.sparkline(row.burn_series, w)
             else:
-                text, _ = col.render(row)
+                text, _ = extra.get(col.id, {}).get(row.key) or col.render(row)
                 text = fmt.ellipsize_middle(text, w) if col.cut_middle else fmt.ellipsize(text, w)
             cells.append(text.ljust(w) if col.align == "left" else text.rjust(w))
         lines.append(" ".join(cells).rstrip())

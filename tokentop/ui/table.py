@@ -24,7 +24,7 @@ from textual.widget import Widget
 
 from tokentop.core.snapshot import Row, SortKey
 from tokentop.ui import format as fmt
-from tokentop.ui.views import Column, ViewSpec, layout_columns
+from tokentop.ui.views import Cell, Column, ViewSpec, layout_columns, visible_columns
 
 GUTTER = 1  # left cell: the tag mark
 #: how a budget / runaway flag from the feed's policy shows in the STATE column
@@ -71,6 +71,8 @@ class BurnTable(Widget, can_focus=True):
     def __init__(self, spec: ViewSpec, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.spec = spec
+        #: the view's columns that apply to the snapshot on screen (see :meth:`set_columns`)
+        self.columns: tuple[Column, ...] = visible_columns(spec, None)
         self.rows: list[Row] = []
         self._index: dict[str, int] = {}
         self.cursor_key: str | None = None
@@ -89,6 +91,9 @@ class BurnTable(Widget, can_focus=True):
         self._styles: dict[str, Style] = {}
         #: key -> policy level ("warning" | "over" | "runaway") for this view, from status.policy.flags
         self.flags: dict[str, str] = {}
+        #: column id -> row key -> cell, for columns whose text comes from the snapshot's status
+        #: (a host's lag in the Hosts view); a missing key falls back to the column's own render
+        self.extra_cells: dict[str, dict[str, Cell]] = {}
         #: how many row lines were rebuilt in total (the bench and tests read it)
         self.lines_rendered = 0
 
@@ -97,12 +102,34 @@ class BurnTable(Widget, can_focus=True):
         if spec is self.spec:
             return
         self.spec = spec
+        self.columns = visible_columns(spec, None)
         self.rows = []
         self._index = {}
         self.cursor_key = None
         self.tagged.clear()
         self._top = 0
         self._invalidate()
+
+    def set_columns(self, columns: tuple[Column, ...]) -> None:
+        """Show these of the view's columns (e.g. HOST once a second host appears); cursor, tags
+        and scroll position stay."""
+        if columns != self.columns:
+            self.columns = columns
+            self._invalidate()
+
+    def set_extra_cells(self, cells: dict[str, dict[str, Cell]]) -> None:
+        """Cells from the snapshot's status (a host's LAG / SEEN). A row whose data did not change
+        keeps its Row object, so the lines whose extra cells changed are repainted here."""
+        if cells == self.extra_cells:
+            return
+        old, self.extra_cells = self.extra_cells, cells
+        changed: set[str] = set()
+        for col in old.keys() | cells.keys():
+            before, now = old.get(col, {}), cells.get(col, {})
+            changed.update(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        for key in changed:
+            self._cache.pop(key, None)
+            self._refresh_key(key)
 
     def set_sort(self, key: SortKey, reverse: bool) -> None:
         if (key, reverse) != (self.sort_key, self.sort_reverse):
@@ -326,7 +353,7 @@ class BurnTable(Widget, can_focus=True):
     def _current_layout(self) -> list[tuple[Column, int]]:
         width = self.size.width - GUTTER
         if width != self._layout_width:
-            self._layout = layout_columns(self.spec.columns, max(0, width))
+            self._layout = layout_columns(self.columns, max(0, width))
             self._layout_width = width
             self._cache.clear()
         return self._layout
@@ -385,7 +412,8 @@ class BurnTable(Widget, can_focus=True):
                 text = fmt.sparkline(row.burn_series, w)
                 style_name = "burn-" + fmt.burn_level(row.usd_per_hour) if row.usd_per_hour else "spark"
             else:
-                text, style_name = col.render(row)
+                extra = self.extra_cells.get(col.id)
+                text, style_name = (extra.get(row.key) if extra else None) or col.render(row)
                 if col.id == "state" and row.key in self.flags:
                     level = self.flags[row.key]
                     text, style_name = FLAG_TEXT.get(level, level.upper()), FLAG_STYLE.get(level, "warn")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from tokentop.core.snapshot import Row, SortKey
+from tokentop.core.snapshot import Row, Snapshot, SortKey
 from tokentop.ui import format as fmt
 
 Cell = tuple[str, str]
@@ -38,6 +38,8 @@ class Column:
     min_width: int | None = None
     #: long values lose their middle (ids), not their end
     cut_middle: bool = False
+    #: shown only when this is true of the snapshot on screen (``None``: always)
+    when: Callable[[Snapshot], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,20 @@ def agent_cell(row: Row) -> Cell:
     return fmt.printable(row.agent or "-"), "dim" if row.agent is None else ""
 
 
+def host_cell(row: Row) -> Cell:
+    return fmt.printable(row.host or "-"), "dim" if row.host is None else ""
+
+
+def lag_cell(row: Row) -> Cell:
+    # filled by the app from status["fleet"] (BurnTable.extra_cells); this is the fallback
+    return "-", "dim"
+
+
+def several_hosts(snap: Snapshot) -> bool:
+    """More than one host in the snapshot: a fleet view, where a session's host matters."""
+    return len(snap.hosts) > 1
+
+
 def spark_cell(row: Row) -> Cell:
     # the table draws the series itself at the column's current width
     return "", "spark"
@@ -131,6 +147,14 @@ SESSION = Column("name", "SESSION", 16, name_cell, align="left", priority=100, f
 AGENT = Column("agent", "AGENT", 12, agent_cell, align="left", priority=70)
 MODEL = Column("models", "MODEL", 16, models_cell, align="left", priority=30)
 PID = Column("pid", "PID", 7, pid_cell, priority=35)
+#: on Sessions, only when the snapshot has several hosts; in narrow panes it outlives pid, model and
+#: req/s (whose host a session runs on is what a kill needs), not the agent, tok/s or money
+HOST = Column("host", "HOST", 10, host_cell, align="left", priority=50, when=several_hosts)
+HOST_NAME = Column("name", "HOST", 12, name_cell, align="left", priority=100, flex=True, sort="name")
+#: fleet receive time minus the host's accept time of its newest event (status["fleet"])
+LAG = Column("lag", "LAG", 7, lag_cell, priority=75)
+#: how long ago the host last sent an event or heartbeat (status["fleet"])
+SEEN = Column("seen", "SEEN", 8, lag_cell, priority=65)
 
 VIEWS: dict[str, ViewSpec] = {}
 
@@ -150,9 +174,46 @@ def view_by_dim(dim: str) -> ViewSpec | None:
 
 
 register_view(ViewSpec("1", "agents", "Agents", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
-register_view(ViewSpec("2", "sessions", "Sessions", _cols(SESSION, AGENT, MODEL, PID, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
+register_view(ViewSpec("2", "sessions", "Sessions", _cols(SESSION, HOST, AGENT, MODEL, PID, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
 register_view(ViewSpec("3", "models", "Models", _cols(NAME, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
 register_view(ViewSpec("4", "projects", "Projects", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
+register_view(ViewSpec("6", "hosts", "Hosts", _cols(HOST_NAME, SESSIONS, LAG, SEEN, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
+
+
+#: a host lagging more than this is shown as a warning
+LAG_WARN_S = 5.0
+
+
+def fleet_hosts(snap: Snapshot | None) -> dict[str, dict]:
+    """``status["fleet"]["hosts"]`` of a fleet feed (host -> reporting, lag_s, last_report_s_ago...),
+    or ``{}`` when the snapshot is not a fleet's."""
+    fleet = snap.status.get("fleet") if snap is not None and isinstance(snap.status, dict) else None
+    hosts = fleet.get("hosts") if isinstance(fleet, dict) else None
+    return {str(k): v for k, v in hosts.items() if isinstance(v, dict)} if isinstance(hosts, dict) else {}
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def fleet_cells(snap: Snapshot | None) -> dict[str, dict[str, Cell]]:
+    """The Hosts view's LAG and SEEN cells from the fleet status (column id -> host -> cell)."""
+    lag: dict[str, Cell] = {}
+    seen: dict[str, Cell] = {}
+    for name, h in fleet_hosts(snap).items():
+        reporting = bool(h.get("reporting"))
+        lag_s = _seconds(h.get("lag_s"))
+        if lag_s is not None:
+            lag[name] = (fmt.age(lag_s), "warn" if lag_s > LAG_WARN_S or not reporting else "")
+        ago = _seconds(h.get("last_report_s_ago"))
+        if ago is not None:
+            seen[name] = (fmt.age(ago), "" if reporting else "warn")
+    return {"lag": lag, "seen": seen}
+
+
+def visible_columns(spec: ViewSpec, snap: Snapshot | None) -> tuple[Column, ...]:
+    """The view's columns that apply to ``snap`` (a column with ``when`` needs it to be true)."""
+    return tuple(c for c in spec.columns if c.when is None or (snap is not None and c.when(snap)))
 
 
 def layout_columns(columns: tuple[Column, ...], width: int) -> list[tuple[Column, int]]:

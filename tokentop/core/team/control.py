@@ -231,6 +231,10 @@ class RemoteController:
             return self.local.plan(target)  # type: ignore[union-attr]
         if not target.host:
             return Plan(target, False, "the session's host is unknown: its events carry no host name")
+        try:
+            load_secret(self.settings.control_secret_file)  # say so before the user confirms, not after
+        except SecretError as exc:
+            return Plan(target, False, f"cannot ask host {target.host}: {exc}")
         return Plan(target, True, f"host {target.host} decides, with its own rules", pid=target.pid, cmd=target.cmd)
 
     async def act(self, target: Target, action: str, *, pid: int | None = None, signal: str | None = None) -> Outcome:  # type: ignore[override]

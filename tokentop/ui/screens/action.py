@@ -31,6 +31,9 @@ def describe_target(t: Target) -> Text:
     text.append(fmt.printable(t.agent or "?"))
     text.append("  session ", "bold")
     text.append(fmt.printable(t.session))
+    if t.host:
+        text.append("  host ", "bold")
+        text.append(fmt.printable(t.host))
     text.append("  pid ", "bold")
     text.append(str(t.pid) if t.pid is not None else "unknown")
     text.append("  burn ", "bold")

@@ -129,6 +129,7 @@ class BurnTable(Widget, can_focus=True):
             changed.update(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         for key in changed:
             self._cache.pop(key, None)
+            self._fresh_cells.pop(key, None)  # computed with the old extra cells
             self._refresh_key(key)
 
     def set_sort(self, key: SortKey, reverse: bool) -> None:

@@ -96,9 +96,10 @@ class PtyApp:
                 return
             self.bytes += len(chunk)
             if self.first_frame_s is None:
-                self._tail = (self._tail + chunk)[-4096:]
-                if self.marker in self._tail:
+                seen = self._tail + chunk  # look before cutting: one read can exceed the tail
+                if self.marker in seen:
                     self.first_frame_s = time.monotonic() - self.started
+                self._tail = seen[-4096:]
 
     def wait_first_frame(self, timeout: float = 10.0) -> float | None:
         deadline = time.monotonic() + timeout

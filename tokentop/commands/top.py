@@ -114,6 +114,9 @@ def run_live(args: argparse.Namespace, *, source: object | None = None, controll
         daily_budget_usd=float(getattr(cfg.ui, "daily_budget_usd", 0) or 0),
         config_path=config_path(getattr(args, "config", None)),
     )
+    from tokentop.ui.gc_tuning import tune_for_live_view
+
+    tune_for_live_view()
     try:
         app.run()
     finally:

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 SNAPSHOT_VERSION: Final = 1
 VIEWS: Final = ("agents", "sessions", "models", "projects", "providers", "hosts")
 SortKey = Literal["burn", "tokens", "requests", "spend", "name"]
+#: how ``burn_series`` travels: ``full`` (120 USD floats, the default) or ``compact`` (see docs/api.md)
+SERIES_FORMS: Final = ("full", "compact")
+#: compact series unit: integer micro-dollars (the precision of every other money figure here)
+COMPACT_PER_USD: Final = 1_000_000
 SORT_KEYS: Final[tuple[SortKey, ...]] = ("burn", "tokens", "requests", "spend", "name")
 
 _SIX = Decimal("0.000001")
@@ -97,7 +101,7 @@ class Row:
             return self.usd_today
         return self.key.casefold()
 
-    def to_json(self, view: str) -> dict[str, Any]:
+    def to_json(self, view: str, series: str = "full") -> dict[str, Any]:
         out: dict[str, Any]
         if view == "sessions":
             out = {
@@ -131,7 +135,7 @@ class Row:
                  "unpriced_requests": m.unpriced_requests}
                 for m in self.models
             ],
-            burn_series=[round(v, 9) for v in self.burn_series],
+            burn_series=compact_series(self.burn_series) if series == "compact" else [round(v, 9) for v in self.burn_series],
         )
         return out
 
@@ -139,19 +143,19 @@ class Row:
     def from_json(cls, data: Mapping[str, Any], view: str) -> Row:
         key = data.get("id") if view == "sessions" else data.get("name")
         kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in ("key", "models", "burn_series"):
-                continue
-            if f.name in data and data[f.name] is not None:
-                value = data[f.name]
-                if f.name.startswith("usd_") and f.name != "usd_per_hour":
-                    value = Decimal(str(value))
-                kwargs[f.name] = value
+        for name in _ROW_PLAIN_FIELDS:
+            value = data.get(name)
+            if value is not None:
+                kwargs[name] = value
+        for name in _ROW_MONEY_FIELDS:
+            value = data.get(name)
+            if value is not None:
+                kwargs[name] = Decimal(str(value))
         models = tuple(
             ModelShare(m["model"], m["requests"], m["tokens"], Decimal(str(m["usd"])), m.get("unpriced_requests", 0))
             for m in data.get("models") or ()
         )
-        return cls(key=str(key), models=models, burn_series=tuple(data.get("burn_series") or ()), **kwargs)
+        return cls(key=str(key), models=models, burn_series=read_series(data.get("burn_series")), **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,11 +183,13 @@ class Totals:
     tokens_series: tuple[int, ...] = ()
     burn_series: tuple[float, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, series: str = "full") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Decimal):
+            if f.name == "burn_series" and series == "compact":
+                value = compact_series(value)
+            elif isinstance(value, Decimal):
                 value = _money(value)
             elif isinstance(value, tuple):
                 value = list(value)
@@ -201,6 +207,8 @@ class Totals:
             value = data[f.name]
             if f.name.startswith("usd_") and f.name != "usd_per_hour":
                 value = Decimal(str(value))
+            elif f.name == "burn_series":
+                value = read_series(value)
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[f.name] = value
@@ -236,25 +244,45 @@ class Snapshot:
     def empty(self) -> bool:
         return not self.agents and self.totals.requests_today == 0
 
-    def to_json(self, max_rows: int | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"v": self.v, "generated_at": self.generated_at, "totals": self.totals.to_json()}
+    def to_json(self, max_rows: int | None = None, *, views: tuple[str, ...] | None = None,
+                series: str = "full") -> dict[str, Any]:
+        """The public JSON shape. ``views`` (a subset of :data:`VIEWS`) leaves the other views out
+        and lists the ones sent under ``"views"``; ``series="compact"`` sends every ``burn_series``
+        as :func:`compact_series`. The defaults give the documented v1 snapshot unchanged."""
+        if series not in SERIES_FORMS:
+            raise ValueError(f"unknown series form {series!r}; expected one of {', '.join(SERIES_FORMS)}")
+        out: dict[str, Any] = {"v": self.v, "generated_at": self.generated_at, "totals": self.totals.to_json(series)}
+        if series != "full":
+            out["series"] = series
         truncated: dict[str, int] = {}
         for view in VIEWS:
+            if views is not None and view not in views:
+                continue
             rows = self.view(view)
             if max_rows is not None and len(rows) > max_rows:
                 truncated[view] = len(rows) - max_rows
                 rows = rows[:max_rows]
-            out[view] = [r.to_json(view) for r in rows]
+            out[view] = [r.to_json(view, series) for r in rows]
+        if views is not None:
+            out["views"] = [v for v in VIEWS if v in views]
         if truncated:
             out["truncated"] = truncated
         out["status"] = dict(self.status)
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Snapshot:
+    def from_json(cls, data: Mapping[str, Any], reuse: RowReuse | None = None) -> Snapshot:
+        """The snapshot of a JSON object in either series form.
+
+        ``reuse`` (a stream reader's memory of the previous frame) hands back the same
+        :class:`Row` object for a row whose JSON did not change, which saves building it and lets
+        the table skip it without comparing cells (idle rows of a big fleet)."""
         if data.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {data.get('v')!r} (this tokentop reads v{SNAPSHOT_VERSION})")
-        views = {view: tuple(Row.from_json(r, view) for r in data.get(view) or ()) for view in VIEWS}
+        if reuse is None:
+            views = {view: tuple(Row.from_json(r, view) for r in data.get(view) or ()) for view in VIEWS}
+        else:
+            views = {view: reuse.rows(view, data.get(view) or ()) for view in VIEWS}
         return cls(
             generated_at=float(data["generated_at"]),
             totals=Totals.from_json(data.get("totals") or {}),
@@ -263,8 +291,77 @@ class Snapshot:
         )
 
 
+class RowReuse:
+    """Rows of the previous frame by (view, key) with the JSON they came from (see ``from_json``)."""
+
+    __slots__ = ("_seen", "reused")
+
+    def __init__(self) -> None:
+        self._seen: dict[str, dict[str, tuple[Mapping[str, Any], Row]]] = {}
+        #: rows handed back unchanged (tests and benches read it)
+        self.reused = 0
+
+    def rows(self, view: str, items: Any) -> tuple[Row, ...]:
+        before = self._seen.get(view, {})
+        now: dict[str, tuple[Mapping[str, Any], Row]] = {}
+        out = []
+        id_field = "id" if view == "sessions" else "name"
+        for raw in items:
+            key = raw.get(id_field)
+            hit = before.get(key)  # type: ignore[arg-type]
+            if hit is not None and hit[0] == raw:
+                row = hit[1]
+                self.reused += 1
+            else:
+                row = Row.from_json(raw, view)
+            now[key] = (raw, row)
+            out.append(row)
+        self._seen[view] = now
+        return tuple(out)
+
+
 def _money(value: Decimal) -> float:
     return float(value.quantize(_SIX))
+
+
+_PER_UUSD = (1.0 / COMPACT_PER_USD).__mul__
+_ROW_MONEY_FIELDS: Final = ("usd_today", "usd_estimated_today", "usd_provided_today")
+_ROW_PLAIN_FIELDS: Final = tuple(
+    f.name for f in fields(Row) if f.name not in ("key", "models", "burn_series", *_ROW_MONEY_FIELDS)
+)
+
+
+def compact_series(values: tuple[float, ...] | list[float]) -> dict[str, Any] | list[Any]:
+    """A USD-per-second series as ``{"n": len, "start": i, "uusd": [ints]}``.
+
+    ``uusd`` holds integer micro-dollars for seconds ``start`` .. ``start + len(uusd) - 1``; the
+    seconds before and after are zero (leading and trailing zero runs are not sent). Each value is
+    within 1 micro-dollar of the exact one, and a second with any spend is at least 1, so a quiet
+    but active second still shows. An empty series stays ``[]``.
+    """
+    n = len(values)
+    if not n:
+        return []
+    ints = [round(v * COMPACT_PER_USD) or (1 if v > 0 else 0) for v in values]
+    start = 0
+    while start < n and not ints[start]:
+        start += 1
+    end = n
+    while end > start and not ints[end - 1]:
+        end -= 1
+    return {"n": n, "start": start, "uusd": ints[start:end]}
+
+
+def read_series(data: Any) -> tuple[float, ...]:
+    """A ``burn_series`` in either form (a list of USD, or :func:`compact_series`) as USD floats."""
+    if not data:
+        return ()
+    if isinstance(data, dict):
+        n, start, uusd = int(data["n"]), int(data.get("start", 0)), data.get("uusd") or ()
+        if n < 0 or start < 0 or start + len(uusd) > n:
+            raise ValueError(f"compact series does not fit: n={n}, start={start}, {len(uusd)} values")
+        return (0.0,) * start + tuple(map(_PER_UUSD, uusd)) + (0.0,) * (n - start - len(uusd))
+    return tuple(data)
 
 
 def sort_rows(rows: tuple[Row, ...] | list[Row], key: SortKey = "burn", reverse: bool = False) -> tuple[Row, ...]:
@@ -506,4 +603,5 @@ def build_snapshot(agg: Aggregator, now: float, status: Mapping[str, Any] | None
 
 
 assert set(VIEWS) == set(DIMENSIONS)
-__all__ = ["Snapshot", "Row", "Totals", "ModelShare", "sort_rows", "build_snapshot", "VIEWS", "SORT_KEYS", "SERIES_S"]
+__all__ = ["Snapshot", "Row", "Totals", "ModelShare", "sort_rows", "build_snapshot", "VIEWS", "SORT_KEYS", "SERIES_S",
+           "SERIES_FORMS", "compact_series", "read_series", "RowReuse"]

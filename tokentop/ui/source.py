@@ -7,6 +7,8 @@ The app only ever calls :meth:`SnapshotSource.latest` (once per redraw) and
   ``latest()`` hops onto the feed's loop for a fresh snapshot.
 - :class:`RemoteSource`: ``WS /v1/stream`` of another feed via
   :func:`~tokentop.core.feed.client.stream_snapshots`; tracks connected/disconnected and reconnects.
+  It asks only for what the live view draws (:func:`live_view_shape`: its table views plus
+  sessions, series in compact form), which is most of the cost of watching a busy feed.
 - :class:`ManualSource`: a slot someone pushes snapshots into (tests, screenshots, ``--once``).
 """
 
@@ -16,6 +18,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from tokentop.core.feed.stream import StreamShape
 from tokentop.core.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -120,11 +123,23 @@ class EmbeddedSource:
         return await asyncio.to_thread(runner.run_coroutine, take())
 
 
+def live_view_shape() -> StreamShape:
+    """The stream the live view needs: its table views, sessions (kill flow, per-row sessions), and
+    burn series in compact form (integer micro-dollars: sparklines and the detail chart)."""
+    from tokentop.ui.views import VIEWS as TABLE_VIEWS
+
+    dims = {spec.dim for spec in TABLE_VIEWS.values()} | {"sessions"}
+    return StreamShape(views=tuple(sorted(dims)), series="compact")
+
+
 class RemoteSource:
     """Another feed's snapshot stream; reconnects by itself when the feed restarts."""
 
-    def __init__(self, url: str, *, retry_s: float = 1.0, clock: Any = time.time) -> None:
+    def __init__(self, url: str, *, retry_s: float = 1.0, clock: Any = time.time,
+                 shape: StreamShape | None = None) -> None:
         self.url = url
+        #: what is asked of the feed's ``WS /v1/stream``; ``None`` = :func:`live_view_shape` at start
+        self.shape = shape
         self.label = f"feed {url}"
         self.connected = False
         self.error: str | None = "connecting…"
@@ -155,7 +170,9 @@ class RemoteSource:
     async def _consume(self) -> None:
         from tokentop.core.feed.client import stream_snapshots
 
-        async for item in stream_snapshots(self.url, retry_s=self.retry_s):
+        if self.shape is None:
+            self.shape = live_view_shape()
+        async for item in stream_snapshots(self.url, retry_s=self.retry_s, shape=self.shape):
             if isinstance(item, Exception):
                 if self.connected or self.disconnected_since is None:
                     self.disconnected_since = self._clock()

@@ -85,6 +85,9 @@ class BurnTable(Widget, can_focus=True):
         self._cache: dict[str, tuple[object, Strip]] = {}
         self._painted: list[tuple[str, Row] | None] = []
         self._painted_marks: list[tuple[bool, bool] | None] = []
+        #: cells computed while deciding what to repaint (one show() to the next), by key:
+        #: (row, width, flags, cells); render_line takes them instead of computing them twice
+        self._fresh_cells: dict[str, tuple[Row, int, dict[str, str], tuple[tuple[str, str], ...]]] = {}
         self._styles: dict[str, Style] = {}
         #: key -> policy level ("warning" | "over" | "runaway") for this view, from status.policy.flags
         self.flags: dict[str, str] = {}
@@ -126,6 +129,7 @@ class BurnTable(Widget, can_focus=True):
             changed.update(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         for key in changed:
             self._cache.pop(key, None)
+            self._fresh_cells.pop(key, None)  # computed with the old extra cells
             self._refresh_key(key)
 
     def set_sort(self, key: SortKey, reverse: bool) -> None:
@@ -249,6 +253,7 @@ class BurnTable(Widget, can_focus=True):
         self._painted = []
 
     def _invalidate(self) -> None:
+        self._fresh_cells.clear()
         self._cache.clear()
         self._painted = []
         self._layout_width = -1
@@ -270,6 +275,7 @@ class BurnTable(Widget, can_focus=True):
         self._top = max(0, min(self._top, max(0, len(self.rows) - body)))
 
     def _repaint_changed(self) -> None:
+        self._fresh_cells.clear()
         body = self._body_height()
         width = self.size.width
         if not self._painted or len(self._painted) != body:
@@ -306,6 +312,7 @@ class BurnTable(Widget, can_focus=True):
             return False
         cells = self._cells(row, layout)
         if cells != sig[4]:
+            self._fresh_cells[row.key] = (row, width, self.flags, cells)  # render_line paints these
             return False
         self._cache[row.key] = ((row, width, cursor, tagged, cells), hit[1])
         return True
@@ -365,7 +372,12 @@ class BurnTable(Widget, can_focus=True):
         hit = self._cache.get(row.key)
         if hit is not None and hit[0][0] is row and hit[0][1:] == (width, cursor, tagged):
             return hit[1]
-        cells = self._cells(row, layout)
+        fresh = self._fresh_cells.pop(row.key, None)
+        if fresh is not None and fresh[0] is row and fresh[1] == width and fresh[2] is self.flags \
+                and layout is self._layout:
+            cells = fresh[3]
+        else:
+            cells = self._cells(row, layout)
         sig = (row, width, cursor, tagged, cells)
         if hit is not None and hit[0][1:] == sig[1:]:
             self._cache[row.key] = (sig, hit[1])  # new data, same text: keep the strip

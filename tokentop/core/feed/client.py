@@ -12,7 +12,8 @@ from typing import Any, AsyncIterator, Iterable
 
 import httpx
 
-from tokentop.core.snapshot import Snapshot
+from tokentop.core.feed.stream import StreamShape, decode_snapshot
+from tokentop.core.snapshot import RowReuse, Snapshot
 
 
 class FeedUnavailable(ConnectionError):
@@ -106,22 +107,29 @@ class FeedClient:
         self.close()
 
 
-async def stream_snapshots(url: str, *, retry_s: float = 1.0) -> AsyncIterator[Snapshot | Exception]:
+async def stream_snapshots(url: str, *, retry_s: float = 1.0,
+                           shape: StreamShape | None = None) -> AsyncIterator[Snapshot | Exception]:
     """Snapshots from ``WS /v1/stream`` forever, reconnecting when the feed goes away.
 
-    Yields the exception (without raising) each time the connection fails, so a viewer can show
-    "disconnected" and keep going; backs off up to 10 s between attempts.
+    ``shape`` narrows the stream (only some views, compact series; ``docs/api.md``); a feed too old
+    to know the query sends the full snapshot, which decodes the same. Yields the exception
+    (without raising) each time the connection fails, so a viewer can show "disconnected" and keep
+    going; backs off up to 10 s between attempts.
     """
     import websockets
 
     target, kwargs = ws_url(url, "/v1/stream")
+    query = shape.query() if shape is not None else ""
+    if query:
+        target += "?" + query
     delay = retry_s
     while True:
         try:
             async with websockets.connect(target, max_size=64 * 1024 * 1024, open_timeout=5, **kwargs) as ws:
                 delay = retry_s
+                reuse = RowReuse()
                 async for message in ws:
-                    yield Snapshot.from_json(json.loads(message))
+                    yield decode_snapshot(message, reuse)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # connection refused, reset, bad frame: report and retry

@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokentop.core.feed.auth import token_matches
 from tokentop.core.feed.service import FeedService, IngestResult
+from tokentop.core.feed.stream import DEFAULT_SHAPE, StreamFrame, StreamShape, StreamShapeError, encode_snapshot
 
 log = logging.getLogger("tokentop.feed")
 
@@ -161,24 +162,27 @@ async def ingest_payload(service: FeedService, body: bytes | str) -> IngestResul
 
 
 class SnapshotHub:
-    """Latest serialised snapshot plus a wake-up for subscribers; slow ones simply skip frames."""
+    """Latest frame plus a wake-up for subscribers; slow ones simply skip frames.
+
+    A frame is serialised once per subscription shape (see :mod:`tokentop.core.feed.stream`),
+    not once per subscriber."""
 
     def __init__(self) -> None:
         self.seq = 0
-        self.latest: str = ""
+        self.latest: StreamFrame | None = None
         self._changed = asyncio.Condition()
         self.subscribers = 0
 
-    async def publish(self, payload: str) -> None:
+    async def publish(self, payload: StreamFrame) -> None:
         async with self._changed:
             self.seq += 1
             self.latest = payload
             self._changed.notify_all()
 
-    async def wait_newer(self, seq: int) -> tuple[int, str]:
+    async def wait_newer(self, seq: int) -> tuple[int, StreamFrame]:
         async with self._changed:
             await self._changed.wait_for(lambda: self.seq > seq)
-            return self.seq, self.latest
+            return self.seq, self.latest  # type: ignore[return-value]
 
 
 class OriginGuard:
@@ -268,13 +272,12 @@ class FeedApp:
                 self.service.aggregator.evict(now)
                 last_evict = now
             if self.hub.subscribers:
-                payload = self.snapshot_json(now)
-                await self.hub.publish(payload)
+                frame = StreamFrame(self.service.snapshot(now), self.settings.max_stream_rows)
+                await self.hub.publish(frame)
             await asyncio.sleep(self.settings.stream_interval_s)
 
-    def snapshot_json(self, now: float | None = None) -> str:
-        snap = self.service.snapshot(now)
-        return json.dumps(snap.to_json(self.settings.max_stream_rows), separators=(",", ":"))
+    def snapshot_json(self, now: float | None = None, shape: StreamShape = DEFAULT_SHAPE) -> str:
+        return encode_snapshot(self.service.snapshot(now), shape, self.settings.max_stream_rows)
 
     # -- auth ------------------------------------------------------------------------------------
     def authorised(self, headers: Any, query: Any) -> bool:
@@ -335,13 +338,18 @@ class FeedApp:
 
     async def ws_stream(self, ws: WebSocket) -> None:
         await ws.accept()
+        try:
+            shape = StreamShape.from_query(ws.query_params)
+        except StreamShapeError as exc:  # accepted first so the client can read why
+            await ws.close(code=4400, reason=str(exc).encode()[:120].decode(errors="ignore"))
+            return
         self.hub.subscribers += 1
         try:
-            await ws.send_text(self.snapshot_json())
+            await ws.send_text(self.snapshot_json(shape=shape))
             seq = self.hub.seq
             while True:
-                seq, payload = await self.hub.wait_newer(seq)
-                await asyncio.wait_for(ws.send_text(payload), self.settings.send_timeout_s)
+                seq, frame = await self.hub.wait_newer(seq)
+                await asyncio.wait_for(ws.send_text(frame.text(shape)), self.settings.send_timeout_s)
         except (WebSocketDisconnect, asyncio.TimeoutError, RuntimeError, OSError):
             pass
         finally:

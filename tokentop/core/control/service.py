@@ -97,9 +97,14 @@ class ControlService:
         """Feed listener: events with ``pid`` from this host bind their session (new bindings only)."""
         host = self.service.host
         refused = self.refused_event_pids
+        aliases = self.service.session_aliases
         for event, _ in accepted:
             pid = event.pid
-            if pid is None or event.session is None or self.registry.has_binding(event.session, pid):
+            if pid is None:
+                if aliases and event.session is not None and event.session in aliases:
+                    self._bind_alias(event.session, aliases[event.session], event.agent)
+                continue
+            if event.session is None or self.registry.has_binding(event.session, pid):
                 continue
             if pid in self._unbound.get(event.session, ()):
                 continue
@@ -119,6 +124,16 @@ class ControlService:
             self.register(event.session, ident, host=host, agent=event.agent, source="event")
         if self.refused_event_pids != refused:
             self._publish_status()
+
+    def _bind_alias(self, session: str, run_session: str, agent: str | None) -> None:
+        """An agent's own session id (e.g. Claude Code's) seen inside a `tokentop run`: bind it to the
+        run's recorded process, so the row the user sees is controllable without picking a candidate."""
+        if self.registry.get(session) is not None:
+            return
+        run = self.registry.get(run_session)
+        if run is None or not process.alive(run.identity):
+            return
+        self.register(session, run.identity, host=run.host, agent=agent or run.agent, source="run")
 
     def _remember_unbound(self, session: str, pid: int) -> None:
         """A (session, pid) pair examined and not bound: not re-examined on every event."""

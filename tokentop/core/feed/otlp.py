@@ -321,6 +321,9 @@ class OtlpReceiver:
         write = _int(a.get("cache_creation_tokens"), "cache_creation_tokens")
         req = _str(a.get("request_id"))
         session = _str(a.get("session.id"))
+        run_session = _str(rattrs.get("tokentop.session"))  # set by `tokentop run` in OTEL_RESOURCE_ATTRIBUTES
+        if session and run_session:
+            self.service.alias_session(session, run_session)
         if req:
             event_id = f"claude:{req}"
         elif session and a.get("event.sequence") is not None:

@@ -27,6 +27,9 @@ from tokentop.core.snapshot import Snapshot
 
 log = logging.getLogger("tokentop.feed")
 
+#: Most agent-session -> run-session aliases kept (cleared when exceeded; only new sessions need one).
+MAX_SESSION_ALIASES = 10_000
+
 #: How many per-line errors an ingest answer lists (the counts always cover all of them).
 MAX_REPORTED_ERRORS = 100
 
@@ -87,6 +90,10 @@ class FeedService:
         self.host = host
         self.counters = IngestCounters()
         self.status: dict[str, Any] = {}
+        #: session an agent reports -> the session `tokentop run` registered for its process (from the
+        #: ``tokentop.session`` OTel resource attribute); lets the control layer bind the agent's own
+        #: session ids (Claude Code's) to the run's process. Bounded by :data:`MAX_SESSION_ALIASES`.
+        self.session_aliases: dict[str, str] = {}
         self.listeners: list[AcceptListener] = []
         self._seen: dict[str, float] = {}
         self._seen_floor = 0.0
@@ -222,6 +229,14 @@ class FeedService:
         status["ingest"] = self.counters.to_json()
         status["host"] = self.host
         return self.aggregator.snapshot(now, **status)
+
+    def alias_session(self, session: str, run_session: str) -> None:
+        """Record that ``session`` (as the agent names it) runs in ``run_session``'s process."""
+        if session == run_session or self.session_aliases.get(session) == run_session:
+            return
+        if len(self.session_aliases) >= MAX_SESSION_ALIASES:
+            self.session_aliases.clear()
+        self.session_aliases[session] = run_session
 
     def set_status(self, key: str, value: Mapping[str, Any] | Any) -> None:
         """Publish a JSON-able status entry in every snapshot (e.g. ``sources``, ``providers``)."""

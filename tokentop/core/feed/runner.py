@@ -135,6 +135,8 @@ class FeedRunner:
             token=self.token,
         )
         self.extras: dict[str, Any] = {}
+        #: run by :meth:`stop` once the feed's thread is done (release locks, files, ...); idempotent
+        self.stop_callbacks: list[Callable[[], None]] = []
         self.address: str | None = None
         self.listen_error: str | None = None
         self._server: uvicorn.Server | None = None
@@ -239,11 +241,17 @@ class FeedRunner:
         return self.run_coroutine(take())
 
     def stop(self) -> None:
+        """Stop serving, wait for the feed's thread, run :attr:`stop_callbacks`, close the ledger."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        for callback in self.stop_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("stop callback %r failed", callback)
         self.ledger.close()
 
 

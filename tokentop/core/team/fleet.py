@@ -472,6 +472,10 @@ def build_fleet_runner(
         raise
     fleet = FleetConsumer(runner.service, settings, consumer=name, clock=clock)
     fleet.on_stop = lock.release if lock is not None else None
+    if lock is not None:
+        # also when the runner stops, so a view restarted right after stop() finds the ledger free
+        # (the consumer's own clean-up may still be finishing its NATS teardown)
+        runner.stop_callbacks.append(lock.release)
     runner.app.background.append(fleet.run)
     runner.extras["fleet"] = fleet
     runner.extras["fleet_private"] = lock is None

@@ -16,7 +16,9 @@ from typing import Any
 
 from tokentop.core.pricing import to_pusd
 from tokentop.core.providers.paging import Fetcher
-from tokentop.core.providers.records import WIDTH_S, CostRow, Fetched, RowProblem, UsageRow, count, dim, iso, parse_iso
+from tokentop.core.providers.records import (
+    WIDTH_S, CostRow, Fetched, RowProblem, UsageRow, collect_buckets, count, dim, iso, parse_iso,
+)
 
 NAME = "anthropic"
 API_VERSION = "2023-06-01"
@@ -61,32 +63,15 @@ def cost_row(start: int, end: int, r: dict[str, Any]) -> CostRow:
                    dim(r, "model"), dim(r, "workspace_id"))
 
 
+def _span(b: dict[str, Any]) -> tuple[int, int]:
+    start, end = parse_iso(b.get("starting_at")), parse_iso(b.get("ending_at"))
+    if end <= start:
+        raise RowProblem("bucket ends before it starts")
+    return start, end
+
+
 def _buckets(raw: list[dict[str, Any]], make: Any) -> Fetched:
-    rows: list[Any] = []
-    buckets: list[tuple[int, int]] = []
-    rejected = 0
-    first: str | None = None
-    for b in raw:
-        try:
-            if not isinstance(b, dict):
-                raise RowProblem("bucket is not an object")
-            start, end = parse_iso(b.get("starting_at")), parse_iso(b.get("ending_at"))
-            if end <= start:
-                raise RowProblem("bucket ends before it starts")
-        except RowProblem as exc:
-            rejected += 1
-            first = first or f"bucket: {exc}"
-            continue
-        buckets.append((start, end))
-        for r in b.get("results") or []:
-            try:
-                if not isinstance(r, dict):
-                    raise RowProblem("result is not an object")
-                rows.append(make(start, end, r))
-            except RowProblem as exc:
-                rejected += 1
-                first = first or f"bucket {iso(start)}: {exc}"
-    return Fetched(rows, buckets, rejected, first)
+    return collect_buckets(raw, _span, make, iso)
 
 
 class AnthropicUsageAPI:

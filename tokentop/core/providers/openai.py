@@ -15,7 +15,7 @@ from typing import Any
 
 from tokentop.core.pricing import to_pusd
 from tokentop.core.providers.paging import Fetcher
-from tokentop.core.providers.records import WIDTH_S, CostRow, Fetched, RowProblem, UsageRow, count, dim
+from tokentop.core.providers.records import WIDTH_S, CostRow, Fetched, RowProblem, UsageRow, collect_buckets, count, dim
 
 NAME = "openai"
 #: Buckets per page we ask for (the API's maximum for each width).
@@ -67,32 +67,15 @@ def cost_row(bucket_start: int, bucket_end: int, r: dict[str, Any]) -> CostRow:
                    line_item_model(line_item), dim(r, "project_id"))
 
 
+def _span(b: dict[str, Any]) -> tuple[int, int]:
+    start, end = b.get("start_time"), b.get("end_time")
+    if not isinstance(start, int) or not isinstance(end, int) or end <= start:
+        raise RowProblem(f"bucket times must be integers with end > start, got {start!r}..{end!r}")
+    return start, end
+
+
 def _buckets(raw: list[dict[str, Any]], make: Any) -> Fetched:
-    rows: list[Any] = []
-    buckets: list[tuple[int, int]] = []
-    rejected = 0
-    first: str | None = None
-    for b in raw:
-        try:
-            if not isinstance(b, dict):
-                raise RowProblem("bucket is not an object")
-            start, end = b.get("start_time"), b.get("end_time")
-            if not isinstance(start, int) or not isinstance(end, int) or end <= start:
-                raise RowProblem(f"bucket times must be integers with end > start, got {start!r}..{end!r}")
-        except RowProblem as exc:
-            rejected += 1
-            first = first or f"bucket: {exc}"
-            continue
-        buckets.append((start, end))
-        for r in b.get("results") or []:
-            try:
-                if not isinstance(r, dict):
-                    raise RowProblem("result is not an object")
-                rows.append(make(start, end, r))
-            except RowProblem as exc:
-                rejected += 1
-                first = first or f"bucket {start}: {exc}"
-    return Fetched(rows, buckets, rejected, first)
+    return collect_buckets(raw, _span, make)
 
 
 class OpenAIUsageAPI:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 Width = Literal["1m", "1h", "1d"]
 WIDTH_S: dict[str, int] = {"1m": 60, "1h": 3600, "1d": 86400}
@@ -95,3 +95,35 @@ def parse_iso(value: object) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp())
+
+
+def collect_buckets(raw: list[Any], bucket_span: Any, make: Any, label: Any = str) -> Fetched:
+    """Rows from a provider's list of time buckets, each holding ``results``.
+
+    ``bucket_span(bucket) -> (start, end)`` reads a bucket's times (raising :class:`RowProblem`);
+    ``make(start, end, result)`` builds one row; ``label(start)`` names a bucket in messages. A bad
+    bucket or result is counted and skipped; its neighbours are kept.
+    """
+    rows: list[Any] = []
+    buckets: list[tuple[int, int]] = []
+    rejected = 0
+    first: str | None = None
+    for b in raw:
+        try:
+            if not isinstance(b, dict):
+                raise RowProblem("bucket is not an object")
+            start, end = bucket_span(b)
+        except RowProblem as exc:
+            rejected += 1
+            first = first or f"bucket: {exc}"
+            continue
+        buckets.append((start, end))
+        for r in b.get("results") or []:
+            try:
+                if not isinstance(r, dict):
+                    raise RowProblem("result is not an object")
+                rows.append(make(start, end, r))
+            except RowProblem as exc:
+                rejected += 1
+                first = first or f"bucket {label(start)}: {exc}"
+    return Fetched(rows, buckets, rejected, first)

@@ -47,6 +47,8 @@ def _http_args(url: str, asynchronous: bool) -> tuple[str, dict[str, Any]]:
 
 
 class _Base:
+    #: set by the subclass: wakes its sender (a threading.Event or an asyncio.Event)
+    _event: threading.Event | asyncio.Event
     def __init__(
         self,
         *,
@@ -96,8 +98,10 @@ class _Base:
         self._wake()
         return True
 
-    def _wake(self) -> None:  # pragma: no cover - overridden
-        pass
+    def _wake(self) -> None:
+        """A full batch is waiting: wake the sender now instead of at the next flush interval."""
+        if len(self._queue) >= self.batch_size:
+            self._event.set()
 
     def _take_batch(self) -> list[dict[str, Any]]:
         batch = []
@@ -152,10 +156,6 @@ class Emitter(_Base):
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="tokentop-emitter", daemon=True)
         self._thread.start()
-
-    def _wake(self) -> None:
-        if len(self._queue) >= self.batch_size:
-            self._event.set()
 
     def _run(self) -> None:
         backoff = 0.5
@@ -218,10 +218,6 @@ class AsyncEmitter(_Base):
         self._event = asyncio.Event()
         self._stop = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name="tokentop-emitter")
-
-    def _wake(self) -> None:
-        if len(self._queue) >= self.batch_size:
-            self._event.set()
 
     async def _run(self) -> None:
         backoff = 0.5

@@ -53,15 +53,16 @@ def routes(feed: Any) -> list[BaseRoute]:
     ctl = control_for(feed)
 
     def session_of(request: Request) -> str | Response:
+        """The request's session id, or the answer to send: 401/403 without the local token, 400 for a bad id."""
+        denied = feed.require_token(request)
+        if denied is not None:
+            return denied
         session = request.path_params["session"]
         if not session or len(session) > MAX_SESSION_LEN:
             return JSONResponse({"error": f"session id must be 1..{MAX_SESSION_LEN} characters"}, 400)
         return session
 
     async def act(request: Request) -> Response:
-        denied = feed.require_token(request)
-        if denied is not None:
-            return denied
         session = session_of(request)
         if isinstance(session, Response):
             return session
@@ -88,9 +89,6 @@ def routes(feed: Any) -> list[BaseRoute]:
         return JSONResponse(result.to_json(), status)
 
     async def plan(request: Request) -> Response:
-        denied = feed.require_token(request)
-        if denied is not None:
-            return denied
         session = session_of(request)
         if isinstance(session, Response):
             return session
@@ -98,9 +96,6 @@ def routes(feed: Any) -> list[BaseRoute]:
         return JSONResponse(plan_to_json(await _in_thread(lambda: ctl.plan(session))))
 
     async def register(request: Request) -> Response:
-        denied = feed.require_token(request)
-        if denied is not None:
-            return denied
         session = session_of(request)
         if isinstance(session, Response):
             return session

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tokentop.core.feed.runner  # noqa: F401  (registers every module's sections)
 from tokentop import config
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -2,7 +2,7 @@
 
 The file is ``config.toml`` in the user config dir (``tokentop config path`` prints it);
 ``--config PATH`` or ``TOKENTOP_CONFIG`` point elsewhere. Every key is declared in :data:`SCHEMA`
-with its type and default; an unknown key is an error naming the file, the line and the closest
+(flat sections) or :data:`NAMED_TABLES`, by the module that reads it, with its type and default; an unknown key is an error naming the file, the line and the closest
 known key ("did you mean"). Choices made in the app are written back with :func:`save_choices`,
 which keeps every other setting the user wrote.
 """
@@ -13,22 +13,23 @@ import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Final, Mapping
+from typing import Any, Final, Mapping
 
 import platformdirs
 import tomli_w
 
+from tokentop.core.control import settings as control_settings
+from tokentop.core.providers import settings as providers_settings
+from tokentop.core.setting import NUM, ConfigError, Setting, between, non_negative, one_of, positive
+from tokentop.core.sources import settings as sources_settings
+from tokentop.core.team import settings as team_settings
+
 APP: Final = "tokentop"
 DEFAULT_PORT: Final = 7411
 DEFAULT_LISTEN: Final = f"127.0.0.1:{DEFAULT_PORT}"
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid. The message names the file, line and key."""
 
 
 # -- paths ------------------------------------------------------------------------------------------
@@ -55,112 +56,64 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 # -- schema -----------------------------------------------------------------------------------------
+# Sections of the feed, the aggregator, the ledger and the live view are declared here; every other
+# owner declares its own as data (``SECTIONS`` / ``NAMED_TABLES``) and is listed in SCHEMA below.
 
-@dataclass(frozen=True)
-class Setting:
-    kind: type | tuple[type, ...]
-    default: Any
-    doc: str
-    check: Callable[[Any], str | None] | None = None
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be greater than 0"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "must be 0 or more"
-
-
-def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(repr(c) for c in choices)}"
-
-    return check
-
-
-def _window(v: Any) -> str | None:
-    return None if 1 <= v <= 120 else "must be between 1 and 120 seconds"
-
-
-NUM = (int, float)
-
-SCHEMA: dict[str, dict[str, Setting]] = {
+CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
     "feed": {
         "listen": Setting(str, DEFAULT_LISTEN, "where `tokentop serve` listens: HOST:PORT or unix:/path"),
         "url": Setting(str, "", "feed the viewer connects to (default: http://<listen>)"),
         "embedded": Setting(bool, True, "run a feed in-process when none answers at `url`"),
-        "max_body_bytes": Setting(int, 1024 * 1024, "largest accepted request body", _positive),
+        "max_body_bytes": Setting(int, 1024 * 1024, "largest accepted request body", positive),
         "ingest_requires_token": Setting(bool, False, "POST /v1/events and WS /v1/publish need the local token"),
-        "max_future_s": Setting(NUM, 300, "events stamped further in the future are rejected", _non_negative),
-        "stream_interval_s": Setting(NUM, 1.0, "seconds between snapshots on WS /v1/stream", _positive),
-        "max_stream_rows": Setting(int, 2000, "rows per view in streamed/served snapshots", _positive),
+        "max_future_s": Setting(NUM, 300, "events stamped further in the future are rejected", non_negative),
+        "stream_interval_s": Setting(NUM, 1.0, "seconds between snapshots on WS /v1/stream", positive),
+        "max_stream_rows": Setting(int, 2000, "rows per view in streamed/served snapshots", positive),
         "host_name": Setting(str, "", "this host's name in events (default: the machine's hostname)"),
     },
     "aggregate": {
-        "rate_window_s": Setting(int, 10, "sliding window for requests/s and tokens/s", _window),
-        "burn_window_s": Setting(int, 60, "window for $/h", _window),
-        "idle_after_s": Setting(NUM, 120, "a session is idle after this many quiet seconds", _positive),
-        "session_ttl_s": Setting(NUM, 1800, "quiet session rows are dropped from memory after this", _positive),
+        "rate_window_s": Setting(int, 10, "sliding window for requests/s and tokens/s", between(1, 120, "seconds")),
+        "burn_window_s": Setting(int, 60, "window for $/h", between(1, 120, "seconds")),
+        "idle_after_s": Setting(NUM, 120, "a session is idle after this many quiet seconds", positive),
+        "session_ttl_s": Setting(NUM, 1800, "quiet session rows are dropped from memory after this", positive),
     },
     "ledger": {
         "path": Setting(str, "", "SQLite file (default: tokentop.db in the user data dir)"),
-        "retention_days": Setting(NUM, 90, "events older than this are deleted", _positive),
+        "retention_days": Setting(NUM, 90, "events older than this are deleted", positive),
     },
     "ui": {
         "theme": Setting(str, "tokentop", "theme name (shipped, user or Textual built-in)"),
-        "refresh_s": Setting(NUM, 1.0, "seconds between redraws", _positive),
-        "view": Setting(str, "agents", "view at start", _one_of("agents", "sessions", "models", "projects", "providers", "hosts")),
-        "sort": Setting(str, "burn", "sort at start", _one_of("burn", "tokens", "requests", "spend", "name")),
+        "refresh_s": Setting(NUM, 1.0, "seconds between redraws", positive),
+        "view": Setting(str, "agents", "view at start", one_of("agents", "sessions", "models", "projects", "providers", "hosts")),
+        "sort": Setting(str, "burn", "sort at start", one_of("burn", "tokens", "requests", "spend", "name")),
         "sort_reverse": Setting(bool, False, "invert the sort"),
         "readonly": Setting(bool, False, "hide kill/pause actions"),
-        "daily_budget_usd": Setting(NUM, 0, "daily budget shown in the header meter (0: none)", _non_negative),
+        "daily_budget_usd": Setting(NUM, 0, "daily budget shown in the header meter (0: none)", non_negative),
     },
 }
 
-
-def _source_names(v: Any) -> str | None:
-    known = ("claude-code", "codex")
-    bad = [x for x in v if not isinstance(x, str) or x not in known]
-    return None if not bad else f"unknown source(s) {bad!r}; known: {', '.join(known)}"
-
-
-def _string_list(v: Any) -> str | None:
-    return None if all(isinstance(x, str) for x in v) else "must be a list of path strings"
-
-
-# Local agent logs (tokentop/core/sources/; docs/sources.md). Env CLAUDE_CONFIG_DIR / CODEX_HOME win.
-SCHEMA["sources"] = {
-    "enabled": Setting(list, ["claude-code", "codex"], "log sources to read: claude-code, codex", _source_names),
-    "backfill_days": Setting(NUM, 30, "first run imports this many days of history; older lines are ignored", _positive),
-    "claude_roots": Setting(list, [], "Claude config dirs (each holding projects/); default ~/.claude and ~/.config/claude", _string_list),
-    "codex_home": Setting(str, "", "Codex home (holding sessions/); default ~/.codex"),
-    "watch": Setting(bool, True, "use a file watcher (watchfiles); false = cheap polling only"),
-    "poll_interval_s": Setting(NUM, 1.0, "seconds between polls of recently active files when not watching", _positive),
+#: Every flat section a config file may hold, by owner.
+SCHEMA: Final[dict[str, Mapping[str, Setting]]] = {
+    **CORE_SECTIONS,
+    **sources_settings.SECTIONS,
+    **control_settings.SECTIONS,
+    **team_settings.SECTIONS,
 }
 
 #: Tables whose keys are names chosen by the user, each holding a fixed set of settings.
-NAMED_TABLES: dict[str, dict[str, Setting]] = {
+NAMED_TABLES: Final[dict[str, Mapping[str, Setting]]] = {
     "pricing": {
-        "input": Setting(NUM, None, "USD per million input tokens", _non_negative),
-        "output": Setting(NUM, None, "USD per million output tokens", _non_negative),
-        "cache_read": Setting(NUM, None, "USD per million cache-read tokens", _non_negative),
-        "cache_write": Setting(NUM, None, "USD per million cache-write tokens (5 min)", _non_negative),
-        "cache_write_1h": Setting(NUM, None, "USD per million 1-hour cache-write tokens", _non_negative),
+        "input": Setting(NUM, None, "USD per million input tokens", non_negative),
+        "output": Setting(NUM, None, "USD per million output tokens", non_negative),
+        "cache_read": Setting(NUM, None, "USD per million cache-read tokens", non_negative),
+        "cache_write": Setting(NUM, None, "USD per million cache-write tokens (5 min)", non_negative),
+        "cache_write_1h": Setting(NUM, None, "USD per million 1-hour cache-write tokens", non_negative),
     },
+    **control_settings.NAMED_TABLES,
+    **providers_settings.NAMED_TABLES,
 }
+#: keys every entry of a named table must set
 _REQUIRED_NAMED: Final = {"pricing": ("input", "output")}
-
-
-def register_section(name: str, settings: Mapping[str, Setting]) -> None:
-    """Declare a config section owned by another module (sources, providers, budgets, nats...)."""
-    SCHEMA.setdefault(name, {}).update(settings)
-
-
-def register_named_table(name: str, settings: Mapping[str, Setting], required: tuple[str, ...] = ()) -> None:
-    NAMED_TABLES[name] = dict(settings)
-    if required:
-        _REQUIRED_NAMED[name] = required  # type: ignore[index]
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -370,17 +323,3 @@ def default_file_text() -> str:
     out.append("# cache_read = 0.3")
     out.append("# cache_write = 3.75")
     return "\n".join(out) + "\n"
-
-
-def parse_decimal(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ConfigError(f"not a number: {value!r}") from exc
-
-
-# Sections and tables owned by other modules register themselves on import (kept last: they
-# import this module's names).
-import tokentop.core.providers.settings  # noqa: E402,F401  -- [providers.openai] / [providers.anthropic]
-from tokentop.core.control import settings as _control_settings  # noqa: E402,F401  -- [control] [budget.*] [runaway.*]
-from tokentop.core.team import settings as _nats_settings  # noqa: E402,F401  -- [nats]

@@ -173,7 +173,7 @@ def test_run_from_a_terminal_gives_the_child_the_foreground_so_it_can_read_keys(
 
 def test_control_over_a_unix_socket_feed(tmp_path, children):
     from tokentop import config as config_mod
-    from tokentop.core.control import build_controller
+    from tokentop.core.control.controller import build_controller
     from tokentop.core.control.port import Target
     from tokentop.core.control.process import identify
     from tokentop.core.feed.runner import FeedRunner

@@ -10,7 +10,7 @@ import httpx
 import psutil
 import pytest
 
-from tokentop.core.control import build_controller
+from tokentop.core.control.controller import build_controller
 from tokentop.core.control.controller import LocalController, RemoteController, UnavailableController
 from tokentop.core.control.port import Target
 from tokentop.core.control.process import identify

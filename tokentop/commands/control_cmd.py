@@ -128,8 +128,7 @@ def _act_offline(cfg, session: str, action: str, pid: int | None, signal: str | 
         return fail(str(exc))
     try:
         ctl = control_for(runner.app)
-        ctl.settings = ControlSettings(grace_s=float(cfg.control.grace_s), ack_timeout_s=float(cfg.control.ack_timeout_s),
-                                       discovery=bool(cfg.control.discovery))
+        ctl.settings = ControlSettings.from_config(cfg)
         port_action = action
         if action == "kill":
             from tokentop.core.control.process import Refused, parse_signal

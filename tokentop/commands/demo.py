@@ -97,10 +97,8 @@ def run(args: argparse.Namespace) -> int:
     # a private feed: no real agent logs, no provider polling, nothing published to a team
     raw = {k: v for k, v in cfg.raw.items() if k not in ("ledger", "feed", "sources", "providers", "nats")}
     raw["ledger"] = {"path": str(Path(workdir) / "demo.db")}
-    if "sources" in config_mod.SCHEMA:
-        raw["sources"] = {"enabled": []}
-    if "providers" in config_mod.NAMED_TABLES:
-        raw["providers"] = {name: {"enabled": False} for name in ("openai", "anthropic")}
+    raw["sources"] = {"enabled": []}
+    raw["providers"] = {name: {"enabled": False} for name in ("openai", "anthropic")}
     # show the policy at work unless the user configured their own: the runaway gets flagged
     if not any(k == "runaway" for k in raw):
         raw["runaway"] = {"demo": {"usd_per_hour_above": 150.0, "for_s": 10, "action": "alert"}}

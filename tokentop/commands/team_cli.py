@@ -106,7 +106,7 @@ def fleet_view_controller(cfg: Config, url: str, local_feed_url: str) -> Any:
     token, local rules), every other host's over NATS request/reply (:func:`remote_controller`).
 
     Not the fleet feed's own control: that feed only reads the stream and knows no process."""
-    from tokentop.core.control import build_controller
+    from tokentop.core.control.controller import build_controller
 
     return remote_controller(cfg, url, local=build_controller(url=local_feed_url))
 

@@ -111,7 +111,7 @@ def run_live(args: argparse.Namespace, *, source: object | None = None, controll
         sort=cfg.ui.sort,
         sort_reverse=cfg.ui.sort_reverse,
         theme=args.theme or cfg.ui.theme,
-        daily_budget_usd=float(getattr(cfg.ui, "daily_budget_usd", 0) or 0),
+        daily_budget_usd=float(cfg.ui.daily_budget_usd),
         config_path=config_path(getattr(args, "config", None)),
     )
     from tokentop.ui.gc_tuning import tune_for_live_view
@@ -127,7 +127,7 @@ def run_live(args: argparse.Namespace, *, source: object | None = None, controll
 
 def make_controller(source: object) -> object:
     """The controller for this source: the embedded feed's control service, or the remote feed's
-    control API with the local token (``tokentop.core.control.build_controller``).
+    control API with the local token (``tokentop.core.control.controller.build_controller``).
 
     :data:`CONTROLLER_FACTORIES` (``factory(source) -> Controller | None``) can override it; the
     first that answers wins.
@@ -136,7 +136,7 @@ def make_controller(source: object) -> object:
         controller = factory(source)
         if controller is not None:
             return controller
-    from tokentop.core.control import build_controller
+    from tokentop.core.control.controller import build_controller
 
     runner = getattr(source, "runner", None)
     if runner is not None:

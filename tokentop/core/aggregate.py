@@ -22,10 +22,13 @@ import time as _time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Callable, Final, Iterable
+from typing import TYPE_CHECKING, Callable, Final, Iterable
 
 from tokentop.core.events import Event
 from tokentop.core.pricing import Cost
+
+if TYPE_CHECKING:
+    from tokentop.config import Config
 
 SERIES_S: Final = 120
 DIMENSIONS: Final = ("agents", "models", "sessions", "projects", "providers", "hosts")
@@ -59,6 +62,13 @@ class AggregatorConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.recent_max < 0:
             raise ValueError(f"recent_max must be >= 0, got {self.recent_max}")
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> AggregatorConfig:
+        """The ``[aggregate]`` section (the other fields keep their defaults)."""
+        s = cfg.aggregate
+        return cls(rate_window_s=s.rate_window_s, burn_window_s=s.burn_window_s,
+                   idle_after_s=float(s.idle_after_s), session_ttl_s=float(s.session_ttl_s))
 
     @property
     def hot_s(self) -> float:

@@ -4,7 +4,7 @@
   this process (on its own thread and loop): calls hop onto the feed's loop.
 * :class:`RemoteController` calls the feed's control API with the local token.
 
-Build the right one with :func:`tokentop.core.control.build_controller`.
+Build the right one with :func:`build_controller`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 import httpx
 
-from tokentop.core.control.port import Action, Candidate, Outcome, Plan, Target
+from tokentop.config import state_dir
+from tokentop.core.control.port import Action, Candidate, Controller, NoController, Outcome, Plan, Target
+from tokentop.core.feed.auth import read_token, token_path
 
 
 class LocalController:
@@ -129,3 +131,27 @@ class UnavailableController:
 
     async def act(self, target: Target, action: Action, *, pid: int | None = None, signal: str | None = None) -> Outcome:
         return Outcome(target.session, action, False, self.reason)
+
+
+def build_controller(*, runner: Any = None, url: str | None = None, token: str | None = None, origin: str = "ui") -> Controller:
+    """The Controller for the live view.
+
+    * ``runner``: an embedded :class:`~tokentop.core.feed.runner.FeedRunner` → acts in-process.
+    * ``url``: a feed reached over HTTP/Unix socket → its control API with ``token`` (default: the
+      local token file in the state dir). Without a token the controller explains it cannot act.
+    """
+    if runner is not None:
+        return LocalController(runner, origin=origin)
+    if url is not None:
+        if token is None:
+            token = read_token(state_dir())
+        if not token:
+            return UnavailableController(
+                f"no local token found (expected in {_token_hint()}): control of the feed at {url} needs it"
+            )
+        return RemoteController(url, token, origin=origin)
+    return NoController()
+
+
+def _token_hint() -> str:
+    return str(token_path(state_dir()))

@@ -22,9 +22,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any, Final, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Iterable, Mapping
 
 from tokentop.core.snapshot import Row, Snapshot
+
+if TYPE_CHECKING:
+    from tokentop.config import Config
 
 LEVELS: Final = ("ok", "warning", "over")
 #: A level is left only once the value is this fraction below its threshold.
@@ -108,10 +111,10 @@ class Decision:
 
 # -- rules from config ---------------------------------------------------------------------------
 
-def rules_from_config(cfg: Any) -> tuple[list[BudgetRule], list[RunawayRule]]:
+def rules_from_config(cfg: Config) -> tuple[list[BudgetRule], list[RunawayRule]]:
     """Rules from ``[budget.*]`` / ``[runaway.*]``; :class:`PolicyError` names a rule with no limit."""
     budgets: list[BudgetRule] = []
-    for name, table in (getattr(cfg, "budget", None) or {}).items():
+    for name, table in cfg.budget.items():
         rule = BudgetRule(name=name, **table)
         if rule.usd_per_hour is None and rule.usd_per_day is None and rule.usd_per_session is None:
             raise PolicyError(f"[budget.{name}] sets no limit: give usd_per_hour, usd_per_day or usd_per_session")
@@ -119,7 +122,7 @@ def rules_from_config(cfg: Any) -> tuple[list[BudgetRule], list[RunawayRule]]:
             raise PolicyError(f"[budget.{name}] has match = {rule.match!r} but scope 'global'; set scope too")
         budgets.append(rule)
     runaways: list[RunawayRule] = []
-    for name, table in (getattr(cfg, "runaway", None) or {}).items():
+    for name, table in cfg.runaway.items():
         rule = RunawayRule(name=name, **table)
         if rule.usd_per_hour_above is None and rule.median_multiple is None:
             raise PolicyError(f"[runaway.{name}] sets no condition: give usd_per_hour_above or median_multiple")

@@ -2,7 +2,7 @@
 talks to emitters, writes the audit log and publishes outcomes in snapshot status.
 
 One instance per feed (:func:`control_for`); runs on the feed's event loop. The UI reaches it
-through a :class:`~tokentop.core.control.port.Controller` (``tokentop.core.control.build_controller``);
+through a :class:`~tokentop.core.control.port.Controller` (``tokentop.core.control.controller.build_controller``);
 the CLI and remote viewers through the HTTP API (``tokentop.core.control.api``).
 """
 
@@ -13,7 +13,7 @@ import os
 import signal as _signal
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Final, Sequence
+from typing import TYPE_CHECKING, Any, Final, Sequence
 
 from tokentop.core.control import discovery, process
 from tokentop.core.control.audit import AuditLog, AuditRecord
@@ -25,6 +25,9 @@ from tokentop.core.aggregate import NONE_LABEL
 from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.pricing import Cost
+
+if TYPE_CHECKING:
+    from tokentop.config import Config
 
 log = logging.getLogger("tokentop.control")
 
@@ -42,6 +45,11 @@ class ControlSettings:
     ack_timeout_s: float = 5.0
     #: look for running claude/codex processes for sessions with no recorded process
     discovery: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ControlSettings:
+        s = cfg.control
+        return cls(grace_s=float(s.grace_s), ack_timeout_s=float(s.ack_timeout_s), discovery=bool(s.discovery))
 
 
 @dataclass(frozen=True, slots=True)

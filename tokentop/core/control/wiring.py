@@ -14,10 +14,7 @@ from tokentop.core.feed import runner as runner_mod
 def startup(runner: Any) -> None:
     cfg = runner.config
     ctl = control_for(runner.app)
-    section = getattr(cfg, "control", None)
-    if section is not None:
-        ctl.settings = ControlSettings(grace_s=float(section.grace_s), ack_timeout_s=float(section.ack_timeout_s),
-                                       discovery=bool(section.discovery))
+    ctl.settings = ControlSettings.from_config(cfg)
     from tokentop.core.control.policy_task import attach_policy
 
     attach_policy(runner, ctl)

@@ -107,17 +107,11 @@ class FeedRunner:
     ) -> None:
         self.config = config
         self.listen = listen if listen is not None else config.feed.listen
-        agg_cfg = AggregatorConfig(
-            rate_window_s=config.aggregate.rate_window_s,
-            burn_window_s=config.aggregate.burn_window_s,
-            idle_after_s=float(config.aggregate.idle_after_s),
-            session_ttl_s=float(config.aggregate.session_ttl_s),
-        )
         self.ledger = ledger or Ledger(config.ledger_path, retention_days=float(config.ledger.retention_days))
         self.service = FeedService(
             self.ledger,
             Pricer(config.price_overrides()),
-            Aggregator(agg_cfg),
+            Aggregator(AggregatorConfig.from_config(config)),
             clock=clock,
             max_future_s=float(config.feed.max_future_s),
             host=host_name or config.host_name,
@@ -126,12 +120,7 @@ class FeedRunner:
         self.token = load_or_create_token(self.token_dir)
         self.app = FeedApp(
             self.service,
-            FeedSettings(
-                max_body_bytes=config.feed.max_body_bytes,
-                ingest_requires_token=config.feed.ingest_requires_token,
-                stream_interval_s=float(config.feed.stream_interval_s),
-                max_stream_rows=config.feed.max_stream_rows,
-            ),
+            FeedSettings.from_config(config),
             token=self.token,
         )
         self.extras: dict[str, Any] = {}

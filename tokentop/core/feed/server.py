@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Final, Iterator
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Final, Iterator
 
 import orjson
 
@@ -28,6 +28,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tokentop.core.feed.auth import token_matches
 from tokentop.core.feed.service import FeedService, IngestResult
 from tokentop.core.feed.stream import DEFAULT_SHAPE, StreamFrame, StreamShape, StreamShapeError, encode_snapshot
+
+if TYPE_CHECKING:
+    from tokentop.config import Config
 
 log = logging.getLogger("tokentop.feed")
 
@@ -46,6 +49,13 @@ class FeedSettings:
     send_timeout_s: float = 10.0
     #: frames one publish socket may send before it is answered with an error and closed
     max_ws_message_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> FeedSettings:
+        """The ``[feed]`` section (the other fields keep their defaults)."""
+        s = cfg.feed
+        return cls(max_body_bytes=s.max_body_bytes, ingest_requires_token=s.ingest_requires_token,
+                   stream_interval_s=float(s.stream_interval_s), max_stream_rows=s.max_stream_rows)
 
 
 class BodyTooLarge(Exception):

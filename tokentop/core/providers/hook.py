@@ -25,7 +25,7 @@ def attach(runner: Any) -> list[Any]:
 
     service = runner.service
     try:
-        settings = provider_settings(getattr(runner.config, "providers", {}))
+        settings = provider_settings(runner.config.providers)
     except ConfigError as exc:
         service.set_status("providers", {"error": str(exc)})
         return []

@@ -1,4 +1,4 @@
-"""``[providers.openai]`` / ``[providers.anthropic]`` settings, registered as a named config table.
+"""``[providers.openai]`` / ``[providers.anthropic]`` settings, a named config table pulled by config.py.
 
 The config validator knows flat sections and named tables; ``providers`` is a named table whose
 names must be known providers — :func:`provider_settings` checks the names, fills defaults and
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
-from tokentop.config import NUM, ConfigError, Setting, register_named_table
+from tokentop.core.setting import NUM, ConfigError, Setting, between, http_url, positive
 
 #: name → (admin key env var, default base URL as the official SDK means it, base URL env var)
 PROVIDERS: Final = {
@@ -25,22 +25,6 @@ _GROUPABLE: Final = {
 }
 
 
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be greater than 0"
-
-
-def _url(v: Any) -> str | None:
-    return None if v == "" or v.startswith(("http://", "https://")) else "must start with http:// or https://"
-
-
-def _days(v: Any) -> str | None:
-    return None if 1 <= v <= 366 else "must be between 1 and 366"
-
-
-def _attempts(v: Any) -> str | None:
-    return None if 1 <= v <= 20 else "must be between 1 and 20"
-
-
 def _dims(v: Any) -> str | None:
     if not all(isinstance(x, str) for x in v):
         return "must be a list of dimension names"
@@ -51,18 +35,18 @@ def _dims(v: Any) -> str | None:
 
 SETTINGS: Final = {
     "enabled": Setting(bool, True, "poll this provider when an admin key is available"),
-    "base_url": Setting(str, "", "API base as the official SDK means it (OpenAI includes /v1); env TOKENTOP_<NAME>_BASE_URL wins", _url),
+    "base_url": Setting(str, "", "API base as the official SDK means it (OpenAI includes /v1); env TOKENTOP_<NAME>_BASE_URL wins", http_url),
     "key_file": Setting(str, "", "file holding the admin key (mode 600); the env var OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY wins"),
-    "poll_interval_s": Setting(NUM, 60, "seconds between polls of the last hour at 1-minute buckets", _positive),
-    "daily_interval_s": Setting(NUM, 900, "seconds between refreshes of today's 1-day usage and cost buckets", _positive),
-    "backfill_days": Setting(int, 31, "days of daily usage and cost fetched when the ledger lacks them", _days),
-    "timeout_s": Setting(NUM, 30, "timeout of one HTTP request", _positive),
-    "max_attempts": Setting(int, 5, "tries per request on 429/5xx/timeouts (exponential backoff with jitter)", _attempts),
-    "backoff_base_s": Setting(NUM, 1.0, "first retry waits up to this long; doubles per try (full jitter), Retry-After is a floor", _positive),
+    "poll_interval_s": Setting(NUM, 60, "seconds between polls of the last hour at 1-minute buckets", positive),
+    "daily_interval_s": Setting(NUM, 900, "seconds between refreshes of today's 1-day usage and cost buckets", positive),
+    "backfill_days": Setting(int, 31, "days of daily usage and cost fetched when the ledger lacks them", between(1, 366)),
+    "timeout_s": Setting(NUM, 30, "timeout of one HTTP request", positive),
+    "max_attempts": Setting(int, 5, "tries per request on 429/5xx/timeouts (exponential backoff with jitter)", between(1, 20)),
+    "backoff_base_s": Setting(NUM, 1.0, "first retry waits up to this long; doubles per try (full jitter), Retry-After is a floor", positive),
     "group_by": Setting(list, [], "extra usage dimensions besides model (openai: project_id, api_key_id...; anthropic: workspace_id...)", _dims),
 }
 
-register_named_table("providers", SETTINGS)
+NAMED_TABLES: Final = {"providers": SETTINGS}
 
 
 @dataclass(frozen=True)

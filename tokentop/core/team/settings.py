@@ -1,7 +1,7 @@
 """The ``[nats]`` config section and how it becomes a NATS connection.
 
-Declared here (not in ``tokentop/config.py``) so team mode owns its settings; importing this module
-registers the section. Credentials follow NATS's own auth options and are always read from files
+Declared here (not in ``tokentop/config.py``) so team mode owns its settings; config.py pulls
+:data:`SECTIONS`. Credentials follow NATS's own auth options and are always read from files
 (a ``.creds`` file, an nkey seed file, a token file), so no secret ever sits in ``config.toml``.
 """
 
@@ -11,18 +11,17 @@ import hashlib
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from tokentop.config import Config, Setting, register_section
+from tokentop.core.setting import NUM, Setting, positive
+
+if TYPE_CHECKING:
+    from tokentop.config import Config
 
 #: Stream subjects: events of host H go to ``tokentop.events.H``; control requests to ``tokentop.control.H``.
 EVENTS_PREFIX: Final = "tokentop.events"
 CONTROL_PREFIX: Final = "tokentop.control"
 HEARTBEAT_PREFIX: Final = "tokentop.heartbeat"
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be greater than 0"
 
 
 def _limit(v: Any) -> str | None:
@@ -41,32 +40,30 @@ def _replicas(v: Any) -> str | None:
     return None if 1 <= v <= 5 else "must be between 1 and 5"
 
 
-NUM = (int, float)
-
 SETTINGS: Final = {
     "url": Setting(str, "", "NATS server(s), comma-separated, e.g. nats://10.0.0.5:4222 (empty: team mode off)"),
     "creds_file": Setting(str, "", "NATS .creds file (JWT + nkey) for decentralized auth"),
     "nkey_seed_file": Setting(str, "", "file holding an nkey seed (SU...) for nkey auth"),
     "token_file": Setting(str, "", "file holding a NATS auth token"),
     "stream": Setting(str, "TOKENTOP", "JetStream stream that holds every host's events", _stream_name),
-    "max_age_days": Setting(NUM, 7, "stream retention: events older than this are dropped", _positive),
+    "max_age_days": Setting(NUM, 7, "stream retention: events older than this are dropped", positive),
     "max_bytes": Setting(int, 1024**3, "stream retention: size limit in bytes (-1: none)", _limit),
     "max_msgs": Setting(int, -1, "stream retention: message count limit (-1: none)", _limit),
-    "duplicate_window_s": Setting(NUM, 120, "JetStream publish de-duplication window (Nats-Msg-Id)", _positive),
+    "duplicate_window_s": Setting(NUM, 120, "JetStream publish de-duplication window (Nats-Msg-Id)", positive),
     "storage": Setting(str, "file", "stream storage: 'file' or 'memory'", _storage),
     "replicas": Setting(int, 1, "stream replicas (clustered JetStream)", _replicas),
-    "publish_window": Setting(int, 1000, "most publishes awaiting a JetStream ack at once", _positive),
-    "ack_timeout_s": Setting(NUM, 5, "a publish not acknowledged in this time is retried", _positive),
-    "heartbeat_s": Setting(NUM, 10, "seconds between a host's heartbeats (fleet 'reporting' status)", _positive),
+    "publish_window": Setting(int, 1000, "most publishes awaiting a JetStream ack at once", positive),
+    "ack_timeout_s": Setting(NUM, 5, "a publish not acknowledged in this time is retried", positive),
+    "heartbeat_s": Setting(NUM, 10, "seconds between a host's heartbeats (fleet 'reporting' status)", positive),
     "consumer": Setting(str, "", "durable consumer name of this fleet view (default: derived from host and ledger)"),
-    "consumer_inactive_days": Setting(NUM, 7, "the server deletes a fleet view's consumer unused this long", _positive),
+    "consumer_inactive_days": Setting(NUM, 7, "the server deletes a fleet view's consumer unused this long", positive),
     "fleet_ledger_path": Setting(str, "", "SQLite file of the fleet view (default: fleet.db in the user data dir)"),
     "allow_remote_control": Setting(bool, False, "accept kill/pause/resume for this host's sessions over NATS"),
     "control_secret_file": Setting(str, "", "fleet shared secret file (mode 0600), needed to send or accept control"),
-    "control_timeout_s": Setting(NUM, 10, "how long a remote control request waits for the host's answer", _positive),
+    "control_timeout_s": Setting(NUM, 10, "how long a remote control request waits for the host's answer", positive),
 }
 
-register_section("nats", SETTINGS)
+SECTIONS: Final = {"nats": SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -94,8 +91,8 @@ class NatsSettings:
 
     @classmethod
     def from_config(cls, cfg: Config, **overrides: Any) -> NatsSettings:
-        section = getattr(cfg, "nats", None)
-        values = {f.name: getattr(section, f.name) for f in fields(cls) if section is not None and hasattr(section, f.name)}
+        section = cfg.nats
+        values = {f.name: getattr(section, f.name) for f in fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

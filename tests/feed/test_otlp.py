@@ -143,9 +143,10 @@ def test_same_request_through_transcript_and_otlp_counts_once(feed) -> None:
     post(feed, "/v1/logs", logs(api_request(req="req_same")))
     write_lines(home / ".claude" / "projects" / "p" / "s.jsonl", [claude_line("msg_x", "req_same", out=527, session=SESSION)])
     # the sources watcher waits for ~/.claude to appear; read the file through the same feed service
-    from tokentop.core.sources.tailer import LogSources, SourceSettings
+    from tokentop.core.sources.settings import SourceSettings
+    from tokentop.core.sources.tailer import LogSources
 
-    src = LogSources(feed.ledger, SourceSettings(claude_roots=(home / ".claude" / "projects",)))
+    src = LogSources(feed.ledger, SourceSettings(roots={"claude-code": (home / ".claude" / "projects",)}))
     assert src.poll(feed.service.ingest_events_threadsafe) == 1  # handed over ...
     assert today(feed) == (1, 527)  # ... and recognised as the request OTLP already counted
 

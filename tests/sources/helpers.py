@@ -10,7 +10,8 @@ from typing import Any
 from tokentop.core.events import Event
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Pricer
-from tokentop.core.sources.tailer import LogSources, SourceSettings
+from tokentop.core.sources.settings import SourceSettings
+from tokentop.core.sources.tailer import LogSources
 
 NOW = time.time()
 
@@ -53,7 +54,7 @@ class Harness:
 
     def __init__(self, tmp: Path, claude: list[Path] | None = None, codex: list[Path] | None = None,
                  ledger_path: Path | None = None, backfill_days: float = 30.0) -> None:
-        self.settings = SourceSettings(claude_roots=tuple(claude or []), codex_homes=tuple(codex or []),
+        self.settings = SourceSettings(roots={"claude-code": tuple(claude or []), "codex": tuple(codex or [])},
                                        backfill_days=backfill_days)
         self.ledger_path = ledger_path or tmp / "ledger.db"
         self.ledger = Ledger(self.ledger_path)

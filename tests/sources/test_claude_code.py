@@ -1,4 +1,4 @@
-"""Claude Code transcripts: one test per trap in formats.md §1, through real files and the real tailer."""
+"""Claude Code transcripts: one test per trap in docs/sources.md ("Claude Code"), through real files and the real tailer."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_tokens_convert_to_contract_semantics_with_1h_cache_split(h: Harness, ro
     assert (e.input_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cache_write_1h_tokens, e.output_tokens) == \
         (3 + 9493 + 2849, 9493, 2849, 2849, 527)
     assert (e.agent, e.session, e.project, e.branch, e.provider) == ("claude-code", "sess-1", "proj", "main", "anthropic")
-    # formats.md §1.4: correct (max-output) cost of this response is $0.0278559
+    # Sonnet 4.5 at $3 in / $15 out / $6 1h write / $0.30 read: 3 + 2849 (1h) + 9493 (read) + 527 out = $0.0278559
     assert Pricer().price(e).usd == Decimal("0.0278559")
 
 

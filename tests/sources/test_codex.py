@@ -1,4 +1,4 @@
-"""Codex rollouts: one test per trap in formats.md §2, through real files and the real tailer."""
+"""Codex rollouts: one test per trap in docs/sources.md ("Codex"), through real files and the real tailer."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def h(tmp_path: Path, home: Path):
     harness.close()
 
 
-FIXTURE = [  # formats.md §2.4
+FIXTURE = [  # a session with a rate-limit-only update, a re-emit and a second request
     meta(), turn("gpt-5-codex"), tc(None),
     tc((12000, 9000, 800, 500), t=NOW - 400),
     tc((12000, 9000, 800, 500), t=NOW - 399),  # re-emit: unchanged total
@@ -73,7 +73,7 @@ def test_reemitted_token_count_adds_nothing(h: Harness, home: Path) -> None:
     assert sum(e.reasoning_tokens for e in events) == 700
     assert len(events) == 2
     assert h.sources.stats.counters["reemits"] == 1
-    # formats.md §2.4: $0.0223125 with gpt-5-codex priced as gpt-5
+    # gpt-5-codex priced as gpt-5 ($1.25 in, $0.125 cached, $10 out): 4500 + 21500 cached + 1400 out = $0.0223125
     assert sum(Pricer().price(e).usd for e in events) == Decimal("0.0223125")
 
 

@@ -95,17 +95,19 @@ def test_report_csv_has_one_row_per_key(corpus: Path, monkeypatch: pytest.Monkey
 
 def test_parallel_import_gives_the_same_events_as_serial(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tokentop.core.ledger import Ledger
-    from tokentop.core.sources import tailer
-    from tokentop.core.sources.tailer import LogSources, SourceSettings
+    from tokentop.core.sources import backfill
+    from tokentop.core.sources.settings import SourceSettings
+    from tokentop.core.sources.tailer import LogSources
 
-    monkeypatch.setattr(tailer, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(tailer, "JOB_BYTES", 1024 * 1024)  # several jobs, results interleaved with ours
-    settings = SourceSettings(claude_roots=(corpus / ".claude" / "projects",), codex_homes=(corpus / ".codex",),
+    monkeypatch.setattr(backfill, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(backfill, "JOB_BYTES", 1024 * 1024)  # several jobs, results interleaved with ours
+    settings = SourceSettings(roots={"claude-code": (corpus / ".claude" / "projects",), "codex": (corpus / ".codex",)},
                               backfill_days=31)
     runs = []
     for workers in (0, 1):
         ledger = Ledger(tmp_path / f"w{workers}.db")
-        src = LogSources(ledger, settings, workers=workers, batch_events=500)
+        src = LogSources(ledger, settings, batch_events=500,
+                         backfill=backfill.ParallelBackfill(workers) if workers else None)
         got: dict[str, tuple] = {}
         src.poll(lambda batch: [got.setdefault(e.id, (e.input_tokens, e.output_tokens, e.ts, e.agent)) for e in batch])
         runs.append((got, src.stats.files_read, len(src.cursors)))

@@ -1,4 +1,4 @@
-"""``tokentop import``: backfill Claude Code and Codex logs into the ledger, with a progress bar.
+"""``tokentop import``: backfill the agents' logs (every source in ``sources.enabled``) into the ledger.
 
 Reads every log file from its cursor (nothing is read twice across runs), writes the events straight
 into the ledger (the same ids the live feed uses, so a feed importing the same files at the same
@@ -23,11 +23,12 @@ IMPORT_CACHE_KIB = 65_536
 
 def register(sub: argparse._SubParsersAction) -> None:
     from tokentop.cli import add_common
+    from tokentop.core.sources.settings import KNOWN_SOURCES
 
-    p = sub.add_parser("import", help="backfill Claude Code / Codex logs into the ledger (progress on stderr)")
+    p = sub.add_parser("import", help=f"backfill agent logs ({', '.join(KNOWN_SOURCES)}) into the ledger (progress on stderr)")
     add_common(p)
     p.add_argument("--days", type=float, default=None, help="backfill window in days (default: sources.backfill_days, 30)")
-    p.add_argument("--source", action="append", choices=("claude-code", "codex"), default=None,
+    p.add_argument("--source", action="append", choices=KNOWN_SOURCES, default=None,
                    help="only this source (repeatable; default: sources.enabled)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--workers", type=int, default=None,
@@ -68,7 +69,8 @@ class ProgressBar:
 def run(args: argparse.Namespace) -> int:
     from tokentop.core.ledger import Ledger, LedgerError
     from tokentop.core.pricing import Pricer
-    from tokentop.core.sources.tailer import LogSources, SourceSettings
+    from tokentop.core.sources.settings import SourceSettings
+    from tokentop.core.sources.sourceset import SourceSet
 
     cfg = load_config(args)
     settings = SourceSettings.from_config(cfg)
@@ -93,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
         # Random event ids make every commit touch most leaf pages of the events table, so 5000-event
         # commits cost ~3x more CPU than 50000-event ones on a 1M-line backfill.
         ledger.call(lambda conn: conn.execute(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}"))
-        sources = LogSources(ledger, settings, host=cfg.host_name, workers=max(0, min(workers, 1)),
-                             batch_events=IMPORT_BATCH_EVENTS)
+        sources = SourceSet.open(settings, ledger, host=cfg.host_name, workers=max(0, min(workers, 1)),
+                                 batch_events=IMPORT_BATCH_EVENTS)
         futures = []
 
         def sink(batch) -> None:  # noqa: ANN001

@@ -1,6 +1,7 @@
 """Claude Code transcripts (``<config dir>/projects/**/*.jsonl``) → events.
 
-Format and traps: ``shared/reference/formats.md`` §1; rules as implemented (docs/sources.md):
+The store, its traps and the rules as implemented are described in ``docs/sources.md``
+("Claude Code"). In short:
 
 * Only ``assistant`` lines with a ``message.usage`` object carry usage; a byte pre-filter on
   ``"usage"`` skips every other line without parsing it.
@@ -36,9 +37,11 @@ except ImportError:  # pragma: no cover
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Mapping, Sequence
 
 from tokentop.core.events import Event
+from tokentop.core.setting import Setting, string_list
+from tokentop.core.sources.protocol import LogFormat
 
 AGENT: Final = "claude-code"
 PROVIDER: Final = "anthropic"
@@ -51,7 +54,7 @@ class Malformed(ValueError):
     pass
 
 
-def claude_roots(configured: list[str] | None = None, env: dict[str, str] | None = None) -> list[Path]:
+def claude_roots(configured: list[str] | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
     """The ``projects/`` directories to scan, existing or not, without duplicates.
 
     ``CLAUDE_CONFIG_DIR`` (comma-separated) wins over the config list; each entry may be a config
@@ -263,7 +266,6 @@ class MessageMemory:
 class ClaudeFile:
     """Per-file reader state: responses whose final streaming line has not been seen yet."""
 
-    kind = "claude"
     prefilter = b'"usage"'
 
     def __init__(self, path: Path, host: str | None, memory: MessageMemory, state: dict[str, Any] | None = None) -> None:
@@ -322,3 +324,39 @@ class ClaudeFile:
             stats["sidechain_replays"] = stats.get("sidechain_replays", 0) + 1
             return
         out.append(event)
+
+
+# -- what the shared tailer needs (protocol.LogFormat) -------------------------------------------------
+
+def _roots(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Path, ...]:
+    return tuple(claude_roots(list(values["claude_roots"]), env))
+
+
+def is_subagent(path: str) -> bool:
+    """Subagent transcripts (``<session>/subagents/*.jsonl``) are read after their parents: the
+    sidechain-replay rule needs the parent's message ids first."""
+    return f"{os.sep}subagents{os.sep}" in path
+
+
+def project_dir(path: str, roots: Sequence[Path]) -> str:
+    """``<root>/<project>``: a project's files (a session and its subagents) stay in one backfill job."""
+    for root in roots:
+        prefix = str(root).rstrip(os.sep) + os.sep
+        if path.startswith(prefix):
+            return prefix + path[len(prefix):].split(os.sep, 1)[0]
+    return path.rsplit(os.sep, 1)[0]
+
+
+FORMAT: Final = LogFormat(
+    name=AGENT,
+    roots=_roots,
+    reader=ClaudeFile,
+    config_keys={
+        "claude_roots": Setting(list, [], "Claude config dirs (each holding projects/); default ~/.claude and ~/.config/claude",
+                                string_list),
+    },
+    suffixes=(".jsonl",),
+    later=is_subagent,
+    group=project_dir,
+    shared=MessageMemory,
+)

@@ -1,6 +1,7 @@
 """Codex CLI rollouts (``$CODEX_HOME/{sessions,archived_sessions}/**/rollout-*.jsonl[.zst]``) → events.
 
-Format and traps: ``shared/reference/formats.md`` §2; rules as implemented (docs/sources.md):
+The store, its traps and the rules as implemented are described in ``docs/sources.md`` ("Codex").
+In short:
 
 * Usage comes from ``event_msg`` lines with ``payload.type == "token_count"``; ``info: null``
   (rate-limit-only updates) carries none.
@@ -16,6 +17,8 @@ Format and traps: ``shared/reference/formats.md`` §2; rules as implemented (doc
   itself); without one the event is left unpriced, never guessed.
 * Semantics already match the event contract: ``input_tokens`` includes ``cached_input_tokens``
   (clamped to it), ``output_tokens`` includes ``reasoning_output_tokens``.
+* Files: ``sessions/`` wins over ``archived_sessions/`` for the same file name, and a plain
+  ``.jsonl`` over its ``.jsonl.zst`` (:func:`pick_rollouts`); ``.zst`` rollouts are read whole.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Mapping
 
 from tokentop.core.events import Event
+from tokentop.core.setting import Setting
 from tokentop.core.sources.claude_code import Malformed, _loads, parse_ts, project_of
+from tokentop.core.sources.protocol import Found, LineReader, LogFormat
 
 AGENT: Final = "codex"
 PROVIDER: Final = "openai"
@@ -34,7 +39,7 @@ _FIELDS: Final = ("input_tokens", "cached_input_tokens", "output_tokens", "reaso
 _UUID_TAIL = re.compile(r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.jsonl(?:\.zst)?$")
 
 
-def codex_homes(configured: str = "", env: dict[str, str] | None = None) -> list[Path]:
+def codex_homes(configured: str = "", env: Mapping[str, str] | None = None) -> list[Path]:
     """Codex homes: ``CODEX_HOME`` (comma-separated allowed), else the config value, else ``~/.codex``."""
     env = os.environ if env is None else env
     raw = env.get("CODEX_HOME", "") or configured
@@ -60,10 +65,9 @@ def _usage(obj: Any) -> tuple[int, int, int, int] | None:
     return (vals[0], vals[1], vals[2], vals[3])
 
 
-class CodexFile:
+class CodexFile(LineReader):
     """Per-file reader state: session facts, current model and the last cumulative total."""
 
-    kind = "codex"
     prefilter = None  # lines are filtered by the three kinds below
 
     def __init__(self, path: Path, host: str | None, memory: object = None, state: dict[str, Any] | None = None) -> None:
@@ -88,12 +92,6 @@ class CodexFile:
             "branch": self.branch, "prev": list(self.prev) if self.prev else None, "forked": self.forked,
             "replay_second": self.replay_second, "replaying": self.replaying,
         }
-
-    def first_pending_offset(self) -> int | None:
-        return None
-
-    def flush(self, out: list[Event], stats: dict[str, int], older_than: float | None = None) -> None:
-        return None
 
     def feed(self, raw: bytes, offset: int, live: bool, now: float, out: list[Event], stats: dict[str, int]) -> None:
         if b'"token_count"' not in raw and b'"turn_context"' not in raw and b'"session_meta"' not in raw:
@@ -203,3 +201,45 @@ class CodexFile:
             git = payload.get("git")
             if isinstance(git, dict) and isinstance(git.get("branch"), str):
                 self.branch = git["branch"][:512] or None
+
+
+# -- what the shared tailer needs (protocol.LogFormat) -------------------------------------------------
+
+def _homes(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Path, ...]:
+    return tuple(codex_homes(values["codex_home"], env))
+
+
+def _name(path: str) -> str:
+    return path.rsplit(os.sep, 1)[-1]
+
+
+def pick_rollouts(per_dir: list[list[Found]]) -> list[Found]:
+    """Of the rollouts under one home (``[sessions/ files, archived_sessions/ files]``): a name in
+    ``sessions/`` wins over the same name in ``archived_sessions/`` (``.zst`` or not), and a plain
+    ``.jsonl`` wins over its ``.jsonl.zst`` (Codex keeps both while it compresses)."""
+    active, archived = per_dir
+    names = {_name(p).removesuffix(".zst") for p, _ in active}
+    files = active + [(p, st) for p, st in archived if _name(p).removesuffix(".zst") not in names]
+    plain = {_name(p) for p, _ in files if p.endswith(".jsonl")}
+    return [(p, st) for p, st in files if not (p.endswith(".zst") and _name(p)[:-4] in plain)]
+
+
+def read_zstd(path: str) -> bytes:
+    """A whole ``.jsonl.zst`` rollout, decompressed (``zstandard`` is imported on first use)."""
+    import zstandard
+
+    with open(path, "rb") as fh:
+        return zstandard.ZstdDecompressor().stream_reader(fh).read()
+
+
+FORMAT: Final = LogFormat(
+    name=AGENT,
+    roots=_homes,
+    reader=CodexFile,
+    config_keys={"codex_home": Setting(str, "", "Codex home (holding sessions/); default ~/.codex")},
+    suffixes=(".jsonl", ".jsonl.zst"),
+    prefix="rollout-",
+    subdirs=("sessions", "archived_sessions"),
+    pick=pick_rollouts,
+    whole=((".zst", read_zstd),),
+)

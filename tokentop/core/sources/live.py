@@ -1,14 +1,16 @@
-"""Log sources inside a feed: backfill, then follow the files live (zero set-up).
+"""Log sources inside a feed: backfill, then follow the stores live (zero set-up).
 
 Registered as a feed start-up hook (``runner.STARTUP_HOOKS``): every feed — ``tokentop serve`` or the
-one the live view embeds — reads the user's Claude Code and Codex logs. All file work runs on one
-thread of its own; events reach the feed through ``FeedService.ingest_events`` on the feed's loop,
-in batches, so a large backfill never blocks the loop. While the backfill runs, the snapshot status
-carries ``import`` = ``{"state": "importing", "percent": 42, "text": "importing 42 %"}``.
+one the live view embeds — reads the enabled agents' stores (``formats.py``). All source work runs
+on one thread of its own; events reach the feed through ``FeedService.ingest_events`` on the feed's
+loop, in batches, so a large backfill never blocks the loop. While the backfill runs, the snapshot
+status carries ``import`` = ``{"state": "importing", "percent": 42, "text": "importing 42 %"}``.
 
-Watching uses ``watchfiles`` (inotify/FSEvents); when it cannot run (or ``sources.watch = false``)
-a cheap poll stats only recently active files every ``poll_interval_s``. Either way a full
-directory scan every :data:`RESCAN_S` seconds finds new roots and drops deleted files.
+Watching uses ``watchfiles`` (inotify/FSEvents) on the sources' directories; when it cannot run
+(or ``sources.watch = false``) a cheap poll reads only recently active stores every
+``poll_interval_s``. Either way a full scan every :data:`RESCAN_S` seconds finds new roots and
+drops deleted files. The loop knows no agent: it drives a
+:class:`~tokentop.core.sources.protocol.Source` (``sourceset.py``).
 """
 
 from __future__ import annotations
@@ -19,18 +21,21 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tokentop.core.events import Event
-from tokentop.core.sources.tailer import LogFile, LogSources, SourceSettings, _order, discover
+from tokentop.core.sources.settings import SourceSettings
+from tokentop.core.sources.sourceset import SourceSet
+
+if TYPE_CHECKING:
+    from tokentop.core.feed.service import FeedService
+    from tokentop.core.ledger import Ledger
 
 log = logging.getLogger("tokentop.sources")
 
 RESCAN_S: Final = 10.0
 #: With a watcher, the full scan is only a safety net (new roots, missed events): less often.
 RESCAN_WATCHING_S: Final = 30.0
-#: Files modified within this many seconds are stat'ed on every poll (polling mode).
-HOT_S: Final = 3600.0
 STATUS_EVERY_S: Final = 2.0
 
 
@@ -39,10 +44,10 @@ class Stopped(Exception):
 
 
 class LiveSources:
-    def __init__(self, service: Any, ledger: Any, settings: SourceSettings) -> None:
+    def __init__(self, service: FeedService, ledger: Ledger, settings: SourceSettings) -> None:
         self.service = service
         self.settings = settings
-        self.sources = LogSources(ledger, settings, host=service.host, clock=service.clock, workers=1)
+        self.sources = SourceSet.open(settings, ledger, host=service.host, clock=service.clock, workers=1)
         self.stop_event = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.mode = "starting"
@@ -114,23 +119,8 @@ class LiveSources:
             self._set_status("sources", {"state": self.mode, "enabled": list(self.settings.enabled),
                                          **self.sources.stats.to_json()})
 
-    def _files(self, paths: set[str]) -> list[tuple[LogFile, None]]:
-        out = []
-        for path in paths:
-            name = path.rsplit(os.sep, 1)[-1]
-            if name.endswith(".jsonl") or name.endswith(".jsonl.zst"):
-                kind = "codex" if name.startswith("rollout-") and self._under_codex(path) else "claude"
-                if kind == "claude" and "claude-code" not in self.settings.enabled:
-                    continue
-                out.append((LogFile(kind, path), None))
-        out.sort(key=_order)
-        return out
-
-    def _under_codex(self, path: str) -> bool:
-        return any(path.startswith(str(home).rstrip(os.sep) + os.sep) for home in self.settings.codex_homes)
-
     def _existing_roots(self) -> list[str]:
-        return sorted(str(r) for r in self.settings.roots() if r.is_dir())
+        return sorted({str(d) for d in self.sources.watch_dirs() if d.is_dir()})
 
     def _watch(self) -> bool:
         """Follow changes with watchfiles until stopped (True) or roots change / it fails (False)."""
@@ -154,9 +144,7 @@ class LiveSources:
                 for changes in watchfiles.watch(*roots, stop_event=self.stop_event, yield_on_timeout=True,
                                                 rust_timeout=1000, debounce=50, step=20, raise_interrupt=False):
                     if changes:
-                        files = self._files({p for _, p in changes})
-                        if files:
-                            self.sources.poll(self._sink, files=files)
+                        self.sources.poll_changed(self._sink, {p for _, p in changes})
                     if self.sources.pending_count():
                         self.sources.flush_pending(self._sink)
                     if time.monotonic() - last_scan >= RESCAN_WATCHING_S:
@@ -178,18 +166,14 @@ class LiveSources:
         self.mode = "polling"
         self._publish(force=True)
         last_scan = 0.0
-        hot: set[str] = set()
         interval = self.settings.poll_interval_s
         while not self.stop_event.wait(interval):
             now = time.monotonic()
             if now - last_scan >= RESCAN_S:
                 last_scan = now
-                listed = discover(self.settings)
-                wall = time.time()
-                hot = {lf.path for lf, st in listed if st.st_mtime > wall - HOT_S}
-                self.sources.poll(self._sink, files=None)
+                self.sources.poll(self._sink)
             else:
-                self.sources.poll(self._sink, files=self._files(hot))
+                self.sources.poll_recent(self._sink)
             if self.sources.pending_count():
                 self.sources.flush_pending(self._sink)
             self._publish()

@@ -1,16 +1,23 @@
-"""Incremental reading of append-only agent logs, shared by every log source.
+"""Incremental reading of append-only agent logs, shared by every :class:`LogFormat`.
 
-* Files are found under the source roots (:func:`discover`); each has a cursor (byte offset, inode,
-  size, mtime, a hash of its first bytes, and the parser's state) in the ledger table
-  ``source_cursors``, so a restart resumes where it stopped and unchanged files are never re-read.
+The tailer knows no agent: each format declares its roots, file names, order, grouping and
+per-file reader (``protocol.py``; the list is ``formats.py``).
+
+* Files are found under the enabled formats' roots (:func:`discover`); each has a cursor (byte
+  offset, inode, size, mtime, a hash of its first bytes, and the reader's state) in the ledger
+  table ``source_cursors``, so a restart resumes where it stopped and unchanged files are never
+  re-read.
 * Only whole lines are read: a last line without its newline is left for the next read (retried
   once the writer completes it). A file that shrank, changed inode or whose first bytes changed
   (rotated, recreated) is read again from the start; the ids of its events make the re-read
   harmless. A deleted file's cursor is dropped.
 * Cursors advance only after the sink accepted the events read before them (the sink is the
   feed's ingest, or the ledger directly for ``tokentop import``): a crash re-reads, never loses.
-* Claude responses still streaming keep the cursor at their first line, so a restart re-reads them.
-* ``.jsonl.zst`` (Codex) files are read whole through ``zstandard``; offsets count decompressed bytes.
+* Responses a reader holds (still streaming) keep the cursor at their first line, so a restart
+  re-reads them.
+* Files a format reads whole (``LogFormat.whole``, e.g. compressed archives) are loaded in one
+  piece; their offsets count content bytes.
+* A large backlog can be parsed by a worker process (``backfill.py``, passed as ``backfill``).
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Final, Iterable, Sequence
+from typing import Any, Callable, Final, Iterable, Protocol
 
 from tokentop.core.events import Event
 from tokentop.core.ledger import Ledger
-from tokentop.core.sources.claude_code import ClaudeFile, MessageMemory, claude_roots
-from tokentop.core.sources.codex import CodexFile, codex_homes
+from tokentop.core.sources.protocol import FileReader, LogFormat, Progress, SharedState, Sink, Stats
+from tokentop.core.sources.settings import SourceSettings
 
 log = logging.getLogger("tokentop.sources")
 
@@ -48,29 +55,25 @@ CREATE TABLE IF NOT EXISTS source_cursors (
 """
 
 HEAD_BYTES: Final = 256
-#: A backlog at least this large (bytes) is parsed by two processes when ``workers`` > 0.
-PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
-#: Share of a parallel backlog's bytes parsed by this process. 0: the worker parses (nearly) all of
-#: it while this process prices and stores the events; the ledger's inserts are the critical path.
-MAIN_SHARE: Final = 0.0
-#: Size of one job handed to a worker process (whole projects; results come back per job).
-JOB_BYTES: Final = 24 * 1024 * 1024
 READ_CHUNK: Final = 4 * 1024 * 1024
 #: Events handed to the sink at a time.
 BATCH_EVENTS: Final = 5000
-#: A streaming Claude response with no final line is emitted after this many seconds.
+#: A file written to within this many seconds is live: its readers may hold streaming responses,
+#: and those are emitted this long after they were first seen if no final line came.
 HOLD_S: Final = 30.0
+#: Files modified within this many seconds are stat'ed by :meth:`LogSources.poll_recent`.
+HOT_S: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class LogFile:
-    kind: str  # "claude" | "codex"
+    fmt: LogFormat
     path: str  # plain strings: a restart compares thousands of them, Path objects cost 15 us each
 
 
 @dataclass(slots=True)
 class Cursor:
-    kind: str
+    kind: str  # the format's name (rows written before formats had names say "claude" / "codex")
     inode: int
     size: int
     mtime_ns: int
@@ -78,109 +81,73 @@ class Cursor:
     head: str
     state: dict[str, Any] | None = None
 
+    def to_tuple(self) -> tuple[Any, ...]:
+        return (self.kind, self.inode, self.size, self.mtime_ns, self.offset, self.head, self.state)
+
 
 @dataclass(slots=True)
 class Open:
     """A file being followed: its reader and where reading stopped (maybe ahead of the cursor)."""
 
-    reader: Any
+    reader: FileReader
     read_offset: int
     inode: int
     head: str
 
 
-@dataclass
-class SourceSettings:
-    enabled: tuple[str, ...] = ("claude-code", "codex")
-    backfill_days: float = 30.0
-    claude_roots: tuple[Path, ...] = ()
-    codex_homes: tuple[Path, ...] = ()
-    watch: bool = True
-    poll_interval_s: float = 1.0
+@dataclass(slots=True)
+class Tally:
+    """One :meth:`LogSources.poll`'s progress: bytes read and events handed over."""
 
-    @classmethod
-    def from_config(cls, cfg: Any, env: dict[str, str] | None = None) -> SourceSettings:
-        s = cfg.sources
-        return cls(
-            enabled=tuple(s.enabled),
-            backfill_days=float(s.backfill_days),
-            claude_roots=tuple(claude_roots(list(s.claude_roots), env)),
-            codex_homes=tuple(codex_homes(s.codex_home, env)),
-            watch=bool(s.watch),
-            poll_interval_s=float(s.poll_interval_s),
-        )
+    total: int
+    progress: Progress | None
+    done: int = 0
+    handed: int = 0
 
-    def roots(self) -> list[Path]:
-        out: list[Path] = []
-        if "claude-code" in self.enabled:
-            out.extend(self.claude_roots)
-        if "codex" in self.enabled:
-            for home in self.codex_homes:
-                out += [home / "sessions", home / "archived_sessions"]
-        return out
+    def report(self) -> None:
+        if self.progress:
+            self.progress(self.done, self.total)
 
 
-@dataclass
-class Stats:
-    files: int = 0
-    files_read: int = 0
-    bytes_read: int = 0
-    lines: int = 0
-    events: int = 0
-    too_old: int = 0
-    counters: dict[str, int] = field(default_factory=dict)
+class Backlog(Protocol):
+    """Part of a poll's files being parsed elsewhere (``backfill.py``)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"files": self.files, "files_read": self.files_read, "bytes_read": self.bytes_read, "lines": self.lines,
-                "events": self.events, "too_old": self.too_old, **self.counters}
+    def drain(self, sink: Sink, tally: Tally, *, wait: bool) -> None:
+        """Hand over the results ready so far (all of them with ``wait``), in order."""
+
+    def cancel(self) -> None: ...
 
 
-def _walk(root: str, suffixes: tuple[str, ...], out: list[tuple[str, os.stat_result]]) -> None:
-    try:
-        it = os.scandir(root)
-    except OSError:
-        return
-    with it:
-        for entry in it:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    _walk(entry.path, suffixes, out)
-                elif entry.name.endswith(suffixes):
-                    out.append((entry.path, entry.stat()))
-            except OSError:
-                continue
+class Backfill(Protocol):
+    """Decides whether a poll's backlog is shared with another process, and starts that."""
+
+    def start(self, tailer: LogSources, todo: list[tuple[LogFile, os.stat_result]], now: float,
+              total_bytes: int) -> tuple[list[tuple[LogFile, os.stat_result]], Backlog | None]:
+        """Returns the files this process reads (in order) and the work given away, if any."""
 
 
 def discover(settings: SourceSettings) -> list[tuple[LogFile, os.stat_result]]:
-    """Every log file under the enabled roots, main transcripts before subagent ones."""
+    """Every file of the enabled log formats, in read order (see :func:`read_order`)."""
     found: list[tuple[LogFile, os.stat_result]] = []
-    if "claude-code" in settings.enabled:
-        seen: set[str] = set()
-        for root in settings.claude_roots:
-            got: list[tuple[str, os.stat_result]] = []
-            _walk(str(root), (".jsonl",), got)
-            for p, st in got:
-                if p not in seen:
+    seen: set[str] = set()
+    for fmt in settings.active():
+        if not isinstance(fmt, LogFormat):
+            continue
+        for root in settings.roots_of(fmt):
+            for p, st in fmt.find(root):
+                if p not in seen:  # overlapping roots: one file, one cursor
                     seen.add(p)
-                    found.append((LogFile("claude", p), st))
-    if "codex" in settings.enabled:
-        for home in settings.codex_homes:
-            active: list[tuple[str, os.stat_result]] = []
-            _walk(str(home / "sessions"), (".jsonl", ".jsonl.zst"), active)
-            archived: list[tuple[str, os.stat_result]] = []
-            _walk(str(home / "archived_sessions"), (".jsonl", ".jsonl.zst"), archived)
-            names = {_name(p).removesuffix(".zst") for p, _ in active}
-            files = active + [(p, st) for p, st in archived if _name(p).removesuffix(".zst") not in names]
-            plain = {_name(p) for p, _ in files if p.endswith(".jsonl")}
-            for p, st in files:
-                name = _name(p)
-                if name.endswith(".zst") and name[:-4] in plain:
-                    continue  # the plain .jsonl sibling wins
-                if name.startswith("rollout-"):
-                    found.append((LogFile("codex", p), st))
-    # parents before subagents: the sidechain-replay rule needs the parent message first
-    found.sort(key=_order)
+                    found.append((LogFile(fmt, p), st))
+    found.sort(key=read_order)
     return found
+
+
+def read_order(item: tuple[LogFile, Any]) -> tuple[bool, str]:
+    """Files a format reads ``later`` (e.g. ones whose rules need another file read first) after
+    the rest, then by path."""
+    lf = item[0]
+    later = lf.fmt.later
+    return (later is not None and later(lf.path), lf.path)
 
 
 _EVENT_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Event))
@@ -199,53 +166,13 @@ def _event_tuple(e: Event) -> tuple[Any, ...]:
 assert len(_EVENT_FIELDS) == 21 and _EVENT_FIELDS[-1] == "id_generated", "update _event_tuple for Event's fields"
 
 
-def _name(path: str) -> str:
-    return path.rsplit(os.sep, 1)[-1]
-
-
-def _is_subagent(path: str) -> bool:
-    return f"{os.sep}subagents{os.sep}" in path
-
-
-def _project_dir(path: str, roots: Sequence[Path]) -> str:
-    for root in roots:
-        prefix = str(root).rstrip(os.sep) + os.sep
-        if path.startswith(prefix):
-            return prefix + path[len(prefix):].split(os.sep, 1)[0]
-    return path.rsplit(os.sep, 1)[0]
-
-
-def _parse_share(settings: SourceSettings, host: str | None, now: float, specs: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """Worker process: read a share of the files from their cursors; events and new cursors back."""
-    src = LogSources(None, settings, host=host, clock=lambda: now)
-    cutoff = now - settings.backfill_days * 86400.0
-    out: list[Event] = []
-    for kind, path, cur in specs:
-        if cur is not None:
-            src.cursors[path] = Cursor(*cur)
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        src._read(LogFile(kind, path), st, now, cutoff, out)
-    cursors = {p: (c.kind, c.inode, c.size, c.mtime_ns, c.offset, c.head, c.state) for p, c in src.cursors.items()}
-    stats = {k: getattr(src.stats, k) for k in ("files_read", "bytes_read", "lines", "events", "too_old")}
-    stats["events"] = len(out)
-    # plain tuples pickle ~8x faster than frozen dataclasses; the parent rebuilds them with Event(*t)
-    rows = [_event_tuple(e) for e in out]  # explicit reads: ~5x faster than getattr per field name
-    return rows, cursors, stats, src.stats.counters, src.memory.export()
-
-
-def _order(item: tuple[LogFile, Any]) -> tuple[bool, str]:
-    return (_is_subagent(item[0].path), item[0].path)
-
-
 def _head(data: bytes) -> str:
     return hashlib.blake2b(data[:HEAD_BYTES], digest_size=8).hexdigest()
 
 
 class LogSources:
-    """The shared tailer: reads new lines of every log file and hands events to a sink."""
+    """The shared tailer: reads new lines of every enabled :class:`LogFormat`'s files and hands
+    events to a sink. A :class:`~tokentop.core.sources.protocol.Source`."""
 
     def __init__(
         self,
@@ -254,8 +181,8 @@ class LogSources:
         *,
         host: str | None = None,
         clock: Callable[[], float] = time.time,
-        workers: int = 0,
         batch_events: int = BATCH_EVENTS,
+        backfill: Backfill | None = None,
     ) -> None:
         self.ledger = ledger
         #: events handed to the sink at a time (cursors are committed after each hand-over)
@@ -263,11 +190,13 @@ class LogSources:
         self.settings = settings
         self.host = host
         self.clock = clock
-        self.memory = MessageMemory()
+        self.formats: tuple[LogFormat, ...] = tuple(f for f in settings.active() if isinstance(f, LogFormat))
+        #: state each format's readers share (by format name), e.g. message ids seen in every file
+        self.shared: dict[str, SharedState] = {f.name: f.shared() for f in self.formats if f.shared is not None}
         self.stats = Stats()
         self.open: dict[str, Open] = {}
-        #: extra processes that parse a large backlog (0: parse on this thread only)
-        self.workers = workers
+        #: how a large backlog is shared with a worker process (``None``: all parsed here)
+        self.backfill = backfill
         self.cursors: dict[str, Cursor] = {}
         if ledger is not None:
             ledger.ensure_schema(CURSOR_DDL)
@@ -275,9 +204,15 @@ class LogSources:
         self._dirty: dict[str, Cursor | None] = {}
         #: files holding streaming responses not yet emitted (live files only)
         self.pending_paths: set[str] = set()
+        #: files modified within :data:`HOT_S` at the last full poll (what :meth:`poll_recent` stats)
+        self.hot: list[LogFile] = []
+        # a changed path → its format: (dir prefix, format) for every dir the formats' files live in
+        self._dirs: list[tuple[str, LogFormat]] = [
+            (str(d).rstrip(os.sep) + os.sep, f) for f in self.formats for d in f.dirs(settings.roots_of(f))]
 
     # -- cursors -------------------------------------------------------------------------------
     def _load_cursors(self) -> dict[str, Cursor]:
+        assert self.ledger is not None
         rows = self.ledger.call(lambda c: c.execute(
             "SELECT path, kind, inode, size, mtime_ns, offset, head, state FROM source_cursors").fetchall())
         out = {}
@@ -306,22 +241,60 @@ class LogSources:
 
         self.ledger.call(run)
 
+    def take_cursors(self, cursors: dict[str, tuple[Any, ...]]) -> None:
+        """Adopt cursors advanced elsewhere (a backfill worker); the next read of each of these
+        files reopens it from its cursor. Committed with the poll's next commit."""
+        for path, c in cursors.items():
+            cur = Cursor(*c)
+            self.cursors[path] = cur
+            self._dirty[path] = cur
+            self.open.pop(path, None)
+
+    # -- what the live loop calls (protocol.Source) ---------------------------------------------
+    def watch_dirs(self) -> list[Path]:
+        return [d for f in self.formats for d in f.dirs(self.settings.roots_of(f))]
+
+    def files_at(self, paths: Iterable[str]) -> list[tuple[LogFile, None]]:
+        """The log files among changed ``paths`` (a watcher's report), in read order."""
+        out: list[tuple[LogFile, None]] = []
+        for path in paths:
+            name = path.rsplit(os.sep, 1)[-1]
+            for prefix, fmt in self._dirs:
+                if path.startswith(prefix) and fmt.matches(name):
+                    out.append((LogFile(fmt, path), None))
+                    break
+        out.sort(key=read_order)
+        return out
+
+    def poll_changed(self, sink: Sink, paths: set[str]) -> int:
+        files = self.files_at(paths)
+        return self.poll(sink, files=files) if files else 0
+
+    def poll_recent(self, sink: Sink) -> int:
+        return self.poll(sink, files=[(lf, None) for lf in self.hot])
+
+    def pending_count(self) -> int:
+        return len(self.pending_paths)
+
     # -- reading -------------------------------------------------------------------------------
     def poll(
         self,
-        sink: Callable[[list[Event]], object],
+        sink: Sink,
         *,
         files: Iterable[tuple[LogFile, os.stat_result | None]] | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> int:
         """Read what is new in ``files`` (default: every discovered file). Returns events handed over."""
         now = self.clock()
         cutoff = now - self.settings.backfill_days * 86400.0
+        listed: list[tuple[LogFile, os.stat_result | None]]
         if files is None:
-            listed = discover(self.settings)
-            self._forget_missing({f.path for f, _ in listed})
+            found = discover(self.settings)
+            self._forget_missing({f.path for f, _ in found})
+            self.hot = [lf for lf, st in found if st.st_mtime > now - HOT_S]
+            listed = list(found)
         else:
-            listed = list(files)  # type: ignore[arg-type]
+            listed = list(files)
         self.stats.files = max(self.stats.files, len(listed))
         todo = []
         total_bytes = 0
@@ -334,145 +307,51 @@ class LogSources:
                     continue
             cur = self.cursors.get(lf.path)
             opened = self.open.get(lf.path)
-            zst = lf.path.endswith(".zst")
+            whole = lf.fmt.loader(lf.path) is not None
             same = cur is not None and cur.size == st.st_size and cur.mtime_ns == st.st_mtime_ns and cur.inode == st.st_ino
-            if same and opened is None and (cur.offset == cur.size or zst):  # type: ignore[union-attr]
-                continue  # unchanged since the last run (a .zst is written whole; its offsets are decompressed bytes)
+            if same and opened is None and (cur.offset == cur.size or whole):  # type: ignore[union-attr]
+                continue  # unchanged since the last run (a whole-read file's offsets count content bytes)
             if opened is not None and opened.inode == st.st_ino and not opened.reader.pending \
-                    and (opened.read_offset == st.st_size or (zst and same)):
+                    and (opened.read_offset == st.st_size or (whole and same)):
                 continue
             if st.st_mtime < cutoff and cur is None:
                 continue  # nothing in it can be inside the backfill window
             todo.append((lf, st))
             total_bytes += max(0, st.st_size - (opened.read_offset if opened else (cur.offset if cur else 0)))
         batch: list[Event] = []
-        handed = 0
-        done_bytes = 0
-        work = None
-        if self.workers > 0 and total_bytes >= PARALLEL_MIN_BYTES and len(todo) > 1:
-            todo, theirs = self._split(todo, now)
-            if theirs:
-                work = self._start_worker(theirs, now)
-
-        def drain(wait: bool) -> None:
-            # worker results are handed over in order as they complete, between our own batches,
-            # so neither side holds more than a few batches of events
-            nonlocal handed, done_bytes
-            pool, jobs = work  # type: ignore[misc]
-            while jobs and (wait or jobs[0][0].done()):
-                fut, files, nbytes = jobs.pop(0)
-                handed += self._finish_job(fut, files, sink)
-                done_bytes += nbytes
-                if progress:
-                    progress(done_bytes, total_bytes)
-            if not jobs:
-                pool.shutdown(wait=False)
-
+        tally = Tally(total_bytes, progress)
+        backlog = None
+        if self.backfill is not None:
+            todo, backlog = self.backfill.start(self, todo, now, total_bytes)
         try:
             for lf, st in todo:
                 before = len(batch)
-                done_bytes += self._read(lf, st, now, cutoff, batch)
+                tally.done += self._read(lf, st, now, cutoff, batch)
                 self.stats.events += len(batch) - before
                 if len(batch) >= self.batch_events:
                     sink(batch)
-                    handed += len(batch)
+                    tally.handed += len(batch)
                     batch = []
                     self._commit_cursors()
-                    if work is not None:
-                        drain(wait=False)
-                    if progress:
-                        progress(done_bytes, total_bytes)
+                    if backlog is not None:
+                        backlog.drain(sink, tally, wait=False)
+                    tally.report()
             if batch:
                 sink(batch)
-                handed += len(batch)
+                tally.handed += len(batch)
             self._commit_cursors()
-            if work is not None:
-                drain(wait=True)
+            if backlog is not None:
+                backlog.drain(sink, tally, wait=True)
                 self._commit_cursors()
         except BaseException:
-            if work is not None:  # stopping mid-backfill: queued jobs are dropped, not run
-                work[0].shutdown(wait=False, cancel_futures=True)
+            if backlog is not None:  # stopping mid-backfill: queued work is dropped, not run
+                backlog.cancel()
             raise
         if progress:
             progress(total_bytes, total_bytes)
-        return handed
+        return tally.handed
 
-    # -- parallel parsing of a large backlog ----------------------------------------------------
-    def _start_offset(self, path: str) -> int:
-        opened = self.open.get(path)
-        if opened is not None:
-            return opened.read_offset
-        cur = self.cursors.get(path)
-        return cur.offset if cur else 0
-
-    def _split(self, todo: list[tuple[LogFile, os.stat_result]], now: float) -> tuple[list, list]:
-        """This process's share (about MAIN_SHARE of the bytes) and the worker's, as project groups.
-        A project's files stay together (the sidechain rule needs the parent file first); files
-        written to just now and files already open stay here."""
-        groups: dict[Any, list[tuple[LogFile, os.stat_result]]] = {}
-        mine: list[tuple[LogFile, os.stat_result]] = []
-        for lf, st in todo:
-            if st.st_mtime > now - HOLD_S or lf.path in self.open:
-                mine.append((lf, st))
-                continue
-            key = lf.path.rsplit(os.sep, 1)[0] if lf.kind == "codex" else _project_dir(lf.path, self.settings.claude_roots)
-            groups.setdefault((lf.kind, key), []).append((lf, st))
-        sizes = sorted(((sum(st.st_size for _, st in g), k) for k, g in groups.items()), key=lambda x: -x[0])
-        a = sum(st.st_size for _, st in mine)
-        b = 0
-        theirs: list[list[tuple[LogFile, os.stat_result]]] = []
-        for size, key in sizes:
-            if a <= MAIN_SHARE * (a + b + size):
-                mine += groups[key]
-                a += size
-            else:
-                theirs.append(sorted(groups[key], key=_order))
-                b += size
-        return sorted(mine, key=_order), theirs
-
-    def _start_worker(self, groups: list[list[tuple[LogFile, os.stat_result]]], now: float) -> Any:
-        """Submit the worker's share as jobs of about :data:`JOB_BYTES` (whole projects each)."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        jobs = []
-        chunk: list[tuple[LogFile, os.stat_result]] = []
-        size = 0
-        for i, group in enumerate(groups):
-            chunk += group
-            size += sum(st.st_size for _, st in group)
-            if size >= JOB_BYTES or i == len(groups) - 1:
-                specs = []
-                for lf, _ in chunk:
-                    cur = self.cursors.get(lf.path)
-                    specs.append((lf.kind, lf.path, None if cur is None else (
-                        cur.kind, cur.inode, cur.size, cur.mtime_ns, cur.offset, cur.head, cur.state)))
-                jobs.append((pool.submit(_parse_share, self.settings, self.host, now, specs), chunk, size))
-                chunk, size = [], 0
-        return pool, jobs
-
-    def _finish_job(self, fut: Any, files: list[tuple[LogFile, os.stat_result]], sink: Callable[[list[Event]], object]) -> int:
-        rows, cursors, stats, counters, memory = fut.result()
-        events = [Event(*row) for row in rows]
-        del rows
-        for i in range(0, len(events), self.batch_events):
-            sink(events[i : i + self.batch_events])
-        self.memory.merge(memory)
-        for name in ("files_read", "bytes_read", "lines", "events", "too_old"):
-            setattr(self.stats, name, getattr(self.stats, name) + stats[name])
-        for k, v in counters.items():
-            self.stats.counters[k] = self.stats.counters.get(k, 0) + v
-        for path, c in cursors.items():
-            cur = Cursor(*c)
-            self.cursors[path] = cur
-            self._dirty[path] = cur
-            self.open.pop(path, None)  # the next read reopens it from this cursor
-        # cursors are committed once all jobs are handed over: committing here would wait for the
-        # ledger to finish every queued insert, once per job
-        return len(events)
-
-    def flush_pending(self, sink: Callable[[list[Event]], object]) -> int:
+    def flush_pending(self, sink: Sink) -> int:
         """Emit streaming responses that never got their final line (after :data:`HOLD_S`)."""
         older = self.clock() - HOLD_S
         out: list[Event] = []
@@ -501,32 +380,28 @@ class LogSources:
         cur.state = opened.reader.state()
         self._dirty[path] = cur
 
-    def _reader(self, lf: LogFile, state: dict[str, Any] | None) -> Any:
-        if lf.kind == "claude":
-            return ClaudeFile(Path(lf.path), self.host, self.memory, state)
-        return CodexFile(Path(lf.path), self.host, None, state)
+    def _reader(self, lf: LogFile, state: dict[str, Any] | None) -> FileReader:
+        return lf.fmt.reader(Path(lf.path), self.host, self.shared.get(lf.fmt.name), state)
 
     def _read(self, lf: LogFile, st: os.stat_result, now: float, cutoff: float, out: list[Event]) -> int:
         path = lf.path
-        zst = path.endswith(".zst")
+        load = lf.fmt.loader(path)
+        data = b""
         try:
-            if zst:
-                import zstandard
-
-                with open(path, "rb") as fh:
-                    data = zstandard.ZstdDecompressor().stream_reader(fh).read()
+            if load is not None:
+                data = load(path)
             else:
                 fh = open(path, "rb")
         except OSError as exc:
             log.warning("cannot read %s: %s", path, exc)
             return 0
-        except Exception as exc:  # zstd errors
+        except Exception as exc:  # a corrupt archive (decompression errors)
             self.stats.counters["unreadable_files"] = self.stats.counters.get("unreadable_files", 0) + 1
             log.warning("cannot decompress %s: %s", path, exc)
             return 0
         try:
-            head = _head(data if zst else fh.read(HEAD_BYTES))
-            size = len(data) if zst else st.st_size
+            head = _head(data if load is not None else fh.read(HEAD_BYTES))
+            size = len(data) if load is not None else st.st_size
             opened = self.open.get(path)
             cur = self.cursors.get(path)
             if opened is not None and (opened.inode != st.st_ino or opened.head != head or size < opened.read_offset):
@@ -543,11 +418,11 @@ class LogSources:
                     cur = None
                 self.open[path] = opened
             if cur is None:
-                cur = Cursor(lf.kind, st.st_ino, st.st_size, st.st_mtime_ns, 0, head, None)
+                cur = Cursor(lf.fmt.name, st.st_ino, st.st_size, st.st_mtime_ns, 0, head, None)
                 self.cursors[path] = cur
             live = st.st_mtime > now - HOLD_S
             start = opened.read_offset
-            if zst:
+            if load is not None:
                 chunk_source: Any = [data[start:]]
             else:
                 fh.seek(start)
@@ -589,11 +464,11 @@ class LogSources:
             self.stats.bytes_read += pos - start
             self.stats.files_read += 1
             opened.read_offset = pos
-            cur.inode, cur.size, cur.mtime_ns, cur.head = st.st_ino, st.st_size, st.st_mtime_ns, head
+            cur.kind, cur.inode, cur.size, cur.mtime_ns, cur.head = lf.fmt.name, st.st_ino, st.st_size, st.st_mtime_ns, head
             self._advance(path, opened)
             return pos - start
         finally:
-            if not zst:
+            if load is None:
                 fh.close()
 
     def _forget(self, path: str) -> None:
@@ -605,6 +480,3 @@ class LogSources:
     def _forget_missing(self, present: set[str]) -> None:
         for path in [p for p in self.cursors if p not in present]:
             self._forget(path)
-
-    def pending_count(self) -> int:
-        return len(self.pending_paths)

@@ -1,0 +1,154 @@
+"""Parallel parsing of a large log backlog: a worker process parses whole groups of files.
+
+On a cold import most of the time goes into JSON parsing and into the ledger's inserts; with
+:class:`ParallelBackfill` a worker process (``spawn``) parses the backlog from the files' cursors
+while this process prices and stores the events. Results come back per job, in order, between
+this process's own batches, so neither side holds more than a few batches of events. A format's
+``group`` keeps files that must be read together (Claude Code: a session and its subagents) in
+one job, in read order. Files written to within the hold time and files already open stay in this
+process (their readers hold state here).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from typing import Any, Final
+
+from tokentop.core.events import Event
+from tokentop.core.sources.protocol import LogFormat, Sink, Stats
+from tokentop.core.sources.settings import SourceSettings
+from tokentop.core.sources.tailer import HOLD_S, LogFile, LogSources, Tally, _event_tuple, read_order
+
+#: A backlog at least this large (bytes) is parsed by two processes.
+PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
+#: Share of a parallel backlog's bytes parsed by this process. 0: the worker parses (nearly) all of
+#: it while this process prices and stores the events; the ledger's inserts are the critical path.
+MAIN_SHARE: Final = 0.0
+#: Size of one job handed to a worker process (whole groups; results come back per job).
+JOB_BYTES: Final = 24 * 1024 * 1024
+
+Files = list[tuple[LogFile, os.stat_result]]
+#: what a worker sends back: event tuples, cursors, stats, each format's shared-state export
+ShareResult = tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]], Stats, dict[str, Any]]
+
+
+def _group_key(lf: LogFile, settings: SourceSettings) -> tuple[str, str]:
+    fmt = lf.fmt
+    key = fmt.group(lf.path, settings.roots_of(fmt)) if fmt.group is not None else lf.path.rsplit(os.sep, 1)[0]
+    return (fmt.name, key)
+
+
+def split(tailer: LogSources, todo: Files, now: float) -> tuple[Files, list[Files]]:
+    """This process's share (about :data:`MAIN_SHARE` of the bytes) and the worker's, as groups.
+    A group's files stay together; files written to just now and files already open stay here."""
+    groups: dict[tuple[str, str], Files] = {}
+    mine: Files = []
+    for lf, st in todo:
+        if st.st_mtime > now - HOLD_S or lf.path in tailer.open:
+            mine.append((lf, st))
+            continue
+        groups.setdefault(_group_key(lf, tailer.settings), []).append((lf, st))
+    sizes = sorted(((sum(st.st_size for _, st in g), k) for k, g in groups.items()), key=lambda x: -x[0])
+    a = sum(st.st_size for _, st in mine)
+    b = 0
+    theirs: list[Files] = []
+    for size, key in sizes:
+        if a <= MAIN_SHARE * (a + b + size):
+            mine += groups[key]
+            a += size
+        else:
+            theirs.append(sorted(groups[key], key=read_order))
+            b += size
+    return sorted(mine, key=read_order), theirs
+
+
+def parse_share(settings: SourceSettings, host: str | None, now: float,
+                specs: list[tuple[str, str, tuple[Any, ...] | None]]) -> ShareResult:
+    """Worker process: read a share of the files from their cursors; events and new cursors back."""
+    src = LogSources(None, settings, host=host, clock=lambda: now)
+    formats: dict[str, LogFormat] = {f.name: f for f in src.formats}
+    cutoff = now - settings.backfill_days * 86400.0
+    out: list[Event] = []
+    for name, path, cur in specs:
+        if cur is not None:
+            src.take_cursors({path: cur})
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        src._read(LogFile(formats[name], path), st, now, cutoff, out)
+    cursors = {p: c.to_tuple() for p, c in src.cursors.items()}
+    src.stats.events = len(out)
+    # plain tuples pickle ~8x faster than frozen dataclasses; the parent rebuilds them with Event(*t)
+    rows = [_event_tuple(e) for e in out]  # explicit reads: ~5x faster than getattr per field name
+    return rows, cursors, src.stats, {name: s.export() for name, s in src.shared.items()}
+
+
+class WorkerBacklog:
+    """The worker's share, submitted as jobs of about :data:`JOB_BYTES` (whole groups each)."""
+
+    def __init__(self, tailer: LogSources, groups: list[Files], now: float, workers: int) -> None:
+        import multiprocessing  # only a large backlog pays for these imports
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.tailer = tailer
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self.jobs: list[tuple[Future[ShareResult], Files, int]] = []
+        chunk: Files = []
+        size = 0
+        for i, group in enumerate(groups):
+            chunk += group
+            size += sum(st.st_size for _, st in group)
+            if size >= JOB_BYTES or i == len(groups) - 1:
+                specs = []
+                for lf, _ in chunk:
+                    cur = tailer.cursors.get(lf.path)
+                    specs.append((lf.fmt.name, lf.path, None if cur is None else cur.to_tuple()))
+                self.jobs.append((self.pool.submit(parse_share, tailer.settings, tailer.host, now, specs), chunk, size))
+                chunk, size = [], 0
+
+    def drain(self, sink: Sink, tally: Tally, *, wait: bool) -> None:
+        # worker results are handed over in order as they complete, between the tailer's own batches
+        jobs = self.jobs
+        while jobs and (wait or jobs[0][0].done()):
+            fut, _files, nbytes = jobs.pop(0)
+            tally.handed += self._finish(fut, sink)
+            tally.done += nbytes
+            tally.report()
+        if not jobs:
+            self.pool.shutdown(wait=False)
+
+    def cancel(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _finish(self, fut: Future[ShareResult], sink: Sink) -> int:
+        rows, cursors, stats, shared = fut.result()
+        events = [Event(*row) for row in rows]
+        del rows
+        tailer = self.tailer
+        for i in range(0, len(events), tailer.batch_events):
+            sink(events[i : i + tailer.batch_events])
+        for name, exported in shared.items():
+            tailer.shared[name].merge(exported)
+        tailer.stats.add(stats)
+        # cursors are committed once all jobs are handed over: committing here would wait for the
+        # ledger to finish every queued insert, once per job
+        tailer.take_cursors(cursors)
+        return len(events)
+
+
+class ParallelBackfill:
+    """A :class:`~tokentop.core.sources.tailer.Backfill`: a backlog of at least
+    :data:`PARALLEL_MIN_BYTES` in more than one file is shared with ``workers`` processes."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+
+    def start(self, tailer: LogSources, todo: Files, now: float, total_bytes: int) -> tuple[Files, WorkerBacklog | None]:
+        if self.workers <= 0 or total_bytes < PARALLEL_MIN_BYTES or len(todo) <= 1:
+            return todo, None
+        mine, theirs = split(tailer, todo, now)
+        if not theirs:
+            return mine, None
+        return mine, WorkerBacklog(tailer, theirs, now, self.workers)

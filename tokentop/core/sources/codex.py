@@ -70,9 +70,8 @@ class CodexFile(LineReader):
 
     prefilter = None  # lines are filtered by the three kinds below
 
-    def __init__(self, path: Path, host: str | None, memory: object = None, state: dict[str, Any] | None = None) -> None:
-        self.path = path
-        self.host = host
+    def __init__(self, path: Path, host: str | None, shared: object = None, state: dict[str, Any] | None = None) -> None:
+        super().__init__(path, host)
         m = _UUID_TAIL.search(path.name)
         st = state or {}
         self.session: str | None = st.get("session") or (m.group(1) if m else None)
@@ -84,7 +83,6 @@ class CodexFile(LineReader):
         self.forked: bool = bool(st.get("forked"))
         self.replay_second: int | None = st.get("replay_second")
         self.replaying: bool = bool(st.get("replaying"))
-        self.pending: dict[str, Any] = {}
 
     def state(self) -> dict[str, Any]:
         return {

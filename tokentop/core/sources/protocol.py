@@ -43,10 +43,13 @@ RootsResolver = Callable[[Mapping[str, Any], Mapping[str, str]], tuple[Path, ...
 class FileReader(Protocol):
     """One file's parser state. The tailer hands it every complete line, in order, with its offset."""
 
-    #: Lines not containing these bytes are never handed to :meth:`feed` (``None``: every line).
-    prefilter: bytes | None
-    #: Responses held back (not yet emitted); truthy while any is.
-    pending: Sized
+    @property
+    def prefilter(self) -> bytes | None:
+        """Lines not containing these bytes are never handed to :meth:`feed` (``None``: every line)."""
+
+    @property
+    def pending(self) -> Sized:
+        """Responses held back (not yet emitted); truthy while any is."""
 
     def feed(self, raw: bytes, offset: int, live: bool, now: float, out: list[Event], stats: dict[str, int]) -> None:
         """Parse one line (without its newline) starting at byte ``offset``; append events to ``out``,
@@ -182,7 +185,7 @@ class LogFormat:
         return None
 
 
-@dataclass(slots=True)
+@dataclass
 class Stats:
     """What a source read; ``counters`` holds named problems and rule hits ("malformed", ...)."""
 
@@ -194,11 +197,9 @@ class Stats:
     too_old: int = 0
     counters: dict[str, int] = field(default_factory=dict)
 
-    COUNTS = ("files_read", "bytes_read", "lines", "events", "too_old")
-
     def add(self, other: Stats) -> None:
         self.files += other.files
-        for name in Stats.COUNTS:
+        for name in ("files_read", "bytes_read", "lines", "events", "too_old"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.counters.items():
             self.counters[k] = self.counters.get(k, 0) + v
@@ -238,7 +239,7 @@ class Source(Protocol):
         """Directories whose changes should trigger :meth:`poll_changed` (existing or not)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SourceContext:
     """What a :class:`StoreFormat` gets to build its :class:`Source`."""
 

@@ -66,8 +66,8 @@ class SourceSettings:
     and benchmarks name theirs; :meth:`from_config` resolves every format's from config + env).
     """
 
-    #: names of the formats to read (default: every format in ``formats``)
-    enabled: tuple[str, ...] | None = None
+    #: names of the formats to read
+    enabled: tuple[str, ...] = KNOWN_SOURCES
     backfill_days: float = 30.0
     roots: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
     watch: bool = True
@@ -77,13 +77,11 @@ class SourceSettings:
 
     def __post_init__(self) -> None:
         _check_formats(self.formats)
-        if self.enabled is None:
-            self.enabled = tuple(f.name for f in self.formats)
 
     @classmethod
     def from_config(cls, cfg: Config, env: Mapping[str, str] | None = None,
                     formats: tuple[Format, ...] = FORMATS) -> SourceSettings:
-        s = cfg.sources
+        s = cfg.section("sources")
         env = os.environ if env is None else env
         return cls(
             enabled=tuple(s.enabled),
@@ -96,8 +94,7 @@ class SourceSettings:
 
     def active(self) -> tuple[Format, ...]:
         """The enabled formats, in list order."""
-        enabled = self.enabled or ()
-        return tuple(f for f in self.formats if f.name in enabled)
+        return tuple(f for f in self.formats if f.name in self.enabled)
 
     def roots_of(self, fmt: Format) -> tuple[Path, ...]:
         return tuple(self.roots.get(fmt.name, ()))

@@ -73,13 +73,6 @@ class ManualSource:
         return self.requests[:limit]
 
 
-def _request_dicts(items: list[Any]) -> list[dict[str, Any]]:
-    return [
-        dict(item.event.to_dict(), cost_kind=item.cost.kind, usd=None if item.cost.pusd is None else float(item.cost.usd))
-        for item in items
-    ]
-
-
 class EmbeddedSource:
     """A feed running in this process on its own thread."""
 
@@ -118,7 +111,7 @@ class EmbeddedSource:
             return await _fetch_requests(runner.address, view, key, limit)
 
         async def take() -> list[dict[str, Any]]:
-            return _request_dicts(runner.service.aggregator.recent_requests(view, key, limit))
+            return runner.service.recent_requests_json(view, key, limit)
 
         return await asyncio.to_thread(runner.run_coroutine, take())
 
@@ -126,7 +119,7 @@ class EmbeddedSource:
 def live_view_shape() -> StreamShape:
     """The stream the live view needs: its table views, sessions (kill flow, per-row sessions), and
     burn series in compact form (integer micro-dollars: sparklines and the detail chart)."""
-    from tokentop.ui.views import VIEWS as TABLE_VIEWS
+    from tokentop.ui.views import TABLE_VIEWS
 
     dims = {spec.dim for spec in TABLE_VIEWS.values()} | {"sessions"}
     return StreamShape(views=tuple(sorted(dims)), series="compact")

@@ -24,7 +24,7 @@ from textual.widget import Widget
 
 from tokentop.core.snapshot import Row, SortKey
 from tokentop.ui import format as fmt
-from tokentop.ui.views import Cell, Column, ViewSpec, layout_columns, visible_columns
+from tokentop.ui.views import CellText, Column, ViewSpec, layout_columns, visible_columns
 
 GUTTER = 1  # left cell: the tag mark
 #: how a budget / runaway flag from the feed's policy shows in the STATE column
@@ -93,7 +93,7 @@ class BurnTable(Widget, can_focus=True):
         self.flags: dict[str, str] = {}
         #: column id -> row key -> cell, for columns whose text comes from the snapshot's status
         #: (a host's lag in the Hosts view); a missing key falls back to the column's own render
-        self.extra_cells: dict[str, dict[str, Cell]] = {}
+        self.extra_cells: dict[str, dict[str, CellText]] = {}
         #: how many row lines were rebuilt in total (the bench and tests read it)
         self.lines_rendered = 0
 
@@ -117,7 +117,7 @@ class BurnTable(Widget, can_focus=True):
             self.columns = columns
             self._invalidate()
 
-    def set_extra_cells(self, cells: dict[str, dict[str, Cell]]) -> None:
+    def set_extra_cells(self, cells: dict[str, dict[str, CellText]]) -> None:
         """Cells from the snapshot's status (a host's LAG / SEEN). A row whose data did not change
         keeps its Row object, so the lines whose extra cells changed are repainted here."""
         if cells == self.extra_cells:

@@ -1,8 +1,9 @@
 """The feed-side control layer: plans and acts on sessions, keeps the session→process registry,
 talks to emitters, writes the audit log and publishes outcomes in snapshot status.
 
-One instance per feed (:func:`control_for`); runs on the feed's event loop. The UI reaches it
-through a :class:`~tokentop.core.control.port.Controller` (``tokentop.core.control.controller.build_controller``);
+One instance per feed, made by :func:`tokentop.core.control.attach.attach` (``runner.parts.control``);
+runs on the feed's event loop. The UI reaches it through a
+:class:`~tokentop.core.control.port.Controller` (``tokentop.core.control.controller.build_controller``);
 the CLI and remote viewers through the HTTP API (``tokentop.core.control.api``).
 """
 
@@ -323,11 +324,3 @@ class ControlService:
             "outcomes": list(self.outcomes),
         })
 
-
-def control_for(feed_app: Any) -> ControlService:
-    """The feed's one :class:`ControlService` (created on first use)."""
-    ctl = getattr(feed_app, "control", None)
-    if ctl is None:
-        ctl = ControlService(feed_app.service)
-        feed_app.control = ctl
-    return ctl

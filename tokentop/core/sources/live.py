@@ -1,7 +1,7 @@
 """Log sources inside a feed: backfill, then follow the files live (zero set-up).
 
-Registered as a feed start-up hook (``runner.STARTUP_HOOKS``): every feed — ``tokentop serve`` or the
-one the live view embeds — reads the user's Claude Code and Codex logs. All file work runs on one
+Attached to every host feed by :func:`tokentop.core.sources.attach.attach`: every feed — ``tokentop
+serve`` or the one the live view embeds — reads the user's Claude Code and Codex logs. All file work runs on one
 thread of its own; events reach the feed through ``FeedService.ingest_events`` on the feed's loop,
 in batches, so a large backfill never blocks the loop. While the backfill runs, the snapshot status
 carries ``import`` = ``{"state": "importing", "percent": 42, "text": "importing 42 %"}``.
@@ -194,16 +194,3 @@ class LiveSources:
                 self.sources.flush_pending(self._sink)
             self._publish()
 
-
-def attach(runner: Any) -> None:
-    """Feed start-up hook: follow the configured log sources in this feed."""
-    if os.environ.get("TOKENTOP_NO_SOURCES"):
-        runner.app.codex_logs_enabled = False  # the OTLP receiver then counts Codex OTel events
-        return
-    settings = SourceSettings.from_config(runner.config)
-    runner.app.codex_logs_enabled = "codex" in settings.enabled
-    if not settings.enabled:
-        return
-    live = LiveSources(runner.service, runner.ledger, settings)
-    runner.extras["sources"] = live
-    runner.app.background.append(live.run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -38,3 +38,27 @@ def feed(tmp_path: Path) -> Iterator["FeedRunner"]:  # noqa: F821
         yield runner
     finally:
         runner.stop()
+
+
+@pytest.fixture
+def status_snapshots(tmp_path: Path) -> Iterator[Callable[[str, Any], tuple["Snapshot", "Snapshot"]]]:  # noqa: F821
+    """``(key, value) -> (embedded, remote)``: a feed's snapshot carrying ``status[key] = value``, as an
+    embedded live view gets it (the object) and as a remote one does (through the stream's JSON)."""
+    import orjson
+
+    from tokentop.core.feed.service import FeedService
+    from tokentop.core.ledger import Ledger
+    from tokentop.core.snapshot import Snapshot
+
+    ledger = Ledger(tmp_path / "status.db")
+
+    def make(key: str, value: Any) -> tuple[Snapshot, Snapshot]:
+        service = FeedService(ledger)
+        service.set_status(key, value)
+        embedded = service.snapshot()
+        return embedded, Snapshot.from_json(orjson.loads(orjson.dumps(embedded.to_json())))
+
+    try:
+        yield make
+    finally:
+        ledger.close()

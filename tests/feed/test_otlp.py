@@ -212,3 +212,14 @@ def test_token_required_when_ingest_requires_it(feed) -> None:
     r = post(feed, "/v1/logs", logs(api_request()), headers={"authorization": f"Bearer {feed.token}"})
     assert r.status_code == 200
     assert today(feed) == (1, 527)
+
+
+def test_otlp_status_reads_back_the_receivers_counters(feed, status_snapshots) -> None:
+    from tokentop.core.feed.otlp import OtlpStatus
+
+    assert post(feed, "/v1/logs", logs(api_request())).status_code == 200
+    status = OtlpStatus.of(feed.snapshot())
+    assert status is not None and status.counters["claude_api_request"] == 1
+    embedded, remote = status_snapshots("otlp", status.to_json())
+    assert OtlpStatus.of(embedded) == status == OtlpStatus.of(remote)
+    assert OtlpStatus.from_json({"rejected": 2, "odd": "x"}) == OtlpStatus({"rejected": 2})

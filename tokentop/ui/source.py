@@ -128,7 +128,7 @@ def live_view_shape() -> StreamShape:
 class RemoteSource:
     """Another feed's snapshot stream; reconnects by itself when the feed restarts."""
 
-    def __init__(self, url: str, *, retry_s: float = 1.0, clock: Any = time.time,
+    def __init__(self, url: str, *, retry_s: float = 1.0, clock: Callable[[], float] = time.time,
                  shape: StreamShape | None = None) -> None:
         self.url = url
         #: what is asked of the feed's ``WS /v1/stream``; ``None`` = :func:`live_view_shape` at start

@@ -34,7 +34,8 @@ import hashlib
 import json
 import logging
 import zlib
-from typing import Any, Callable, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,7 +45,11 @@ from tokentop.core.events import Event, EventError, MAX_TOKENS, parse_timestamp
 from tokentop.core.feed.parts import Attached, FeedBase
 from tokentop.core.feed.server import BodyTooLarge, FeedSettings, TokenGate, read_body
 from tokentop.core.feed.service import FeedService
+from tokentop.core.pricing import Cost
 from tokentop.core.sources.attach import reads_codex_logs
+
+if TYPE_CHECKING:
+    from tokentop.core.snapshot import Snapshot
 
 log = logging.getLogger("tokentop.otlp")
 
@@ -135,6 +140,29 @@ def _hash_id(prefix: str, *parts: Any) -> str:
 
 # -- the receiver -------------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class OtlpStatus:
+    """``status["otlp"]``: the receiver's counters since the feed started (records of each kind
+    seen, ``rejected``, ``bad_requests``, metrics ignored because events won, ...)."""
+
+    KEY: ClassVar[str] = "otlp"
+
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.counters)
+
+    @classmethod
+    def from_json(cls, obj: object) -> OtlpStatus | None:
+        if not isinstance(obj, dict):
+            return None
+        return cls({str(k): v for k, v in obj.items() if isinstance(v, int) and not isinstance(v, bool)})
+
+    @classmethod
+    def of(cls, snapshot: Snapshot | None) -> OtlpStatus | None:
+        return None if snapshot is None else cls.from_json(snapshot.status.get(cls.KEY))
+
+
 class OtlpReceiver:
     """Converts OTLP payloads to events and ingests them into the feed's service."""
 
@@ -159,7 +187,7 @@ class OtlpReceiver:
     def _count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
-    def _on_accepted(self, items: Any) -> None:
+    def _on_accepted(self, items: Sequence[tuple[Event, Cost]]) -> None:
         prefix = CLAUDE_AGENT + "/"
         for event, _cost in items:
             agent = event.agent
@@ -214,7 +242,7 @@ class OtlpReceiver:
         events, rejected, errors = self.convert(signal, payload)
         if events:
             await self.service.ingest_events(events)
-        self.service.set_status("otlp", dict(self.counters))
+        self.service.set_status(OtlpStatus.KEY, OtlpStatus(self.counters).to_json())
         message = "; ".join(errors[:5])
         return self._answer(signal, proto, rejected, message)
 

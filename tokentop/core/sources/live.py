@@ -22,6 +22,7 @@ import time
 from typing import Any, Final
 
 from tokentop.core.events import Event
+from tokentop.core.sources.status import ImportStatus, SourcesStatus
 from tokentop.core.sources.tailer import LogFile, LogSources, SourceSettings, _order, discover
 
 log = logging.getLogger("tokentop.sources")
@@ -91,28 +92,27 @@ class LiveSources:
             pass
         except Exception:  # a source bug never takes the feed down; it shows in the status
             log.exception("log sources stopped")
-            self._set_status("sources", {"state": "failed", "see": "feed log"})
+            self._set_status(SourcesStatus.KEY, SourcesStatus.failed().to_json())
 
     def _progress(self, done: int, total: int) -> None:
         pct = 100 if total <= 0 else min(100, int(done * 100 / total))
-        self._set_status("import", {"state": "importing", "percent": pct, "text": f"importing {pct} %"})
+        self._set_status(ImportStatus.KEY, ImportStatus.importing(pct).to_json())
         if self.stop_event.is_set():
             raise Stopped
 
     def _backfill(self) -> None:
-        self._set_status("import", {"state": "importing", "percent": 0, "text": "importing 0 %"})
+        self._set_status(ImportStatus.KEY, ImportStatus.importing(0).to_json())
         t0 = time.monotonic()
         n = self.sources.poll(self._sink, progress=self._progress)
-        self._set_status("import", {"state": "done", "percent": 100, "events": n,
-                                    "seconds": round(time.monotonic() - t0, 3), "text": "imported"})
+        self._set_status(ImportStatus.KEY, ImportStatus.finished(n, time.monotonic() - t0).to_json())
         self._publish(force=True)
 
     def _publish(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
-            self._set_status("sources", {"state": self.mode, "enabled": list(self.settings.enabled),
-                                         **self.sources.stats.to_json()})
+            status = SourcesStatus(self.mode, tuple(self.settings.enabled), self.sources.stats.to_json())
+            self._set_status(SourcesStatus.KEY, status.to_json())
 
     def _files(self, paths: set[str]) -> list[tuple[LogFile, None]]:
         out = []

@@ -75,36 +75,34 @@ def run(args: argparse.Namespace, *, controller: Controller | None = None) -> in
     return run_live(args, controller=controller)
 
 
-def run_live(args: argparse.Namespace, *, source: SnapshotSource | None = None, controller: Controller | None = None) -> int:
+def run_live(args: argparse.Namespace, *, controller: Controller | None = None) -> int:
     """Run the Textual app on the configured/remote feed or an embedded one."""
     from tokentop.config import config_path
+    from tokentop.ui.source import EmbeddedSource, RemoteSource
 
     cfg = load_config(args)
     runner = None
-    if source is None:
-        explicit = getattr(args, "feed", None)
-        from tokentop.ui.source import EmbeddedSource, RemoteSource
+    source: SnapshotSource
+    explicit = getattr(args, "feed", None)
+    client = None if explicit else find_feed(args, cfg)
+    if explicit:
+        source = RemoteSource(explicit)
+    elif client is not None:
+        url = client.url
+        client.close()
+        source = RemoteSource(url)
+    elif cfg.feed.embedded:
+        from tokentop.core.feed.runner import FeedRunner
+        from tokentop.core.ledger import LedgerError
 
-        if explicit:
-            source = RemoteSource(explicit)
-        else:
-            client = find_feed(args, cfg)
-            if client is not None:
-                url = client.url
-                client.close()
-                source = RemoteSource(url)
-            elif cfg.feed.embedded:
-                from tokentop.core.feed.runner import FeedRunner
-                from tokentop.core.ledger import LedgerError
-
-                try:
-                    runner = FeedRunner(cfg)
-                    runner.start_in_thread(require_listen=False)
-                except (LedgerError, PermissionError, ValueError) as exc:
-                    return fail(str(exc))
-                source = EmbeddedSource(runner)
-            else:
-                return fail(f"no feed answers at {cfg.feed_url} and feed.embedded is false; start one with: tokentop serve")
+        try:
+            runner = FeedRunner(cfg)
+            runner.start_in_thread(require_listen=False)
+        except (LedgerError, PermissionError, ValueError) as exc:
+            return fail(str(exc))
+        source = EmbeddedSource(runner)
+    else:
+        return fail(f"no feed answers at {cfg.feed_url} and feed.embedded is false; start one with: tokentop serve")
     from tokentop.ui.app import TokentopApp, default_screen_views
 
     app = TokentopApp(

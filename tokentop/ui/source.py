@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
 
 class SnapshotSource(Protocol):
-    #: shown in the header: where the data comes from
-    label: str
+    @property
+    def label(self) -> str:
+        """Shown in the header: where the data comes from."""
+        ...
+
     #: False while a remote feed cannot be reached
     connected: bool
     #: why it is disconnected (shown in the header)
@@ -136,7 +139,7 @@ class RemoteSource:
         self.label = f"feed {url}"
         self.connected = False
         self.error: str | None = "connecting…"
-        self.control_url = url
+        self.control_url: str | None = url
         self.retry_s = retry_s
         self._clock = clock
         self._snapshot: Snapshot | None = None

@@ -1,7 +1,7 @@
 """The live table: a line-API widget that paints only what is visible and only what changed.
 
-Why not ``DataTable``: it repaints every visible cell on any update (~35 ms per frame at 160x50,
-``shared/reference/textual.md`` §2). Here each row's line is a cached :class:`Strip`, rebuilt only
+Why not ``DataTable``: it repaints every visible cell on any update (~35 ms per frame at 160x50;
+docs/ui.md § Performance). Here each row's line is a cached :class:`Strip`, rebuilt only
 when that row's data, the layout, the cursor/tag mark or the theme changed, and :meth:`show`
 refreshes only the screen lines whose content changed.
 
@@ -11,7 +11,7 @@ disappears (filtered out, evicted) the cursor moves to the row now at the same p
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -188,9 +188,6 @@ class BurnTable(Widget, can_focus=True):
 
     def rows_keys_in_order(self) -> list[str]:
         return [r.key for r in self.rows]
-
-    def visible_rows(self) -> list[Row]:
-        return self.rows[self._top : self._top + self._body_height()]
 
     def render_text(self) -> list[str]:
         """What the table shows now, as plain text lines (tests, ``--once --plain``)."""
@@ -450,7 +447,3 @@ class BurnTable(Widget, can_focus=True):
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:  # noqa: D401
         return max(1, len(self.rows) + 1)
-
-
-def keys_of(rows: Iterable[Row]) -> list[str]:
-    return [r.key for r in rows]

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Final, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Final, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokentop.feed")
 
 #: A task the feed runs while it serves (started with the app, cancelled when it stops).
-BackgroundJob = Callable[[], Awaitable[None]]
+BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
 #: Answers a ``WS /v1/publish`` message that carries a ``"type"`` (hello, control acks); ``None``: not mine.
 PublishMetaHook = Callable[[WebSocket, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 #: Told when a publish socket closes.

@@ -87,25 +87,27 @@ def build_fleet_runner(
     settings = NatsSettings.from_config(cfg, url=url)
     path = Path(ledger_path) if ledger_path else fleet_ledger_path(cfg, settings)
     name = consumer or settings.consumer or default_consumer_name(cfg.host_name, str(path))
-    lock: _LedgerLock | None = _LedgerLock(path)
     ledger_target: str | Path = path
-    if lock is not None and not lock.acquire():
+    lock = _LedgerLock(path)
+    held = lock.acquire()
+    if not held:
         if not private_if_busy:
             raise FleetBusy(f"another fleet view on this machine uses {path} (and its NATS consumer {name}); "
                             "stop it, or give this one its own [nats] fleet_ledger_path")
-        lock = None
         ledger_target = ":memory:"
         name = f"{name}-private-{secrets.token_hex(4)}"
         settings = dataclasses.replace(settings, consumer_inactive_days=PRIVATE_CONSUMER_INACTIVE_DAYS)
+    ledger: Ledger | None = None
     try:
         ledger = Ledger(ledger_target, retention_days=float(cfg.ledger.retention_days))
         runner = FeedRunner(cfg, listen=listen, ledger=ledger, clock=clock,
                             nats=dataclasses.replace(settings, consumer=name), attachments=FLEET_FEED)
     except BaseException:
-        if lock is not None:
-            lock.release()
+        if ledger is not None:
+            ledger.close()
+        lock.release()
         raise
-    if lock is not None:
+    if held:
         # after the feed's thread ended, so a view restarted right after stop() finds the ledger free
         runner.stop_callbacks.append(lock.release)
     return runner

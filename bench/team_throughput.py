@@ -103,7 +103,7 @@ def main() -> int:
     stream = f"BENCH{int(time.time())}"
     nats_cfg = {"url": url, "stream": stream}
 
-    from tokentop.core.team.fleet import build_fleet_runner
+    from tokentop.core.team.fleet_feed import build_fleet_runner
 
     ctx = mp.get_context("spawn")
     commands, results = ctx.Queue(), ctx.Queue()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
 from tokentop import config as config_mod
+
+if TYPE_CHECKING:
+    from tokentop.core.feed.runner import FeedRunner
+    from tokentop.core.snapshot import Snapshot
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +31,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def feed(tmp_path: Path) -> Iterator["FeedRunner"]:  # noqa: F821
+def feed(tmp_path: Path) -> Iterator[FeedRunner]:
     """A real feed (uvicorn) on a free loopback port, in its own thread. ``feed.address`` is its URL."""
     from tokentop.core.feed.runner import FeedRunner
 
@@ -38,3 +42,27 @@ def feed(tmp_path: Path) -> Iterator["FeedRunner"]:  # noqa: F821
         yield runner
     finally:
         runner.stop()
+
+
+@pytest.fixture
+def status_snapshots(tmp_path: Path) -> Iterator[Callable[[str, Any], tuple[Snapshot, Snapshot]]]:
+    """``(key, value) -> (embedded, remote)``: a feed's snapshot carrying ``status[key] = value``, as an
+    embedded live view gets it (the object) and as a remote one does (through the stream's JSON)."""
+    import orjson
+
+    from tokentop.core.feed.service import FeedService
+    from tokentop.core.ledger import Ledger
+    from tokentop.core.snapshot import Snapshot  # noqa: F811
+
+    ledger = Ledger(tmp_path / "status.db")
+
+    def make(key: str, value: Any) -> tuple[Snapshot, Snapshot]:
+        service = FeedService(ledger)
+        service.set_status(key, value)
+        embedded = service.snapshot()
+        return embedded, Snapshot.from_json(orjson.loads(orjson.dumps(embedded.to_json())))
+
+    try:
+        yield make
+    finally:
+        ledger.close()

@@ -10,7 +10,6 @@ import time
 
 import psutil
 
-from tokentop.core.control.service import control_for
 from tests.control._helpers import proc_status, wait_for
 
 #: An "agent": posts one event for the session tokentop run gave it, then sleeps.
@@ -47,7 +46,7 @@ def start_run(feed, session: str) -> subprocess.Popen:
 def test_run_registers_child_and_cli_pauses_resumes_kills_it(feed):
     p = start_run(feed, "cli-1")
     try:
-        ctl = control_for(feed.app)
+        ctl = feed.parts.control
         assert wait_for(lambda: ctl.registry.get("cli-1") is not None)
         rec = ctl.registry.get("cli-1")
         agent_pid = rec.identity.pid
@@ -90,7 +89,7 @@ def test_run_registers_child_and_cli_pauses_resumes_kills_it(feed):
 def test_run_forwards_sigterm_to_the_child_group(feed):
     p = start_run(feed, "cli-2")
     try:
-        ctl = control_for(feed.app)
+        ctl = feed.parts.control
         assert wait_for(lambda: ctl.registry.get("cli-2") is not None)
         agent_pid = ctl.registry.get("cli-2").identity.pid
         p.send_signal(signal.SIGTERM)
@@ -125,7 +124,7 @@ def test_cli_kill_without_feed_acts_on_the_ledger_record(tmp_path, children):
     cfg_file.write_text(f'[ledger]\npath = "{db}"\n[control]\ngrace_s = 0.5\n')
     child = children.start(ignore_term=True)
     runner = FeedRunner(config_mod.load(cfg_file), listen="127.0.0.1:0")
-    control_for(runner.app).register("solo", identify(child.pid), agent="x")
+    runner.parts.control.register("solo", identify(child.pid), agent="x")
     runner.ledger.close()
     r = tokentop("kill", "--config", str(cfg_file), "--feed", "http://127.0.0.1:9", "solo")
     assert r.returncode == 0, r.stderr
@@ -183,7 +182,7 @@ def test_control_over_a_unix_socket_feed(tmp_path, children):
     runner = FeedRunner(cfg, listen=f"unix:{sock}").start_in_thread(require_listen=True)
     try:
         child = children.start()
-        runner.run_coroutine(_register(control_for(runner.app), "unix-s", identify(child.pid)))
+        runner.run_coroutine(_register(runner.parts.control, "unix-s", identify(child.pid)))
         r = tokentop("pause", "--feed", f"unix:{sock}", "unix-s")
         assert r.returncode == 0, r.stderr
         assert wait_for(lambda: proc_status(child.pid) == psutil.STATUS_STOPPED)

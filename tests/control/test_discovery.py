@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tokentop.core.control.service import control_for
 from tests.control._helpers import proc_status, wait_for
 
 FAKE_AGENT = f"#!{sys.executable}\nimport time\nprint('ready', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
@@ -67,7 +66,7 @@ def test_unique_match_is_planned_ambiguous_lists_candidates_and_acts_on_none(fee
             assert r.status_code == 200, r.text
             assert wait_for(lambda: proc_status(procs[2].pid) == psutil.STATUS_STOPPED)
             assert proc_status(procs[0].pid) != psutil.STATUS_STOPPED
-            rec = control_for(feed.app).registry.get("log-2")
+            rec = feed.parts.control.registry.get("log-2")
             assert rec is not None and rec.source == "picked" and rec.identity.pid == procs[2].pid
     finally:
         for p in procs:
@@ -87,7 +86,7 @@ def test_session_reported_by_a_registered_run_child_is_matched_to_it(feed, tmp_p
     proj = tmp_path / "webapp"
     proj.mkdir()
     child = children.start(cwd=proj)
-    ctl = control_for(feed.app)
+    ctl = feed.parts.control
     feed.run_coroutine(_register(ctl, "run-abc", identify(child.pid)))
     time.sleep(0.02)
     with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:

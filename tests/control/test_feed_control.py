@@ -14,7 +14,6 @@ from tokentop.core.control.controller import build_controller
 from tokentop.core.control.controller import LocalController, RemoteController, UnavailableController
 from tokentop.core.control.port import Target
 from tokentop.core.control.process import identify
-from tokentop.core.control.service import control_for
 from tests.control._helpers import proc_status, wait_for
 
 
@@ -23,7 +22,7 @@ def _auth(feed) -> dict[str, str]:
 
 
 def _bound(feed, session: str) -> bool:
-    return control_for(feed.app).registry.get(session) is not None
+    return feed.parts.control.registry.get(session) is not None
 
 
 def test_event_pid_binds_session_then_pause_resume_kill_are_audited(feed, children):
@@ -88,7 +87,7 @@ def test_run_registration_then_recycled_record_is_refused(feed, children):
         r = http.post("/v1/sessions/run-3/process", json=dict(body, pid="x"))
         assert r.status_code == 400 and "pid" in r.json()["error"]
         # a record that went stale (simulated: same pid, another start time) is refused at act time
-        ctl = control_for(feed.app)
+        ctl = feed.parts.control
         rec = ctl.registry.get("run-1")
         import dataclasses
 
@@ -130,7 +129,7 @@ def test_other_users_pid_on_events_is_not_bound(feed, children):
     try:
         with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
             http.post("/v1/events", json={"agent": "a", "session": "nobody-s", "pid": other.pid, "input_tokens": 5})
-            assert control_for(feed.app).registry.get("nobody-s") is None
+            assert feed.parts.control.registry.get("nobody-s") is None
             assert feed.snapshot().status["control"]["refused_event_pids"] == 1
             # nor can it be picked as a candidate
             r = http.post("/v1/sessions/nobody-s/pause", json={"pid": other.pid})
@@ -164,7 +163,7 @@ async def test_emitter_over_publish_socket_gets_control_messages_and_acks(feed):
             noted = json.loads(await asyncio.wait_for(ws.recv(), 5))
             assert noted["type"] == "control_ack_received" and noted["known"] is True
     # socket closed: the session is no longer controllable
-    ctl = control_for(feed.app)
+    ctl = feed.parts.control
     assert wait_for(lambda: not ctl.emitters.connected("inproc-1"))
     audit = ctl.audit.recent(10, "inproc-1")
     assert [(a.action, a.ok) for a in audit] == [("pause", True), ("resume", True), ("terminate", True)]
@@ -173,7 +172,7 @@ async def test_emitter_over_publish_socket_gets_control_messages_and_acks(feed):
 async def test_emitter_that_never_acks_times_out_as_failure(feed):
     import websockets
 
-    control_for(feed.app).settings.ack_timeout_s = 0.3
+    feed.parts.control.settings.ack_timeout_s = 0.3
     url = feed.address.replace("http://", "ws://") + "/v1/publish"
     async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"type": "hello", "session": "mute"}))
@@ -225,8 +224,8 @@ def test_control_link_pauses_resumes_and_stops_an_in_process_agent(feed):
                        on_resume=lambda: calls.append("resume"), on_stop=lambda: calls.append("stop")).start()
     try:
         assert link.wait_connected(5)
-        assert wait_for(lambda: control_for(feed.app).emitters.connected("inproc-link"))
-        assert control_for(feed.app).plan("inproc-link").can_act
+        assert wait_for(lambda: feed.parts.control.emitters.connected("inproc-link"))
+        assert feed.parts.control.plan("inproc-link").can_act
         with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
             r = http.post("/v1/sessions/inproc-link/pause")
             assert r.status_code == 200 and r.json()["ok"], r.text
@@ -239,7 +238,7 @@ def test_control_link_pauses_resumes_and_stops_an_in_process_agent(feed):
         assert link.stop_requested and calls == ["pause", "resume", "stop"]
     finally:
         link.close()
-    assert wait_for(lambda: not control_for(feed.app).emitters.connected("inproc-link"))
+    assert wait_for(lambda: not feed.parts.control.emitters.connected("inproc-link"))
 
 
 def test_control_link_reports_a_failing_handler_as_refusal(feed):
@@ -260,7 +259,7 @@ def test_control_link_reports_a_failing_handler_as_refusal(feed):
 def test_event_pid_from_inside_a_run_does_not_move_the_session_off_the_run_process(feed, children):
     leader = children.start()
     inner = children.start()  # stands for a subprocess of the agent that reports its own pid
-    ctl = control_for(feed.app)
+    ctl = feed.parts.control
     feed.run_coroutine(_put(ctl, "run-9", identify(leader.pid)))
     with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
         assert http.post("/v1/events", json={"agent": "a", "session": "run-9", "pid": inner.pid}).status_code == 202

@@ -17,7 +17,6 @@ from tokentop.core.control.policy import (
     BudgetRule, PolicyEngine, PolicyError, RunawayRule, evaluate_budgets, rules_from_config, worst_level,
 )
 from tokentop.core.control.process import identify
-from tokentop.core.control.service import control_for
 from tokentop.core.events import Event
 from tokentop.core.feed.runner import FeedRunner
 from tests.control._helpers import proc_status, wait_for
@@ -56,8 +55,8 @@ async def test_runaway_rule_pauses_exactly_once_and_alerts_exactly_once(tmp_path
     t0 = clock.t
     runner = make_runner(tmp_path, extra, clock)
     try:
-        policy = runner.extras["policy"]
-        ctl = control_for(runner.app)
+        policy = runner.parts.policy
+        ctl = runner.parts.control
         child = children.start()
         ctl.register("hot", identify(child.pid), agent="agent-x")
         decisions = []

@@ -9,7 +9,6 @@ import httpx
 import psutil
 
 from tests.control._helpers import proc_status, wait_for
-from tokentop.core.control.service import control_for
 from tokentop.core.control.process import identify
 
 
@@ -37,7 +36,7 @@ def test_claude_session_inside_tokentop_run_binds_to_the_runs_process(feed, chil
         body = dict(identify(p.pid).to_json(), agent="claude-code")
         assert http.post("/v1/sessions/tt-run-1/process", json=body, headers=auth).status_code == 201
         assert http.post("/v1/logs", json=claude_otlp("claude-sess-9", "tt-run-1", "req_a1")).status_code == 200
-        ctl = control_for(feed.app)
+        ctl = feed.parts.control
         assert wait_for(lambda: ctl.registry.get("claude-sess-9") is not None)
         assert ctl.registry.get("claude-sess-9").identity == ctl.registry.get("tt-run-1").identity
         row = feed.snapshot().find("sessions", "claude-sess-9")
@@ -57,7 +56,7 @@ def test_without_the_run_attribute_nothing_is_bound(feed, children) -> None:
         assert http.post("/v1/sessions/tt-run-2/process", json=body, headers=auth).status_code == 201
         assert http.post("/v1/logs", json=claude_otlp("claude-sess-x", None, "req_b1")).status_code == 200
         assert http.post("/v1/logs", json=claude_otlp("claude-sess-y", "no-such-run", "req_b2")).status_code == 200
-    ctl = control_for(feed.app)
+    ctl = feed.parts.control
     time.sleep(0.3)  # give a wrong binding the chance to appear
     assert ctl.registry.get("claude-sess-x") is None
     assert ctl.registry.get("claude-sess-y") is None

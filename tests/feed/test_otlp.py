@@ -16,6 +16,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from tests.sources.helpers import claude_line, write_lines
+from tokentop import config as config_mod
+from tokentop.core.feed.runner import FeedRunner
 
 NOW_NS = str(int(time.time() * 1e9))
 SESSION = "4f6c0c1e-6a43-4c1e-9d7e-2b1f0f7c9a10"
@@ -166,7 +168,7 @@ def test_genai_semconv_span_becomes_an_event(feed) -> None:
     assert snap.totals.usd_today == Decimal("0.0235")  # formats.md §7.2: gpt-5, 10k in (8k cached), 2k out
 
 
-def test_codex_otel_events_are_left_to_the_rollout_reader(feed) -> None:
+def test_codex_otel_events_are_left_to_the_rollout_reader(feed, tmp_path) -> None:
     rec = {"timeUnixNano": NOW_NS, "attributes": [
         kv("event.name", "codex.sse_event"), kv("event.kind", "response.completed"), kv("conversation.id", "c1"),
         kv("model", "gpt-5-codex"), kv("input_token_count", "100"), kv("output_token_count", "10")]}
@@ -174,9 +176,14 @@ def test_codex_otel_events_are_left_to_the_rollout_reader(feed) -> None:
                                  "scopeLogs": [{"logRecords": [rec]}]}]}
     assert post(feed, "/v1/logs", payload).status_code == 200
     assert today(feed) == (0, 0)
-    feed.app.codex_logs_enabled = False  # e.g. sources.enabled without "codex": OTel is the only way in
-    assert post(feed, "/v1/logs", payload).status_code == 200
-    assert today(feed) == (1, 10)
+    # sources.enabled without "codex": OTel is the only way in, so the same events count
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "no-codex.db")}, "sources": {"enabled": ["claude-code"]}})
+    no_codex = FeedRunner(cfg, listen="127.0.0.1:0", host_name="test-host").start_in_thread(require_listen=True)
+    try:
+        assert post(no_codex, "/v1/logs", payload).status_code == 200
+        assert today(no_codex) == (1, 10)
+    finally:
+        no_codex.stop()
 
 
 def test_empty_request_is_a_success(feed) -> None:
@@ -206,3 +213,14 @@ def test_token_required_when_ingest_requires_it(feed) -> None:
     r = post(feed, "/v1/logs", logs(api_request()), headers={"authorization": f"Bearer {feed.token}"})
     assert r.status_code == 200
     assert today(feed) == (1, 527)
+
+
+def test_otlp_status_reads_back_the_receivers_counters(feed, status_snapshots) -> None:
+    from tokentop.core.feed.otlp import OtlpStatus
+
+    assert post(feed, "/v1/logs", logs(api_request())).status_code == 200
+    status = OtlpStatus.of(feed.snapshot())
+    assert status is not None and status.counters["claude_api_request"] == 1
+    embedded, remote = status_snapshots("otlp", status.to_json())
+    assert OtlpStatus.of(embedded) == status == OtlpStatus.of(remote)
+    assert OtlpStatus.from_json({"rejected": 2, "odd": "x"}) == OtlpStatus({"rejected": 2})

@@ -156,7 +156,7 @@ async def test_remote_source_asks_for_the_live_views_in_compact_form(feed) -> No
     finally:
         await source.stop()
     assert source.shape == live_view_shape()
-    from tokentop.ui.views import VIEWS as TABLE_VIEWS
+    from tokentop.ui.views import TABLE_VIEWS
 
     # what the live view's table views show, plus sessions (the kill flow); nothing else
     assert set(source.shape.views or ()) == {spec.dim for spec in TABLE_VIEWS.values()} | {"sessions"}

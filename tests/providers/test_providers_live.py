@@ -86,7 +86,7 @@ def test_refused_key_file_is_reported_and_nothing_polls(fake_api, tmp_path):
         status = runner.snapshot().status["providers"]
         assert "refusing key file" in status["anthropic"]["last_error"] and "chmod 600" in status["anthropic"]["last_error"]
         assert fake_api.api.anthropic.key not in json.dumps(status)
-        assert runner.extras.get("providers") is None and fake_api.api.log == []
+        assert runner.parts.providers == () and fake_api.api.log == []
     finally:
         runner.stop()
 
@@ -159,11 +159,11 @@ async def test_poller_backs_off_after_a_rejected_key_and_prunes_old_minutes(fake
     async with httpx.AsyncClient(timeout=5) as client:
         assert await poller.poll_once(client) is False
         assert poller.next_delay_s() == AUTH_RETRY_S and len(fake_api.api.log) == 1  # 401: no retries
-        status = poller.status()
+        status = poller.status().to_json()
         assert "OPENAI_ADMIN_KEY" in status["last_error"] and wrong not in json.dumps(status)
         assert "rejected the admin key" in caplog.text and wrong not in caplog.text and wrong[:-4] not in caplog.text
         poller.key = AdminKey(fake_api.api.openai.key, "OPENAI_ADMIN_KEY")
         assert await poller.poll_once(client) is True
-    assert poller.next_delay_s() == 60 and poller.status()["last_error"] is None
+    assert poller.next_delay_s() == 60 and poller.status().last_error is None
     assert store.minutes("openai", old, old + 60) == []  # 1-minute rows older than two days are dropped
-    assert poller.status()["unattributed"]["explanation"] == "no billed usage in the last 60 min"
+    assert poller.status().to_json()["unattributed"]["explanation"] == "no billed usage in the last 60 min"

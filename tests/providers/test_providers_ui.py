@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Sparkline, Static
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Pricer, to_pusd
 from tokentop.core.providers.panel import build_panel
+from tokentop.core.providers.status import ProvidersStatus, ProviderStatus
 from tokentop.core.providers.records import CostRow, UsageRow
 from tokentop.core.providers.report import build_report
 from tokentop.core.providers.store import BilledStore
@@ -61,8 +62,8 @@ async def test_providers_view_shows_spend_sparklines_health_and_unattributed(tmp
     led, store = _store(tmp_path)
     try:
         status = {"last_success_at": NOW - 42, "key": "sk-admin-…cdef", "key_source": "OPENAI_ADMIN_KEY", "last_error": None}
-        panels = [build_panel(store, "openai", NOW, Pricer(), status),
-                  build_panel(store, "anthropic", NOW, Pricer(), {"last_success_at": None, "last_error": "anthropic rejected the admin key from ANTHROPIC_ADMIN_KEY (sk-ant-a…wxyz): HTTP 401"})]
+        panels = [build_panel(store, "openai", NOW, Pricer(), ProviderStatus.from_json(status)),
+                  build_panel(store, "anthropic", NOW, Pricer(), ProviderStatus.from_json({"last_success_at": None, "last_error": "anthropic rejected the admin key from ANTHROPIC_ADMIN_KEY (sk-ant-a…wxyz): HTTP 401"}))]
     finally:
         led.close()
     app = Host(ProvidersScreen(panels, now=NOW))
@@ -143,7 +144,7 @@ async def test_panels_from_snapshot_status_and_notes_for_unpolled_providers(tmp_
     status = {"openai": {"enabled": True, "key": "sk-admin-…cdef", "last_success_at": NOW - 5, "last_error": None},
               "anthropic": {"enabled": False, "reason": "no admin key: set ANTHROPIC_ADMIN_KEY or key_file in the config"}}
     try:
-        panels, notes = build_panels(store, NOW, Pricer(), status)
+        panels, notes = build_panels(store, NOW, Pricer(), ProvidersStatus.from_json(status))
     finally:
         led.close()
     assert [p.provider for p in panels] == ["openai"] and "ANTHROPIC_ADMIN_KEY" in notes["anthropic"]

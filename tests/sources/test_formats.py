@@ -166,17 +166,15 @@ def test_format_declarations_pickle_for_the_backfill_worker() -> None:
 AGENT_WORDS = ("claude", "codex", ".zst", "zstandard")
 
 
-def _agent_specifics(path: Path, skip_functions: tuple[str, ...] = ()) -> list[str]:
+def _agent_specifics(path: Path) -> list[str]:
     """Names and string constants (docstrings excepted) that mention an agent."""
     tree = ast.parse(path.read_text())
     docstrings = {id(n.body[0].value) for n in ast.walk(tree)
                   if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
                   and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-    skipped = {id(x) for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name in skip_functions
-               for x in ast.walk(n)}
     found = []
     for node in ast.walk(tree):
-        if id(node) in skipped or id(node) in docstrings:
+        if id(node) in docstrings:
             continue
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             text = node.value
@@ -195,11 +193,10 @@ def _agent_specifics(path: Path, skip_functions: tuple[str, ...] = ()) -> list[s
     return found
 
 
-@pytest.mark.parametrize("module", ["tailer.py", "backfill.py", "sourceset.py", "protocol.py", "settings.py", "live.py"])
+@pytest.mark.parametrize("module", ["tailer.py", "backfill.py", "sourceset.py", "protocol.py", "settings.py", "live.py",
+                                    "attach.py", "status.py"])
 def test_the_shared_modules_name_no_agent(module: str) -> None:
-    # live.attach still passes the Codex flag to the OTLP receiver: that wiring moves to the feed's
-    # assembly (architecture issue, change 1)
-    assert _agent_specifics(SOURCES_DIR / module, skip_functions=("attach",)) == []
+    assert _agent_specifics(SOURCES_DIR / module) == []
 
 
 def test_the_scan_sees_agent_specifics() -> None:

@@ -94,6 +94,6 @@ def test_disabled_sources_read_nothing(tmp_path: Path, session_file: Path) -> No
     runner = start_feed(tmp_path, enabled=[])
     try:
         time.sleep(0.3)
-        assert requests(runner) == 0 and "sources" not in runner.extras
+        assert requests(runner) == 0 and runner.parts.sources is None
     finally:
         runner.stop()

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from tokentop import config as config_mod
 from tokentop.core.feed.runner import FeedRunner
-from tokentop.core.team.fleet import build_fleet_runner
+from tokentop.core.team.fleet_feed import build_fleet_runner
 
 
 def host_runner(tmp_path: Path, name: str, nats_url: str, *, nats: dict[str, Any] | None = None,

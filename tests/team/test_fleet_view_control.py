@@ -34,7 +34,7 @@ def test_fleet_views_controller_acts_on_other_hosts_over_nats_and_on_this_host_t
                     nats={"allow_remote_control": True, "control_secret_file": str(secret)})
     on_b = ChildController()
     on_b.record("sess-1", child)
-    b.extras["controller"] = on_b
+    b.parts.responder.controller_for = lambda origin: on_b
     # this machine: its own feed (the `feed` fixture, host "test-host") and a fleet view of NATS
     cfg = tmp_path / "viewer.toml"
     cfg.write_text(f'[feed]\nhost_name = "test-host"\nurl = "{feed.address}"\n'

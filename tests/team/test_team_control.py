@@ -91,9 +91,9 @@ def test_remote_pause_resume_kill_with_the_secret_and_refused_without(
                     nats={"allow_remote_control": True, "control_secret_file": str(secret)})
     controller = ChildController()
     controller.record("sess-1", child)
-    b.extras["controller"] = controller
+    b.parts.responder.controller_for = lambda origin: controller
     try:
-        wait_for(lambda: b.extras["nats_control"].answered >= 0 and _responding(nats_server.url, "host-b"),
+        wait_for(lambda: b.parts.responder.answered >= 0 and _responding(nats_server.url, "host-b"),
                  what="host-b listening for control")
         # the requester is another machine: its own copy of the secret, its own config
         requester_secret = tmp_path / "a" / "fleet.secret"
@@ -147,7 +147,7 @@ def test_host_with_remote_control_off_refuses_with_a_reason(
     b = host_runner(tmp_path, "host-b", nats_server.url, nats={"control_secret_file": str(secret)})
     controller = ChildController()
     controller.record("sess-1", child)
-    b.extras["controller"] = controller
+    b.parts.responder.controller_for = lambda origin: controller
     try:
         wait_for(lambda: _responding(nats_server.url, "host-b"), what="host-b listening")
         assert main(["pause", "sess-1", "--config", str(_config(tmp_path, "a", nats_server.url, secret)),
@@ -174,7 +174,7 @@ def test_replayed_request_is_refused(tmp_path: Path, nats_server: NatsServer, ch
                     nats={"allow_remote_control": True, "control_secret_file": str(secret_path)})
     controller = ChildController()
     controller.record("sess-1", child)
-    b.extras["controller"] = controller
+    b.parts.responder.controller_for = lambda origin: controller
     try:
         wait_for(lambda: _responding(nats_server.url, "host-b"), what="host-b listening")
         settings = NatsSettings(url=nats_server.url, control_timeout_s=3)
@@ -223,7 +223,7 @@ def test_kill_modal_controller_plans_remote_sessions_and_acts_through_their_host
                     nats={"allow_remote_control": True, "control_secret_file": str(secret)})
     on_b = ChildController()
     on_b.record("sess-1", child)
-    b.extras["controller"] = on_b
+    b.parts.responder.controller_for = lambda origin: on_b
     local = ChildController()  # this viewer's own host: nothing recorded
     cfg = config_mod.from_mapping({"feed": {"host_name": "viewer-host"},
                                    "nats": {"url": nats_server.url, "control_secret_file": str(secret)}})
@@ -259,8 +259,7 @@ def test_remote_control_goes_through_the_hosts_own_control_layer_and_is_audited(
     tmp_path: Path, nats_server: NatsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No test controller: host-b's real control layer (identity checks, signals, audit) acts."""
-    from tokentop.core.control.service import control_for
-
+    
     secret = _secret(tmp_path / "b" / "fleet.secret")
     b = host_runner(tmp_path, "host-b", nats_server.url,
                     nats={"allow_remote_control": True, "control_secret_file": str(secret)})
@@ -274,13 +273,13 @@ def test_remote_control_goes_through_the_hosts_own_control_layer_and_is_audited(
         wait_for(lambda: _status(proc) == psutil.STATUS_STOPPED, what="paused by host-b's control layer")
         assert main(["resume", "agent-7", "--config", str(cfg), "--host", "host-b"]) == 0
         wait_for(lambda: _status(proc) != psutil.STATUS_STOPPED, what="resumed")
-        outcomes = control_for(b.app).outcomes
+        outcomes = b.parts.control.outcomes
         assert [(o["origin"], o["ok"]) for o in outcomes][-2:] == [("nats:" + _requester(), True)] * 2
         # the host's own rules still decide: a session it has no process for is refused with its reason
         capsys.readouterr()
         assert main(["kill", "nobody", "--config", str(cfg), "--host", "host-b"]) == 1
         err = capsys.readouterr().err
-        last = control_for(b.app).outcomes[-1]
+        last = b.parts.control.outcomes[-1]
         assert last["ok"] is False and last["origin"].startswith("nats:") and last["message"] in err
         assert proc.poll() is None
     finally:

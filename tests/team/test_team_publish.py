@@ -135,7 +135,7 @@ def test_viewer_restarted_mid_stream_resumes_without_gaps_or_repeats(tmp_path: P
             assert v.ledger.count() == total
         # viewer 1 resumed where it stopped: it replayed its own ledger and read only the rest
         assert v1.replayed >= 30
-        assert v1.extras["fleet"].received <= total - v1.replayed + 1000  # at most one unacked batch again
+        assert v1.parts.fleet.received <= total - v1.replayed + 1000  # at most one unacked batch again
         assert v1.replayed + v1.service.counters.accepted == total
     finally:
         stop.set()
@@ -315,7 +315,7 @@ def test_two_views_on_one_machine_never_share_a_durable(tmp_path: Path, nats_ser
     import pytest
 
     from tokentop import config as config_mod
-    from tokentop.core.team.fleet import FleetBusy, build_fleet_runner
+    from tokentop.core.team.fleet_feed import FleetBusy, build_fleet_runner
 
     a = host_runner(tmp_path, "host-a", nats_server.url)
     cfg = config_mod.from_mapping({"nats": {"url": nats_server.url}})
@@ -325,8 +325,8 @@ def test_two_views_on_one_machine_never_share_a_durable(tmp_path: Path, nats_ser
             build_fleet_runner(cfg, listen="127.0.0.1:0")
         second = build_fleet_runner(cfg, listen="127.0.0.1:0", private_if_busy=True).start_in_thread(require_listen=True)
         try:
-            assert second.extras["fleet_private"] and second.ledger.path == ":memory:"
-            assert second.extras["fleet"].consumer != first.extras["fleet"].consumer
+            assert second.parts.fleet.private and second.ledger.path == ":memory:"
+            assert second.parts.fleet.consumer != first.parts.fleet.consumer
             ingest(a, events("two", 40))
             for v in (first, second):
                 wait_for(lambda v=v: totals(v).requests_today == 40, what="every event at both views")
@@ -337,6 +337,5 @@ def test_two_views_on_one_machine_never_share_a_durable(tmp_path: Path, nats_ser
         a.stop()
     # the lock goes with the view: the ledger can be used again
     again = build_fleet_runner(cfg, listen="127.0.0.1:0")
-    assert not again.extras["fleet_private"]
-    again.extras["fleet"].on_stop()
-    again.ledger.close()
+    assert not again.parts.fleet.private
+    again.stop()  # never started: releases the lock and closes the ledger

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tokentop.ui import format as fmt
-from tokentop.ui.views import VIEWS, layout_columns
+from tokentop.ui.views import TABLE_VIEWS, layout_columns
 
 
 def test_sparkline_is_zero_based_and_quiet_is_blank() -> None:
@@ -30,12 +30,12 @@ def test_control_characters_in_names_are_neutralised() -> None:
 
 
 def test_columns_drop_by_priority_and_name_burn_spend_always_stay() -> None:
-    for spec in VIEWS.values():
+    for spec in TABLE_VIEWS.values():
         for width in (40, 59, 79, 119, 200):
             layout = layout_columns(spec.columns, width)
             ids = [c.id for c, _ in layout]
             assert {"name", "burn", "spend"} <= set(ids)
             if width >= 59:
                 assert sum(w for _, w in layout) + len(layout) - 1 <= width
-    wide = [c.id for c, _ in layout_columns(VIEWS["2"].columns, 160)]
+    wide = [c.id for c, _ in layout_columns(TABLE_VIEWS["2"].columns, 160)]
     assert {"pid", "agent", "models", "spark", "state"} <= set(wide)

@@ -331,23 +331,20 @@ async def test_a_screen_view_can_claim_a_free_digit() -> None:
     from textual.screen import Screen
     from textual.widgets import Static
 
-    from tokentop.ui import app as app_mod
+    from tokentop.ui.app import default_screen_views
 
     class Extra(Screen):
         def compose(self):  # noqa: ANN202
             yield Static("extra view")
 
-    app_mod.register_screen_view("7", "Extra view", lambda app: Extra())
-    try:
-        app = make_app(snapshot_of(fleet_events()))
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause()
-            assert app.check_action("view", ("7",)) is True
-            await pilot.press("7")
-            await pilot.pause()
-            assert isinstance(app.screen, Extra)
-    finally:
-        app_mod.SCREEN_VIEWS.pop("7", None)
+    app = make_app(snapshot_of(fleet_events()),
+                   screen_views={**default_screen_views(), "7": ("Extra view", lambda app: Extra())})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.check_action("view", ("7",)) is True
+        await pilot.press("7")
+        await pilot.pause()
+        assert isinstance(app.screen, Extra)
 
 
 async def test_keys_typed_in_the_filter_are_text_not_commands() -> None:

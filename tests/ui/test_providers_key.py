@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
-from types import SimpleNamespace
 
 from helpers import NOW, fleet_events, make_app, snapshot_of
 
@@ -18,17 +17,13 @@ from tokentop.ui.screens.providers import ProviderCard, ProvidersScreen
 DAY = 86400
 
 
-class LedgerSource:
-    """A test source shaped like the embedded one: a snapshot plus the feed's ledger."""
+def embedded_app(snapshot, ledger):
+    """The live view as an embedded feed runs it: a snapshot source, and the feed's ledger handed to
+    the Providers screen."""
+    from tokentop.ui.app import default_screen_views
+    from tokentop.ui.source import ManualSource
 
-    def __init__(self, snapshot, ledger) -> None:
-        from tokentop.ui.source import ManualSource
-
-        self.inner = ManualSource(snapshot, label="feed (test)")
-        self.runner = SimpleNamespace(ledger=ledger)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+    return make_app(source=ManualSource(snapshot, label="feed (test)"), screen_views=default_screen_views(ledger))
 
 
 def seeded_ledger(tmp_path) -> Ledger:
@@ -50,8 +45,7 @@ async def test_key_5_opens_providers_and_enter_opens_the_30_day_dashboard(tmp_pa
     snap = snapshot_of(fleet_events())
     status = dict(snap.status, providers={"openai": {"enabled": True, "key": "sk-admin-…wxyz",
                                                       "last_success_at": NOW - 30, "last_error": None}})
-    source = LedgerSource(replace(snap, status=status), ledger)
-    app = make_app(source=source)
+    app = embedded_app(replace(snap, status=status), ledger)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             app.refresh_now()
@@ -77,7 +71,7 @@ async def test_key_5_opens_providers_and_enter_opens_the_30_day_dashboard(tmp_pa
 
 async def test_key_5_without_provider_keys_says_how_to_set_them(tmp_path) -> None:
     ledger = Ledger(tmp_path / "l.db")
-    app = make_app(source=LedgerSource(snapshot_of(fleet_events()), ledger))
+    app = embedded_app(snapshot_of(fleet_events()), ledger)
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             app.refresh_now()

@@ -12,6 +12,7 @@ import sys
 from urllib.parse import quote
 
 from tokentop.commands._common import fail, feed_url, load_config
+from tokentop.config import Config
 
 HELP = {
     "pause": "pause a session (SIGSTOP to its process group, or a control message to its emitter)",
@@ -117,8 +118,7 @@ def _print_candidates(cands: list, session: str, action: str) -> None:
     print(f"  then: tokentop {action} {session} --pid PID", file=sys.stderr)
 
 
-def _act_offline(cfg, session: str, action: str, pid: int | None, signal: str | None) -> int:
-    from tokentop.core.control.service import ControlSettings, control_for
+def _act_offline(cfg: Config, session: str, action: str, pid: int | None, signal: str | None) -> int:
     from tokentop.core.feed.runner import FeedRunner
     from tokentop.core.ledger import LedgerError
 
@@ -127,8 +127,8 @@ def _act_offline(cfg, session: str, action: str, pid: int | None, signal: str | 
     except (LedgerError, PermissionError, ValueError) as exc:
         return fail(str(exc))
     try:
-        ctl = control_for(runner.app)
-        ctl.settings = ControlSettings.from_config(cfg)
+        ctl = runner.parts.control
+        assert ctl is not None  # a host feed has the control part, with the [control] settings
         port_action = action
         if action == "kill":
             from tokentop.core.control.process import Refused, parse_signal

@@ -122,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
             return 0
         from tokentop.commands.top import make_controller
-        from tokentop.ui.app import TokentopApp
+        from tokentop.ui.app import TokentopApp, default_screen_views
         from tokentop.ui.source import EmbeddedSource
 
         source = EmbeddedSource(runner)
         app = TokentopApp(
             source,
+            screen_views=default_screen_views(runner.ledger),
             refresh_s=float(cfg.ui.refresh_s),
-            controller=make_controller(source),  # type: ignore[arg-type]
+            controller=make_controller(source),
             readonly=bool(args.readonly or cfg.ui.readonly),
             view=cfg.ui.view,
             sort=cfg.ui.sort,

@@ -15,9 +15,14 @@ import asyncio
 import csv
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentop.commands._common import fail, load_config
+
+if TYPE_CHECKING:
+    from tokentop.core.providers.keys import AdminKey
+    from tokentop.core.providers.settings import ProviderSettings
+    from tokentop.core.providers.store import BilledStore
 
 PROVIDER_NAMES = ("openai", "anthropic")
 
@@ -43,7 +48,7 @@ def add_billed_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--offline", action="store_true", help="read the ledger only; fetch nothing")
 
 
-async def _fetch(settings: Any, key: Any, store: Any, days: int) -> str | None:
+async def _fetch(settings: ProviderSettings, key: AdminKey, store: BilledStore, days: int) -> str | None:
     import httpx
 
     from tokentop.core.providers.paging import ProviderError

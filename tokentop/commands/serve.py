@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        runner.ledger.close()
+        runner.stop()  # its stop callbacks (a fleet view's ledger lock), then the ledger
     return 0

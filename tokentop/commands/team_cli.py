@@ -10,9 +10,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 from tokentop.config import Config
+
+if TYPE_CHECKING:
+    from tokentop.core.control.port import Controller
+    from tokentop.core.feed.runner import FeedRunner
 
 FLEET_LISTEN = "127.0.0.1:7412"
 
@@ -27,7 +31,7 @@ def nats_url(args: argparse.Namespace, cfg: Config) -> str:
     return getattr(args, "nats", None) or cfg.nats.url
 
 
-def build_serve_runner(args: argparse.Namespace, cfg: Config) -> Any | None:
+def build_serve_runner(args: argparse.Namespace, cfg: Config) -> FeedRunner | None:
     """The runner for ``serve`` with team flags, or None when none is given (plain feed)."""
     if not getattr(args, "nats", None) and not getattr(args, "fleet", False):
         return None
@@ -39,38 +43,37 @@ def build_serve_runner(args: argparse.Namespace, cfg: Config) -> Any | None:
     settings = NatsSettings.from_config(cfg, url=url)
     settings.connect_options()  # ValueError naming a missing credential file
     if args.fleet:
-        from tokentop.core.team.fleet import build_fleet_runner
-
-        from tokentop.core.team.fleet import FleetBusy
+        from tokentop.core.team.fleet_feed import FleetBusy, build_fleet_runner
 
         try:
             runner = build_fleet_runner(cfg, url=url, listen=args.listen or FLEET_LISTEN)
         except FleetBusy as exc:
             raise ValueError(str(exc)) from None
-        fleet = runner.extras["fleet"]
+        fleet = runner.parts.fleet
+        assert fleet is not None  # FLEET_FEED has the consumer
         print(f"tokentop: fleet view of NATS {settings.redacted_url()}: stream {settings.stream}, "
               f"durable consumer {fleet.consumer}", file=sys.stderr)
         return runner
     from tokentop.core.feed.runner import FeedRunner
 
-    cfg.nats.url = url  # the team startup hook reads it from the config
-    runner = FeedRunner(cfg, listen=args.listen, host_name=args.host_name)
-    if "nats_error" in runner.extras:
+    runner = FeedRunner(cfg, listen=args.listen, host_name=args.host_name, nats=settings)
+    if runner.parts.nats_error is not None:
         runner.ledger.close()
-        raise ValueError(runner.extras["nats_error"])
-    publisher = runner.extras["nats_publisher"]
+        raise ValueError(runner.parts.nats_error)
+    publisher = runner.parts.publisher
+    assert publisher is not None  # a URL and usable credentials: the team part publishes
     print(f"tokentop: publishing accepted events to NATS {settings.redacted_url()} as {publisher.subject} "
           f"(stream {settings.stream}); remote control {'allowed' if settings.allow_remote_control else 'refused'}",
           file=sys.stderr)
     return runner
 
 
-def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up_s: float = 10.0) -> int:
+def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Callable[..., int], *, catch_up_s: float = 10.0) -> int:
     """``tokentop --nats URL``: start an embedded fleet feed and run the live view on it:
     ``view(args, controller=...)`` with :func:`fleet_view_controller`, so the kill modal reaches
     each session's own host (``view(args)`` for ``--once``, which acts on nothing)."""
     from tokentop.commands._common import feed_url
-    from tokentop.core.team.fleet import build_fleet_runner
+    from tokentop.core.team.fleet_feed import build_fleet_runner
 
     url = args.nats
     local_feed = feed_url(args, cfg)  # this host's own feed: its sessions are acted on there
@@ -80,12 +83,13 @@ def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up
     except ValueError as exc:
         print(f"tokentop: {exc}", file=sys.stderr)
         return 2
-    if runner.extras.get("fleet_private"):
+    fleet = runner.parts.fleet
+    assert fleet is not None  # FLEET_FEED has the consumer
+    if fleet.private:
         print("tokentop: another fleet view on this machine uses the fleet ledger; this one keeps its own "
               "in memory (it reads the stream's retention window first)", file=sys.stderr)
     runner.start_in_thread(require_listen=True)
     try:
-        fleet = runner.extras["fleet"]
         deadline = time.monotonic() + catch_up_s
         while not fleet.caught_up.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)  # show a current fleet, not the first batch of a backlog
@@ -101,7 +105,7 @@ def run_fleet_view(args: argparse.Namespace, cfg: Config, view: Any, *, catch_up
         runner.stop()
 
 
-def fleet_view_controller(cfg: Config, url: str, local_feed_url: str) -> Any:
+def fleet_view_controller(cfg: Config, url: str, local_feed_url: str) -> Controller:
     """The fleet view's controller: this host's sessions through its own feed's control API (local
     token, local rules), every other host's over NATS request/reply (:func:`remote_controller`).
 
@@ -138,7 +142,7 @@ def lookup_session(args: argparse.Namespace, cfg: Config) -> tuple[str | None, i
                         return row.host, row.pid
         except Exception:  # noqa: BLE001 - fall back to the ledger
             pass
-    from tokentop.core.team.fleet import fleet_ledger_path
+    from tokentop.core.team.fleet_feed import fleet_ledger_path
     from tokentop.core.team.settings import NatsSettings
 
     path = fleet_ledger_path(cfg, NatsSettings.from_config(cfg))
@@ -179,7 +183,7 @@ def run_remote_control(args: argparse.Namespace, cfg: Config, action: str, signa
     return 0 if outcome.ok else 1
 
 
-def remote_controller(cfg: Config, url: str | None = None, local: Any = None) -> Any:
+def remote_controller(cfg: Config, url: str | None = None, local: Controller | None = None) -> Controller:
     """The Controller the live view's kill modal uses when watching a fleet (``tokentop --nats``):
     sessions on this host go to ``local``, every other host's sessions over NATS to their host."""
     from tokentop.core.team.control import RemoteController

@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from tokentop.commands._common import fail, find_feed, load_config
+
+if TYPE_CHECKING:
+    from tokentop.core.control.port import Controller
+    from tokentop.ui.source import SnapshotSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +54,7 @@ def run_fleet(args: argparse.Namespace) -> int:
     return run_fleet_view(args, load_config(args), run)
 
 
-def run(args: argparse.Namespace, *, controller: object | None = None) -> int:
+def run(args: argparse.Namespace, *, controller: Controller | None = None) -> int:
     """The command; ``controller`` (the fleet view's, see ``team_cli.run_fleet_view``) replaces the
     one :func:`make_controller` would pick."""
     if getattr(args, "nats", None):
@@ -70,40 +75,40 @@ def run(args: argparse.Namespace, *, controller: object | None = None) -> int:
     return run_live(args, controller=controller)
 
 
-def run_live(args: argparse.Namespace, *, source: object | None = None, controller: object | None = None) -> int:
+def run_live(args: argparse.Namespace, *, controller: Controller | None = None) -> int:
     """Run the Textual app on the configured/remote feed or an embedded one."""
     from tokentop.config import config_path
+    from tokentop.ui.source import EmbeddedSource, RemoteSource
 
     cfg = load_config(args)
     runner = None
-    if source is None:
-        explicit = getattr(args, "feed", None)
-        from tokentop.ui.source import EmbeddedSource, RemoteSource
+    source: SnapshotSource
+    explicit = getattr(args, "feed", None)
+    client = None if explicit else find_feed(args, cfg)
+    if explicit:
+        source = RemoteSource(explicit)
+    elif client is not None:
+        url = client.url
+        client.close()
+        source = RemoteSource(url)
+    elif cfg.feed.embedded:
+        from tokentop.core.feed.runner import FeedRunner
+        from tokentop.core.ledger import LedgerError
 
-        if explicit:
-            source = RemoteSource(explicit)
-        else:
-            client = find_feed(args, cfg)
-            if client is not None:
-                url = client.url
-                client.close()
-                source = RemoteSource(url)
-            elif cfg.feed.embedded:
-                from tokentop.core.feed.runner import FeedRunner
-                from tokentop.core.ledger import LedgerError
-
-                try:
-                    runner = FeedRunner(cfg)
-                    runner.start_in_thread(require_listen=False)
-                except (LedgerError, PermissionError, ValueError) as exc:
-                    return fail(str(exc))
-                source = EmbeddedSource(runner)
-            else:
-                return fail(f"no feed answers at {cfg.feed_url} and feed.embedded is false; start one with: tokentop serve")
-    from tokentop.ui.app import TokentopApp
+        try:
+            runner = FeedRunner(cfg)
+            runner.start_in_thread(require_listen=False)
+        except (LedgerError, PermissionError, ValueError) as exc:
+            return fail(str(exc))
+        source = EmbeddedSource(runner)
+    else:
+        return fail(f"no feed answers at {cfg.feed_url} and feed.embedded is false; start one with: tokentop serve")
+    from tokentop.ui.app import TokentopApp, default_screen_views
 
     app = TokentopApp(
-        source,  # type: ignore[arg-type]
+        source,
+        # the Providers screen reads an embedded feed's own ledger; otherwise it opens this machine's
+        screen_views=default_screen_views(runner.ledger) if runner is not None else None,
         refresh_s=args.refresh or float(cfg.ui.refresh_s),
         controller=controller if controller is not None else make_controller(source),
         readonly=bool(args.readonly or cfg.ui.readonly),
@@ -125,27 +130,14 @@ def run_live(args: argparse.Namespace, *, source: object | None = None, controll
     return 0
 
 
-def make_controller(source: object) -> object:
+def make_controller(source: SnapshotSource) -> Controller:
     """The controller for this source: the embedded feed's control service, or the remote feed's
-    control API with the local token (``tokentop.core.control.controller.build_controller``).
-
-    :data:`CONTROLLER_FACTORIES` (``factory(source) -> Controller | None``) can override it; the
-    first that answers wins.
-    """
-    for factory in CONTROLLER_FACTORIES:
-        controller = factory(source)
-        if controller is not None:
-            return controller
+    control API with the local token (``tokentop.core.control.controller.build_controller``)."""
     from tokentop.core.control.controller import build_controller
+    from tokentop.ui.source import EmbeddedSource, RemoteSource
 
-    runner = getattr(source, "runner", None)
-    if runner is not None:
-        return build_controller(runner=runner)
-    url = getattr(source, "url", None)
-    if url is not None:
-        return build_controller(url=url)
+    if isinstance(source, EmbeddedSource):
+        return build_controller(runner=source.runner)
+    if isinstance(source, RemoteSource):
+        return build_controller(url=source.url)
     return build_controller()
-
-
-#: Extension point for the control layer (see :func:`make_controller`).
-CONTROLLER_FACTORIES: list = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
@@ -19,24 +19,29 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
+from tokentop.core.control.policy_task import PolicyStatus
 from tokentop.core.control.port import Controller, NoController, Target
 from tokentop.core.snapshot import SORT_KEYS, Row, Snapshot, SortKey, sort_rows
+from tokentop.ui import providers_view
 from tokentop.ui.header import HeaderState, Meters
 from tokentop.ui.source import SnapshotSource
 from tokentop.ui.table import BurnTable
 from tokentop.ui.themes import DEFAULT_THEME, NO_COLOR_THEME, load_themes
-from tokentop.ui.views import VIEWS, ViewSpec, fleet_cells, view_by_dim, visible_columns
+from tokentop.ui.views import TABLE_VIEWS, ViewSpec, fleet_cells, view_by_dim, visible_columns
 
-#: Digit keys that open a screen instead of a table view (e.g. ``"5"``: Providers). A factory gets the
+if TYPE_CHECKING:
+    from tokentop.core.ledger import Ledger
+
+#: A digit key that opens a screen instead of a table view: its title, and a factory that gets the
 #: app (its ``source``, ``clock``...) and returns the screen to push, or ``None`` with nothing to show.
-#: Register with :func:`register_screen_view`.
-SCREEN_VIEWS: dict[str, tuple[str, Callable[["TokentopApp"], Screen | None]]] = {}
+ScreenView = tuple[str, Callable[["TokentopApp"], Screen | None]]
 
 
-def register_screen_view(key: str, title: str, factory: Callable[["TokentopApp"], Screen | None]) -> None:
-    if not (len(key) == 1 and key.isdigit() and key != "0"):
-        raise ValueError(f"a view key is one digit 1-9, got {key!r}")
-    SCREEN_VIEWS[key] = (title, factory)
+def default_screen_views(ledger: Ledger | None = None) -> dict[str, ScreenView]:
+    """The screen views the live view has: key 5, Providers (billed spend from the provider APIs).
+    ``ledger``: the embedded feed's ledger, which the Providers screen then reads as is (without it,
+    the screen opens this machine's ledger while it is shown)."""
+    return {"5": ("Providers (billed)", providers_view.opener(ledger))}
 
 
 #: refresh interval steps for + / -
@@ -106,16 +111,23 @@ class TokentopApp(App[None]):
         config_path: Path | None = None,
         shipped_themes: Path | None = None,
         user_themes: Path | None = None,
+        screen_views: Mapping[str, ScreenView] | None = None,
     ) -> None:
+        views = default_screen_views() if screen_views is None else dict(screen_views)
+        for key in views:
+            if not (len(key) == 1 and key.isdigit() and key != "0"):
+                raise ValueError(f"a view key is one digit 1-9, got {key!r}")
         self._theme_load = load_themes(shipped_themes, user_themes)
         super().__init__()
+        #: digit -> screen view (keys that a table view does not take)
+        self.screen_views: dict[str, ScreenView] = {k: v for k, v in views.items() if k not in TABLE_VIEWS}
         self.source = source
         self.clock = clock
         self.timer_enabled = refresh_s is not None
         self.refresh_s = refresh_s if refresh_s is not None else 1.0
         self.controller: Controller = controller or NoController()
         self.readonly = readonly
-        spec = view_by_dim(view) or VIEWS["1"]
+        spec = view_by_dim(view) or TABLE_VIEWS["1"]
         self.view_spec: ViewSpec = spec
         self.sort_key: SortKey = sort if sort in SORT_KEYS else "burn"
         self.sort_reverse = sort_reverse
@@ -228,7 +240,8 @@ class TokentopApp(App[None]):
                 table.display = True
                 if self.focused is None:
                     table.focus()
-            table.flags = flags_for_view(snap, self.view_spec.dim)
+            policy = PolicyStatus.of(snap)
+            table.flags = policy.row_flags(self.view_spec.dim, snap.sessions) if policy is not None else {}
             table.set_extra_cells(fleet_cells(snap) if self.view_spec.dim == "hosts" else {})
             table.set_columns(visible_columns(self.view_spec, snap))
             table.show(self.current_rows())
@@ -237,22 +250,22 @@ class TokentopApp(App[None]):
 
     def _alert_on_new_policy_alerts(self, snap: Snapshot | None) -> None:
         """Ring the bell and show the message when the feed's policy raised a new alert."""
-        policy = snap.status.get("policy") if snap is not None and isinstance(snap.status, dict) else None
-        if not isinstance(policy, dict) or not isinstance(policy.get("alert_seq"), int):
+        policy = PolicyStatus.of(snap)
+        if policy is None or policy.alert_seq is None:
             return
-        seq = policy["alert_seq"]
+        seq = policy.alert_seq
         if self._alert_seq is not None and seq > self._alert_seq:
-            fresh = [a for a in policy.get("alerts") or [] if isinstance(a, dict) and a.get("seq", 0) > self._alert_seq]
+            fresh = policy.alerts_after(self._alert_seq)
             for alert in fresh[-3:]:
-                level = alert.get("level")
-                if level != "cleared":
-                    self.notify(str(alert.get("message") or alert.get("rule")), title=f"tokentop {level}",
-                                severity="error" if level in ("over", "runaway") else "warning", timeout=10)
-            if any(a.get("level") != "cleared" for a in fresh) or not fresh:
+                if alert.level != "cleared":
+                    self.notify(alert.message or alert.rule, title=f"tokentop {alert.level}",
+                                severity="error" if alert.level in ("over", "runaway") else "warning", timeout=10)
+            if any(a.level != "cleared" for a in fresh) or not fresh:
                 self.bell()
         self._alert_seq = seq
 
     def _render_header(self) -> None:
+        policy = PolicyStatus.of(self.shown)
         state = HeaderState(
             view_title=self.view_spec.title,
             source_label=self.source.label,
@@ -264,16 +277,16 @@ class TokentopApp(App[None]):
             filter_text=self.filter_text,
             sort=self.sort_key,
             sort_reverse=self.sort_reverse,
-            daily_budget_usd=budget_usd_per_day(self.shown) or self.daily_budget_usd,
+            daily_budget_usd=(policy.daily_budget_usd if policy is not None else 0.0) or self.daily_budget_usd,
             readonly=self.readonly,
-            flagged=sum(1 for level in policy_flags(self.shown).get("sessions", {}).values() if level in ("over", "runaway")),
+            flagged=policy.sessions_over if policy is not None else 0,
         )
         self.query_one(Meters).show(self.shown, state)
 
     # -- bindings: availability --------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "view":
-            return parameters[0] in VIEWS or parameters[0] in SCREEN_VIEWS
+            return parameters[0] in TABLE_VIEWS or parameters[0] in self.screen_views
         if action in ("kill", "pause_session", "resume_session"):
             return not self.readonly
         if action == "clear_filter":
@@ -282,12 +295,12 @@ class TokentopApp(App[None]):
 
     # -- actions: views and sort ----------------------------------------------------------------
     def action_view(self, key: str) -> None:
-        if key not in VIEWS and key in SCREEN_VIEWS:
-            screen = SCREEN_VIEWS[key][1](self)
+        if key in self.screen_views:
+            screen = self.screen_views[key][1](self)
             if screen is not None:
                 self.push_screen(screen)
             return
-        spec = VIEWS.get(key)
+        spec = TABLE_VIEWS.get(key)
         if spec is None or spec is self.view_spec:
             return
         self.view_spec = spec
@@ -399,8 +412,8 @@ class TokentopApp(App[None]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        views = {f"view('{k}')": f"{spec.title} view" for k, spec in VIEWS.items()}
-        views.update({f"view('{k}')": f"{title}" for k, (title, _) in SCREEN_VIEWS.items() if k not in VIEWS})
+        views = {f"view('{k}')": f"{spec.title} view" for k, spec in TABLE_VIEWS.items()}
+        views.update({f"view('{k}')": f"{title}" for k, (title, _) in self.screen_views.items()})
         self.push_screen(HelpScreen(self.screen.active_bindings, views))
 
     # -- kill / pause / resume --------------------------------------------------------------------
@@ -456,7 +469,7 @@ class TokentopApp(App[None]):
     # -- palette, theme persistence ---------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for spec in VIEWS.values():
+        for spec in TABLE_VIEWS.values():
             yield SystemCommand(f"View: {spec.title}", f"Show the {spec.title} table (key {spec.key})",
                                 lambda k=spec.key: self.action_view(k))
         for key in SORT_KEYS:
@@ -478,47 +491,7 @@ class TokentopApp(App[None]):
             self.notify(f"could not save the choice to {self.config_path}: {exc}", severity="warning")
 
 
-def policy_flags(snap: Snapshot | None) -> dict[str, dict[str, str]]:
-    """``status.policy.flags`` of the feed's budget/runaway policy: view -> key -> level."""
-    if snap is None:
-        return {}
-    policy = snap.status.get("policy") if isinstance(snap.status, dict) else None
-    flags = policy.get("flags") if isinstance(policy, dict) else None
-    return flags if isinstance(flags, dict) else {}
-
-
-_RANK = {"warning": 1, "over": 2, "runaway": 3}
 _SESSION_FIELD = {"agents": "agent", "models": "model", "projects": "project", "hosts": "host"}
-
-
-def flags_for_view(snap: Snapshot, dim: str) -> dict[str, str]:
-    """Policy levels for the rows of ``dim``: its own flags, plus the worst level of the flagged
-    sessions behind each agent / model / project row (a runaway session makes its agent stand out)."""
-    flags = policy_flags(snap)
-    out = {k: v for k, v in (flags.get(dim) or {}).items() if v in _RANK}
-    field = _SESSION_FIELD.get(dim)
-    session_flags = flags.get("sessions") or {}
-    if field is not None and session_flags:
-        for row in snap.sessions:
-            level = session_flags.get(row.key)
-            if level not in _RANK:
-                continue
-            key = getattr(row, field) or "(none)"
-            if key not in out or _RANK[level] > _RANK[out[key]]:
-                out[key] = level
-    return out
-
-
-def budget_usd_per_day(snap: Snapshot | None) -> float:
-    """The tightest global daily budget the feed's policy evaluates (0: none)."""
-    if snap is None or not isinstance(snap.status, dict):
-        return 0.0
-    policy = snap.status.get("policy")
-    limits = [
-        float(f["limit"]) for f in (policy.get("budgets") or [] if isinstance(policy, dict) else [])
-        if isinstance(f, dict) and f.get("view") == "totals" and f.get("measure") == "usd_per_day" and f.get("limit")
-    ]
-    return min(limits) if limits else 0.0
 
 
 def keys_on_matching_hosts(snap: Snapshot, dim: str, needle: str) -> set[str]:
@@ -536,6 +509,3 @@ def _matches(row: Row, needle: str) -> bool:
             return True
     return False
 
-
-# Screen views shipped with tokentop register themselves (kept last: they import this module).
-import tokentop.ui.providers_view  # noqa: E402,F401  -- key 5: billed spend from the provider APIs

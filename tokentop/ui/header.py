@@ -16,8 +16,9 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tokentop.core.snapshot import Snapshot
+from tokentop.core.team.status import FleetStatus
 from tokentop.ui import format as fmt
-from tokentop.ui.views import LAG_WARN_S, fleet_hosts
+from tokentop.ui.views import LAG_WARN_S
 
 #: below this many rows or columns the header condenses to one line
 CONDENSE_BELOW_HEIGHT = 20
@@ -79,28 +80,19 @@ class FleetLine:
 
 def fleet_line(snap: Snapshot | None) -> FleetLine | None:
     """The fleet part of the header, or ``None`` when the snapshot is not from a fleet feed."""
-    fleet = snap.status.get("fleet") if snap is not None and isinstance(snap.status, dict) else None
-    if not isinstance(fleet, dict):
+    fleet = FleetStatus.of(snap)
+    if fleet is None:
         return None
-
-    def num(value: object) -> float | None:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    hosts = []
-    for name, h in fleet_hosts(snap).items():
-        hosts.append((name, num(h.get("lag_s")), bool(h.get("reporting")), num(h.get("last_report_s_ago"))))
-    hosts.sort(key=lambda h: (h[2], -(h[1] or 0.0), h[0]))
-    reporting = fleet.get("hosts_reporting")
-    pending = fleet.get("pending")
-    error = fleet.get("last_error")
+    hosts = sorted(((name, h.lag_s, h.reporting, h.last_report_s_ago) for name, h in fleet.hosts.items()),
+                   key=lambda h: (h[2], -(h[1] or 0.0), h[0]))
     return FleetLine(
-        hosts_reporting=reporting if isinstance(reporting, int) else sum(1 for h in hosts if h[2]),
+        hosts_reporting=fleet.hosts_reporting if fleet.hosts_reporting is not None else sum(1 for h in hosts if h[2]),
         hosts_total=len(hosts),
-        window_s=num(fleet.get("reporting_window_s")) or 60.0,
+        window_s=fleet.reporting_window_s or 60.0,
         hosts=tuple(hosts),
-        connected=fleet.get("connected") is not False,
-        pending=pending if isinstance(pending, int) else 0,
-        error=str(error) if error else None,
+        connected=fleet.connected,
+        pending=fleet.pending or 0,
+        error=fleet.last_error,
     )
 
 

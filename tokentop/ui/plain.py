@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from tokentop.core.snapshot import Snapshot, sort_rows
 from tokentop.ui import format as fmt
-from tokentop.ui.views import VIEWS, ViewSpec, fleet_cells, layout_columns, view_by_dim, visible_columns
+from tokentop.ui.views import TABLE_VIEWS, ViewSpec, fleet_cells, layout_columns, view_by_dim, visible_columns
 
 
 def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn", reverse: bool = False, width: int = 100) -> str:
     t = snapshot.totals
-    spec: ViewSpec = view_by_dim(view) or VIEWS["1"]
+    spec: ViewSpec = view_by_dim(view) or TABLE_VIEWS["1"]
     lines = [
         f"tokentop {spec.title}: burn {fmt.usd(t.usd_per_hour)}/h est, today {fmt.usd(t.usd_today)} est, "
         f"{fmt.rate(t.tokens_per_s)} tok/s, {fmt.rate(t.requests_per_s)} req/s, {t.active_sessions} active sessions",

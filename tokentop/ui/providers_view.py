@@ -2,21 +2,25 @@
 its 30-day dashboard.
 
 Billed rows live in the local ledger (written by the feed's provider pollers); the pollers' health
-comes from the snapshot's ``status["providers"]``. An embedded feed's ledger is used as is; with a
-remote feed the local ledger is opened (it holds what this machine's feed fetched).
+comes from the snapshot's ``status["providers"]`` (:class:`~tokentop.core.providers.status.ProvidersStatus`).
+An embedded feed's ledger is handed in and used as is; with a remote feed the local ledger is opened
+(it holds what this machine's feed fetched). The live view lists this screen in
+:func:`tokentop.ui.app.default_screen_views`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Callable
 
 from textual.screen import Screen
 
-from tokentop.ui.app import register_screen_view
+from tokentop.core.providers.panel import ProviderPanel, build_panels
+from tokentop.core.providers.status import ProvidersStatus
 from tokentop.ui.screens.provider_dashboard import ProviderDashboardScreen
 from tokentop.ui.screens.providers import ProvidersScreen
 
 if TYPE_CHECKING:
+    from tokentop.core.ledger import Ledger
     from tokentop.ui.app import TokentopApp
 
 #: how often the open Providers screen re-reads the ledger (the pollers fetch once a minute)
@@ -27,16 +31,13 @@ DASHBOARD_DAYS = 30
 class _Billed:
     """The ledger, billed store and pricer one Providers screen reads (closed with the screen)."""
 
-    def __init__(self, app: TokentopApp) -> None:
+    def __init__(self, app: TokentopApp, ledger: Ledger | None) -> None:
         from tokentop.core.ledger import Ledger
         from tokentop.core.pricing import Pricer
         from tokentop.core.providers.store import BilledStore
 
-        runner = getattr(app.source, "runner", None)
-        self.own_ledger = runner is None
-        if runner is not None:
-            ledger = runner.ledger
-        else:
+        self.own_ledger = ledger is None
+        if ledger is None:
             from tokentop import config
 
             cfg = config.load(app.config_path) if app.config_path and app.config_path.exists() else config.load()
@@ -49,12 +50,8 @@ class _Billed:
         if self.own_ledger:
             self.ledger.close()
 
-    def panels(self, app: TokentopApp) -> tuple[list[Any], dict[str, str]]:
-        from tokentop.core.providers.panel import build_panels
-
-        snap = app.shown
-        status = dict(snap.status.get("providers") or {}) if snap is not None else {}
-        return build_panels(self.store, app.clock(), self.pricer, status)
+    def panels(self, app: TokentopApp) -> tuple[list[ProviderPanel], dict[str, str]]:
+        return build_panels(self.store, app.clock(), self.pricer, ProvidersStatus.of(app.shown))
 
 
 class LiveProvidersScreen(ProvidersScreen):
@@ -86,8 +83,11 @@ class LiveProvidersScreen(ProvidersScreen):
         self.owner.push_screen(ProviderDashboardScreen(report))
 
 
-def providers_screen(app: TokentopApp) -> Screen | None:
-    return LiveProvidersScreen(app, _Billed(app))
+def opener(ledger: Ledger | None = None) -> Callable[[TokentopApp], Screen | None]:
+    """What key 5 calls: opens the Providers screen on ``ledger`` (an embedded feed's), or on this
+    machine's ledger, opened while the screen is shown."""
 
+    def open_screen(app: TokentopApp) -> Screen | None:
+        return LiveProvidersScreen(app, _Billed(app, ledger))
 
-register_screen_view("5", "Providers (billed)", providers_screen)
+    return open_screen

@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
 
 class SnapshotSource(Protocol):
-    #: shown in the header: where the data comes from
-    label: str
+    @property
+    def label(self) -> str:
+        """Shown in the header: where the data comes from."""
+        ...
+
     #: False while a remote feed cannot be reached
     connected: bool
     #: why it is disconnected (shown in the header)
@@ -73,13 +76,6 @@ class ManualSource:
         return self.requests[:limit]
 
 
-def _request_dicts(items: list[Any]) -> list[dict[str, Any]]:
-    return [
-        dict(item.event.to_dict(), cost_kind=item.cost.kind, usd=None if item.cost.pusd is None else float(item.cost.usd))
-        for item in items
-    ]
-
-
 class EmbeddedSource:
     """A feed running in this process on its own thread."""
 
@@ -118,7 +114,7 @@ class EmbeddedSource:
             return await _fetch_requests(runner.address, view, key, limit)
 
         async def take() -> list[dict[str, Any]]:
-            return _request_dicts(runner.service.aggregator.recent_requests(view, key, limit))
+            return runner.service.recent_requests_json(view, key, limit)
 
         return await asyncio.to_thread(runner.run_coroutine, take())
 
@@ -126,7 +122,7 @@ class EmbeddedSource:
 def live_view_shape() -> StreamShape:
     """The stream the live view needs: its table views, sessions (kill flow, per-row sessions), and
     burn series in compact form (integer micro-dollars: sparklines and the detail chart)."""
-    from tokentop.ui.views import VIEWS as TABLE_VIEWS
+    from tokentop.ui.views import TABLE_VIEWS
 
     dims = {spec.dim for spec in TABLE_VIEWS.values()} | {"sessions"}
     return StreamShape(views=tuple(sorted(dims)), series="compact")
@@ -135,7 +131,7 @@ def live_view_shape() -> StreamShape:
 class RemoteSource:
     """Another feed's snapshot stream; reconnects by itself when the feed restarts."""
 
-    def __init__(self, url: str, *, retry_s: float = 1.0, clock: Any = time.time,
+    def __init__(self, url: str, *, retry_s: float = 1.0, clock: Callable[[], float] = time.time,
                  shape: StreamShape | None = None) -> None:
         self.url = url
         #: what is asked of the feed's ``WS /v1/stream``; ``None`` = :func:`live_view_shape` at start
@@ -143,7 +139,7 @@ class RemoteSource:
         self.label = f"feed {url}"
         self.connected = False
         self.error: str | None = "connecting…"
-        self.control_url = url
+        self.control_url: str | None = url
         self.retry_s = retry_s
         self._clock = clock
         self._snapshot: Snapshot | None = None

@@ -1,7 +1,7 @@
 """The live table: a line-API widget that paints only what is visible and only what changed.
 
-Why not ``DataTable``: it repaints every visible cell on any update (~35 ms per frame at 160x50,
-``shared/reference/textual.md`` §2). Here each row's line is a cached :class:`Strip`, rebuilt only
+Why not ``DataTable``: it repaints every visible cell on any update (~35 ms per frame at 160x50;
+docs/ui.md § Performance). Here each row's line is a cached :class:`Strip`, rebuilt only
 when that row's data, the layout, the cursor/tag mark or the theme changed, and :meth:`show`
 refreshes only the screen lines whose content changed.
 
@@ -11,7 +11,7 @@ disappears (filtered out, evicted) the cursor moves to the row now at the same p
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -24,7 +24,7 @@ from textual.widget import Widget
 
 from tokentop.core.snapshot import Row, SortKey
 from tokentop.ui import format as fmt
-from tokentop.ui.views import Cell, Column, ViewSpec, layout_columns, visible_columns
+from tokentop.ui.views import CellText, Column, ViewSpec, layout_columns, visible_columns
 
 GUTTER = 1  # left cell: the tag mark
 #: how a budget / runaway flag from the feed's policy shows in the STATE column
@@ -93,7 +93,7 @@ class BurnTable(Widget, can_focus=True):
         self.flags: dict[str, str] = {}
         #: column id -> row key -> cell, for columns whose text comes from the snapshot's status
         #: (a host's lag in the Hosts view); a missing key falls back to the column's own render
-        self.extra_cells: dict[str, dict[str, Cell]] = {}
+        self.extra_cells: dict[str, dict[str, CellText]] = {}
         #: how many row lines were rebuilt in total (the bench and tests read it)
         self.lines_rendered = 0
 
@@ -117,7 +117,7 @@ class BurnTable(Widget, can_focus=True):
             self.columns = columns
             self._invalidate()
 
-    def set_extra_cells(self, cells: dict[str, dict[str, Cell]]) -> None:
+    def set_extra_cells(self, cells: dict[str, dict[str, CellText]]) -> None:
         """Cells from the snapshot's status (a host's LAG / SEEN). A row whose data did not change
         keeps its Row object, so the lines whose extra cells changed are repainted here."""
         if cells == self.extra_cells:
@@ -188,9 +188,6 @@ class BurnTable(Widget, can_focus=True):
 
     def rows_keys_in_order(self) -> list[str]:
         return [r.key for r in self.rows]
-
-    def visible_rows(self) -> list[Row]:
-        return self.rows[self._top : self._top + self._body_height()]
 
     def render_text(self) -> list[str]:
         """What the table shows now, as plain text lines (tests, ``--once --plain``)."""
@@ -450,7 +447,3 @@ class BurnTable(Widget, can_focus=True):
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:  # noqa: D401
         return max(1, len(self.rows) + 1)
-
-
-def keys_of(rows: Iterable[Row]) -> list[str]:
-    return [r.key for r in rows]

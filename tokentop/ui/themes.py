@@ -23,7 +23,6 @@ from tokentop import config as config_mod
 DEFAULT_THEME: Final = "tokentop"
 #: used when NO_COLOR is set (Textual also drops colours then; this keeps contrast sane)
 NO_COLOR_THEME: Final = "tokentop-ansi"
-APP_VARIABLES: Final = ("burn-low", "burn-mid", "burn-high", "spark")
 
 _COLOUR_FIELDS: Final = ("primary", "secondary", "warning", "error", "success", "accent", "foreground",
                          "background", "surface", "panel", "boost")

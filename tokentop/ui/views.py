@@ -1,23 +1,26 @@
-"""The table's views (Agents, Sessions, Models, Projects) and their columns: a registry.
+"""The table's views (Agents, Sessions, Models, Projects, Hosts) and their columns.
 
 A view is a :class:`ViewSpec`: which snapshot dimension it shows, the digit key that selects it and
-its columns. Adding a view (e.g. Providers on key ``5``) is one :func:`register_view` call; the app
-binds the digits ``1``-``9`` and shows only those a view is registered for.
+its columns; :data:`TABLE_VIEWS` lists them by key. Adding a table view is one entry there. The app
+binds the digits ``1``-``9``; a digit no table view takes can open a screen instead (key ``5``,
+Providers: :func:`tokentop.ui.app.default_screen_views`).
 
-Cells are ``(text, style)`` pairs where ``style`` names a theme-driven style (``burn-low``,
-``burn-mid``, ``burn-high``, ``dim``, ``warn``, ``spark``); the table turns them into colours. Text
-is always literal: nothing here is ever parsed as markup.
+Cells are :data:`CellText` pairs ``(text, style)`` where ``style`` names a theme-driven style
+(``burn-low``, ``burn-mid``, ``burn-high``, ``dim``, ``warn``, ``spark``); the table turns them into
+colours. Text is always literal: nothing here is ever parsed as markup.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Final, Literal
 
 from tokentop.core.snapshot import Row, Snapshot, SortKey
+from tokentop.core.team.status import FleetHost, FleetStatus
 from tokentop.ui import format as fmt
 
-Cell = tuple[str, str]
+#: One rendered cell: its literal text and the name of its theme style.
+CellText = tuple[str, str]
 Align = Literal["left", "right"]
 
 
@@ -27,7 +30,7 @@ class Column:
     title: str
     #: fixed width in cells; the ``flex`` column takes what is left (at least ``width``)
     width: int
-    render: Callable[[Row], Cell]
+    render: Callable[[Row], CellText]
     align: Align = "right"
     #: higher survives longer when the pane is narrow; 100 never drops
     priority: int = 50
@@ -50,32 +53,32 @@ class ViewSpec:
     columns: tuple[Column, ...] = field(default=())
 
 
-def _dash_if_zero(text: str, value: float) -> Cell:
+def _dash_if_zero(text: str, value: float) -> CellText:
     return (text, "dim") if value == 0 else (text, "")
 
 
-def name_cell(row: Row) -> Cell:
+def name_cell(row: Row) -> CellText:
     return fmt.printable(row.key), "name"
 
 
-def models_cell(row: Row) -> Cell:
+def models_cell(row: Row) -> CellText:
     names = row.model_names
     return (fmt.printable(names), "dim") if names else ("-", "dim")
 
 
-def sessions_cell(row: Row) -> Cell:
+def sessions_cell(row: Row) -> CellText:
     return _dash_if_zero(str(row.sessions), row.sessions)
 
 
-def req_cell(row: Row) -> Cell:
+def req_cell(row: Row) -> CellText:
     return _dash_if_zero(fmt.rate(row.requests_per_s), row.requests_per_s)
 
 
-def tok_cell(row: Row) -> Cell:
+def tok_cell(row: Row) -> CellText:
     return _dash_if_zero(fmt.rate(row.tokens_per_s), row.tokens_per_s)
 
 
-def burn_cell(row: Row) -> Cell:
+def burn_cell(row: Row) -> CellText:
     if row.usd_per_hour == 0 and row.unpriced_requests_today and row.state == "active":
         return "unpriced", "warn"  # requests it could not price: never shown as $0
     if row.usd_per_hour == 0:
@@ -83,7 +86,7 @@ def burn_cell(row: Row) -> Cell:
     return fmt.usd(row.usd_per_hour), "burn-" + fmt.burn_level(row.usd_per_hour)
 
 
-def spend_cell(row: Row) -> Cell:
+def spend_cell(row: Row) -> CellText:
     """Spend today; requests that could not be priced are flagged, never folded in as $0."""
     if row.unpriced_requests_today and row.usd_today == 0:
         return "unpriced", "warn"
@@ -93,28 +96,28 @@ def spend_cell(row: Row) -> Cell:
     return (text, "dim") if row.usd_today == 0 else (text, "")
 
 
-def tokens_cell(row: Row) -> Cell:
+def tokens_cell(row: Row) -> CellText:
     return _dash_if_zero(fmt.count(row.tokens_today), row.tokens_today)
 
 
-def state_cell(row: Row) -> Cell:
+def state_cell(row: Row) -> CellText:
     style = {"active": "", "idle": "dim", "paused": "warn", "stopped": "warn"}.get(row.state, "warn")
     return fmt.printable(row.state), style
 
 
-def pid_cell(row: Row) -> Cell:
+def pid_cell(row: Row) -> CellText:
     return (str(row.pid), "") if row.pid is not None else ("-", "dim")
 
 
-def agent_cell(row: Row) -> Cell:
+def agent_cell(row: Row) -> CellText:
     return fmt.printable(row.agent or "-"), "dim" if row.agent is None else ""
 
 
-def host_cell(row: Row) -> Cell:
+def host_cell(row: Row) -> CellText:
     return fmt.printable(row.host or "-"), "dim" if row.host is None else ""
 
 
-def lag_cell(row: Row) -> Cell:
+def lag_cell(row: Row) -> CellText:
     # filled by the app from status["fleet"] (BurnTable.extra_cells); this is the fallback
     return "-", "dim"
 
@@ -124,7 +127,7 @@ def several_hosts(snap: Snapshot) -> bool:
     return len(snap.hosts) > 1
 
 
-def spark_cell(row: Row) -> Cell:
+def spark_cell(row: Row) -> CellText:
     # the table draws the series itself at the column's current width
     return "", "spark"
 
@@ -156,58 +159,43 @@ LAG = Column("lag", "LAG", 7, lag_cell, priority=75)
 #: how long ago the host last sent an event or heartbeat (status["fleet"])
 SEEN = Column("seen", "SEEN", 8, lag_cell, priority=65)
 
-VIEWS: dict[str, ViewSpec] = {}
-
-
-def register_view(spec: ViewSpec) -> None:
-    """Add (or replace) the view selected by ``spec.key``."""
-    if not (len(spec.key) == 1 and spec.key.isdigit() and spec.key != "0"):
-        raise ValueError(f"a view key is one digit 1-9, got {spec.key!r}")
-    VIEWS[spec.key] = spec
+#: The table views by their digit key.
+TABLE_VIEWS: Final[dict[str, ViewSpec]] = {spec.key: spec for spec in (
+    ViewSpec("1", "agents", "Agents", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
+    ViewSpec("2", "sessions", "Sessions", _cols(SESSION, HOST, AGENT, MODEL, PID, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
+    ViewSpec("3", "models", "Models", _cols(NAME, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
+    ViewSpec("4", "projects", "Projects", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
+    ViewSpec("6", "hosts", "Hosts", _cols(HOST_NAME, SESSIONS, LAG, SEEN, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
+)}
 
 
 def view_by_dim(dim: str) -> ViewSpec | None:
-    for spec in VIEWS.values():
+    for spec in TABLE_VIEWS.values():
         if spec.dim == dim:
             return spec
     return None
-
-
-register_view(ViewSpec("1", "agents", "Agents", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
-register_view(ViewSpec("2", "sessions", "Sessions", _cols(SESSION, HOST, AGENT, MODEL, PID, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
-register_view(ViewSpec("3", "models", "Models", _cols(NAME, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
-register_view(ViewSpec("4", "projects", "Projects", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
-register_view(ViewSpec("6", "hosts", "Hosts", _cols(HOST_NAME, SESSIONS, LAG, SEEN, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)))
 
 
 #: a host lagging more than this is shown as a warning
 LAG_WARN_S = 5.0
 
 
-def fleet_hosts(snap: Snapshot | None) -> dict[str, dict]:
-    """``status["fleet"]["hosts"]`` of a fleet feed (host -> reporting, lag_s, last_report_s_ago...),
-    or ``{}`` when the snapshot is not a fleet's."""
-    fleet = snap.status.get("fleet") if snap is not None and isinstance(snap.status, dict) else None
-    hosts = fleet.get("hosts") if isinstance(fleet, dict) else None
-    return {str(k): v for k, v in hosts.items() if isinstance(v, dict)} if isinstance(hosts, dict) else {}
+def fleet_hosts(snap: Snapshot | None) -> dict[str, FleetHost]:
+    """The hosts of a fleet feed's status (:class:`FleetStatus`), or ``{}`` when the snapshot is not
+    a fleet's."""
+    fleet = FleetStatus.of(snap)
+    return dict(fleet.hosts) if fleet is not None else {}
 
 
-def _seconds(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def fleet_cells(snap: Snapshot | None) -> dict[str, dict[str, Cell]]:
+def fleet_cells(snap: Snapshot | None) -> dict[str, dict[str, CellText]]:
     """The Hosts view's LAG and SEEN cells from the fleet status (column id -> host -> cell)."""
-    lag: dict[str, Cell] = {}
-    seen: dict[str, Cell] = {}
+    lag: dict[str, CellText] = {}
+    seen: dict[str, CellText] = {}
     for name, h in fleet_hosts(snap).items():
-        reporting = bool(h.get("reporting"))
-        lag_s = _seconds(h.get("lag_s"))
-        if lag_s is not None:
-            lag[name] = (fmt.age(lag_s), "warn" if lag_s > LAG_WARN_S or not reporting else "")
-        ago = _seconds(h.get("last_report_s_ago"))
-        if ago is not None:
-            seen[name] = (fmt.age(ago), "" if reporting else "warn")
+        if h.lag_s is not None:
+            lag[name] = (fmt.age(h.lag_s), "warn" if h.lag_s > LAG_WARN_S or not h.reporting else "")
+        if h.last_report_s_ago is not None:
+            seen[name] = (fmt.age(h.last_report_s_ago), "" if h.reporting else "warn")
     return {"lag": lag, "seen": seen}
 
 

@@ -9,21 +9,27 @@ Contract: ``docs/control.md``.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.websockets import WebSocket
 
+from tokentop.core.control.port import Plan
 from tokentop.core.control.process import ProcessIdentity, Refused, parse_signal, verify
-from tokentop.core.control.service import control_for
+from tokentop.core.control.service import ControlService
+from tokentop.core.feed.server import BodyTooLarge, TokenGate, read_body
+
+T = TypeVar("T")
 
 MAX_CONTROL_BODY: int = 16 * 1024
 MAX_SESSION_LEN: int = 512
 
 
-def plan_to_json(plan: Any) -> dict[str, Any]:
+def plan_to_json(plan: Plan) -> dict[str, Any]:
     return {
         "session": plan.target.session, "can_act": plan.can_act, "reason": plan.reason, "pid": plan.pid,
         "cmd": plan.cmd,
@@ -32,8 +38,6 @@ def plan_to_json(plan: Any) -> dict[str, Any]:
 
 
 async def _json_body(request: Request) -> dict[str, Any] | Response:
-    from tokentop.core.feed.server import BodyTooLarge, read_body
-
     try:
         raw = await read_body(request, MAX_CONTROL_BODY)
     except BodyTooLarge:
@@ -49,12 +53,12 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
     return body
 
 
-def routes(feed: Any) -> list[BaseRoute]:
-    ctl = control_for(feed)
+def routes(ctl: ControlService, gate: TokenGate) -> list[BaseRoute]:
+    """The control routes over ``ctl``; every one needs the local token (``gate``)."""
 
     def session_of(request: Request) -> str | Response:
         """The request's session id, or the answer to send: 401/403 without the local token, 400 for a bad id."""
-        denied = feed.require_token(request)
+        denied = gate.refusal(request)
         if denied is not None:
             return denied
         session = request.path_params["session"]
@@ -117,7 +121,7 @@ def routes(feed: Any) -> list[BaseRoute]:
         return JSONResponse({"session": session, "registered": rec.to_json()}, 201)
 
     async def audit(request: Request) -> Response:
-        denied = feed.require_token(request)
+        denied = gate.refusal(request)
         if denied is not None:
             return denied
         try:
@@ -136,29 +140,31 @@ def routes(feed: Any) -> list[BaseRoute]:
     ]
 
 
-async def _in_thread(fn: Any) -> Any:
-    import asyncio
-
+async def _in_thread(fn: Callable[[], T]) -> T:
     return await asyncio.to_thread(fn)
 
 
-async def on_publish_meta(feed: Any, ws: Any, message: dict[str, Any]) -> dict[str, Any] | None:
-    kind = message.get("type")
-    if kind == "hello":
-        session = message.get("session")
-        if not isinstance(session, str) or not session or len(session) > MAX_SESSION_LEN:
-            return {"type": "error", "error": "hello needs \"session\": a non-empty string"}
-        err = control_for(feed).emitters.hello(ws, session)
-        if err is not None:
-            return {"type": "error", "error": err}
-        return {"type": "hello_ack", "session": session, "control": True}
-    if kind == "control_ack":
-        known = control_for(feed).emitters.acknowledge(message)
-        return {"type": "control_ack_received", "id": message.get("id"), "known": known}
-    return None
+class PublishHooks:
+    """The control layer's answers on ``WS /v1/publish``: an emitter's ``hello`` binds its session
+    to the socket (control messages then go to it), ``control_ack`` confirms one."""
 
+    def __init__(self, ctl: ControlService) -> None:
+        self.ctl = ctl
 
-async def on_publish_closed(feed: Any, ws: Any) -> None:
-    ctl = getattr(feed, "control", None)
-    if ctl is not None:
-        ctl.emitters.closed(ws)
+    async def on_meta(self, ws: WebSocket, message: dict[str, Any]) -> dict[str, Any] | None:
+        kind = message.get("type")
+        if kind == "hello":
+            session = message.get("session")
+            if not isinstance(session, str) or not session or len(session) > MAX_SESSION_LEN:
+                return {"type": "error", "error": "hello needs \"session\": a non-empty string"}
+            err = self.ctl.emitters.hello(ws, session)
+            if err is not None:
+                return {"type": "error", "error": err}
+            return {"type": "hello_ack", "session": session, "control": True}
+        if kind == "control_ack":
+            known = self.ctl.emitters.acknowledge(message)
+            return {"type": "control_ack_received", "id": message.get("id"), "known": known}
+        return None
+
+    async def on_closed(self, ws: WebSocket) -> None:
+        self.ctl.emitters.closed(ws)

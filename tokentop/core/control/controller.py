@@ -1,7 +1,8 @@
 """Controllers (the port the live view talks to) for an embedded feed and for a feed over HTTP.
 
-* :class:`LocalController` wraps the :class:`ControlService` of a :class:`FeedRunner` running in
-  this process (on its own thread and loop): calls hop onto the feed's loop.
+* :class:`LocalController` wraps the :class:`ControlService` of a feed running in this process: from
+  another thread (the UI's), calls hop onto the feed's loop; on the feed's loop (the NATS control
+  responder) they run directly.
 * :class:`RemoteController` calls the feed's control API with the local token.
 
 Build the right one with :func:`build_controller`.
@@ -10,7 +11,7 @@ Build the right one with :func:`build_controller`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -19,39 +20,44 @@ from tokentop.config import state_dir
 from tokentop.core.control.port import Action, Candidate, Controller, NoController, Outcome, Plan, Target
 from tokentop.core.feed.auth import read_token, token_path
 
+if TYPE_CHECKING:
+    from tokentop.core.control.service import ControlService
+    from tokentop.core.feed.runner import FeedRunner
+
 
 class LocalController:
-    """The embedded feed's control service, used from another thread (the UI's)."""
+    """A feed's control service in this process. With ``runner`` (the embedded feed, used from the
+    UI's thread) calls hop onto the feed's loop; without, the caller is on that loop already."""
 
-    def __init__(self, runner: Any, origin: str = "ui") -> None:
-        from tokentop.core.control.service import control_for
-
+    def __init__(self, control: ControlService, *, runner: FeedRunner | None = None, origin: str = "ui") -> None:
         self.runner = runner
-        self.control = control_for(runner.app)
+        self.control = control
         self.origin = origin
 
-    def _on_feed_loop(self) -> bool:
-        loop = self.runner.loop
+    def _feed_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The feed's loop when the caller runs on another thread (a hop is needed), else ``None``."""
+        loop = self.runner.loop if self.runner is not None else None
         if loop is None or not loop.is_running():
-            return False
+            return None
         try:
-            return asyncio.get_running_loop() is not loop
+            return loop if asyncio.get_running_loop() is not loop else None
         except RuntimeError:
-            return True
+            return loop
 
     def plan(self, target: Target) -> Plan:
-        if self._on_feed_loop():
+        loop = self._feed_loop()
+        if loop is not None:
             async def take() -> Plan:
                 return self.control.plan(target)
 
-            return self.runner.run_coroutine(take(), timeout=30)
+            return asyncio.run_coroutine_threadsafe(take(), loop).result(30)
         return self.control.plan(target)
 
     async def act(self, target: Target, action: Action, *, pid: int | None = None, signal: str | None = None) -> Outcome:
         coro = self.control.act(target.session, action, pid=pid, signal=signal, origin=self.origin)
-        if self._on_feed_loop():
-            fut = asyncio.run_coroutine_threadsafe(coro, self.runner.loop)
-            result = await asyncio.wrap_future(fut)
+        loop = self._feed_loop()
+        if loop is not None:
+            result = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
         else:
             result = await coro
         return result.outcome
@@ -133,15 +139,20 @@ class UnavailableController:
         return Outcome(target.session, action, False, self.reason)
 
 
-def build_controller(*, runner: Any = None, url: str | None = None, token: str | None = None, origin: str = "ui") -> Controller:
+def build_controller(*, runner: FeedRunner | None = None, url: str | None = None, token: str | None = None,
+                     origin: str = "ui") -> Controller:
     """The Controller for the live view.
 
-    * ``runner``: an embedded :class:`~tokentop.core.feed.runner.FeedRunner` → acts in-process.
+    * ``runner``: an embedded :class:`~tokentop.core.feed.runner.FeedRunner` → acts in-process
+      through its control service (a feed without one says so for every plan).
     * ``url``: a feed reached over HTTP/Unix socket → its control API with ``token`` (default: the
       local token file in the state dir). Without a token the controller explains it cannot act.
     """
     if runner is not None:
-        return LocalController(runner, origin=origin)
+        control = runner.parts.control
+        if control is None:
+            return UnavailableController("this feed runs without the control layer")
+        return LocalController(control, runner=runner, origin=origin)
     if url is not None:
         if token is None:
             token = read_token(state_dir())

@@ -1,6 +1,10 @@
 """The feed's policy task: evaluate budgets and runaway rules on each snapshot and carry out the
 decisions — alerts (snapshot status, desktop notification, exec hook) and, for rules that opted
 in, pause or kill through the control service (audited with origin ``policy:<rule>``).
+
+What it publishes, ``status["policy"]``, is a :class:`PolicyStatus`: the task writes it with
+:meth:`PolicyStatus.to_json` and the live view reads it back with :meth:`PolicyStatus.of` (from an
+embedded feed's snapshot or a remote feed's JSON alike). Its JSON is documented in docs/control.md.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ import logging
 import shlex
 import shutil
 from collections import deque
-from typing import Any, Callable, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Iterable, Mapping
 
-from tokentop.core.control.policy import Decision, PolicyEngine, PolicyError, rules_from_config
+from tokentop.core.control.policy import Decision, Finding, PolicyEngine, rules_from_config
+
+if TYPE_CHECKING:
+    from tokentop.config import Config
+    from tokentop.core.control.service import ControlService
+    from tokentop.core.snapshot import Row, Snapshot
 
 log = logging.getLogger("tokentop.control")
 
@@ -21,13 +31,153 @@ log = logging.getLogger("tokentop.control")
 STATUS_ALERTS: Final = 20
 #: Budget findings kept in snapshot status (``status.policy.budgets``).
 MAX_STATUS_FINDINGS: Final = 100
+#: Levels a row can be flagged with, mildest first.
+FLAG_LEVELS: Final = ("warning", "over", "runaway")
+_RANK: Final = {level: n for n, level in enumerate(FLAG_LEVELS, 1)}
+#: The session-row field that names an agent / model / project / host row.
+_SESSION_FIELD: Final = {"agents": "agent", "models": "model", "projects": "project", "hosts": "host"}
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyAlert:
+    """One entry of ``status.policy.alerts``: the alert hook's payload (docs/control.md) plus its
+    ``seq`` and, for pause/kill rules, the ``outcomes`` of the actions taken (``entry``, as written)."""
+
+    seq: int
+    level: str
+    rule: str
+    message: str
+    entry: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, obj: object) -> PolicyAlert | None:
+        if not isinstance(obj, dict):
+            return None
+        return cls(seq=_int(obj.get("seq")) or 0, level=str(obj.get("level") or ""), rule=str(obj.get("rule") or ""),
+                   message=str(obj.get("message") or ""), entry=obj)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.entry) if self.entry else {"seq": self.seq, "level": self.level, "rule": self.rule,
+                                                    "message": self.message}
+
+
+def _finding(obj: object) -> Finding | None:
+    """A budget figure of ``status.policy.budgets`` (``Finding.to_json``), read tolerantly."""
+    if not isinstance(obj, dict):
+        return None
+    return Finding(rule=str(obj.get("rule") or ""), view=str(obj.get("view") or ""), key=str(obj.get("key") or ""),
+                   measure=str(obj.get("measure") or ""), value=_num(obj.get("value")) or 0.0,
+                   limit=_num(obj.get("limit")) or 0.0, level=str(obj.get("level") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyStatus:
+    """``status["policy"]``: where the budgets stand, which rows are flagged, the recent alerts.
+
+    A feed whose rules could not be read publishes only ``{"error": ...}`` (:meth:`failed`)."""
+
+    KEY: ClassVar[str] = "policy"
+
+    #: view -> key -> worst current level (``warning`` / ``over`` / ``runaway``)
+    flags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: global figures, and every per-key figure at warning or over
+    budgets: tuple[Finding, ...] = ()
+    #: the last :data:`STATUS_ALERTS` alerts, oldest first
+    alerts: tuple[PolicyAlert, ...] = ()
+    #: seq of the newest alert ever raised (0: none yet); ``None`` in the rules-error form
+    alert_seq: int | None = 0
+    hook_failures: int = 0
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str) -> PolicyStatus:
+        """The rules could not be read: no policy runs, and the status says why."""
+        return cls(alert_seq=None, error=error)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.alert_seq is None:
+            return {"error": self.error}
+        return {
+            "flags": {view: dict(keys) for view, keys in self.flags.items()},
+            "budgets": [f.to_json() for f in self.budgets],
+            "alerts": [a.to_json() for a in self.alerts],
+            "alert_seq": self.alert_seq,
+            "hook_failures": self.hook_failures,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> PolicyStatus | None:
+        """Tolerant of what a remote feed sends: unknown or ill-typed parts are left out."""
+        if not isinstance(obj, dict):
+            return None
+        raw_flags = obj.get("flags")
+        flags: dict[str, dict[str, str]] = {}
+        if isinstance(raw_flags, dict):
+            for view, keys in raw_flags.items():
+                if isinstance(keys, dict):
+                    flags[str(view)] = {str(k): v for k, v in keys.items() if isinstance(v, str)}
+        raw_budgets = obj.get("budgets")
+        raw_alerts = obj.get("alerts")
+        budgets = [_finding(f) for f in raw_budgets] if isinstance(raw_budgets, list) else []
+        alerts = [PolicyAlert.from_json(a) for a in raw_alerts] if isinstance(raw_alerts, list) else []
+        error = obj.get("error")
+        return cls(flags=flags, budgets=tuple(f for f in budgets if f is not None),
+                   alerts=tuple(a for a in alerts if a is not None), alert_seq=_int(obj.get("alert_seq")),
+                   hook_failures=_int(obj.get("hook_failures")) or 0, error=str(error) if error else None)
+
+    @classmethod
+    def of(cls, snapshot: Snapshot | None) -> PolicyStatus | None:
+        """The policy status a snapshot carries, or ``None`` (no policy on that feed)."""
+        return None if snapshot is None else cls.from_json(snapshot.status.get(cls.KEY))
+
+    # -- what the live view asks -------------------------------------------------------------------
+    @property
+    def daily_budget_usd(self) -> float:
+        """The tightest global daily budget (0: none)."""
+        limits = [f.limit for f in self.budgets if f.view == "totals" and f.measure == "usd_per_day" and f.limit]
+        return min(limits) if limits else 0.0
+
+    @property
+    def sessions_over(self) -> int:
+        """Sessions flagged over budget or runaway."""
+        return sum(1 for level in self.flags.get("sessions", {}).values() if level in ("over", "runaway"))
+
+    def alerts_after(self, seq: int) -> list[PolicyAlert]:
+        """Alerts raised after alert ``seq``, oldest first."""
+        return [a for a in self.alerts if a.seq > seq]
+
+    def row_flags(self, dim: str, sessions: Iterable[Row]) -> dict[str, str]:
+        """Levels for the rows of view ``dim``: the view's own flags, plus the worst level of the
+        flagged sessions behind each agent / model / project / host row (a runaway session makes its
+        agent stand out)."""
+        out = {k: v for k, v in self.flags.get(dim, {}).items() if v in _RANK}
+        name = _SESSION_FIELD.get(dim)
+        session_flags = self.flags.get("sessions") or {}
+        if name is not None and session_flags:
+            for row in sessions:
+                level = session_flags.get(row.key)
+                if level not in _RANK:
+                    continue
+                key = getattr(row, name) or "(none)"
+                if key not in out or _RANK[level] > _RANK[out[key]]:
+                    out[key] = level
+        return out
 
 
 class PolicyRunner:
     def __init__(
         self,
         engine: PolicyEngine,
-        control: Any,
+        control: ControlService,
         *,
         clock: Callable[[], float],
         interval_s: float = 1.0,
@@ -43,7 +193,7 @@ class PolicyRunner:
         self.alert_argv = shlex.split(alert_exec) if alert_exec else []
         self.alert_exec_timeout_s = alert_exec_timeout_s
         self.notify_send = shutil.which("notify-send") if desktop_notify else None
-        self.alerts: deque[dict[str, Any]] = deque(maxlen=STATUS_ALERTS)
+        self.alerts: deque[PolicyAlert] = deque(maxlen=STATUS_ALERTS)
         self.alert_seq = 0
         self.hook_failures = 0
         self.error: str | None = None
@@ -74,7 +224,8 @@ class PolicyRunner:
     async def _carry_out(self, d: Decision, now: float) -> None:
         self.alert_seq += 1
         entry = dict(d.payload(now), seq=self.alert_seq)
-        self.alerts.append(entry)
+        # the entry is what the status shows; outcomes of the actions below are added to it
+        self.alerts.append(PolicyAlert(self.alert_seq, d.level, d.rule, d.message, entry))
         if d.level != "cleared":
             await self._notify(d, entry)
         if d.action in ("pause", "kill") and d.level in ("over", "runaway"):
@@ -114,19 +265,22 @@ class PolicyRunner:
             return False
         return proc.returncode == 0
 
-    def _publish(self) -> None:
-        self.service.set_status("policy", {
-            "flags": self.engine.flags(),
+    def status(self) -> PolicyStatus:
+        return PolicyStatus(
+            flags=self.engine.flags(),
             # global figures and everything at warning or over (per-key "ok" figures are left out)
-            "budgets": [f.to_json() for f in self.engine.findings if f.view == "totals" or f.level != "ok"][:MAX_STATUS_FINDINGS],
-            "alerts": list(self.alerts),
-            "alert_seq": self.alert_seq,
-            "hook_failures": self.hook_failures,
-            "error": self.error,
-        })
+            budgets=tuple(f for f in self.engine.findings if f.view == "totals" or f.level != "ok")[:MAX_STATUS_FINDINGS],
+            alerts=tuple(self.alerts),
+            alert_seq=self.alert_seq,
+            hook_failures=self.hook_failures,
+            error=self.error,
+        )
+
+    def _publish(self) -> None:
+        self.service.set_status(PolicyStatus.KEY, self.status().to_json())
 
 
-def build_policy_runner(config: Any, control: Any, clock: Callable[[], float]) -> PolicyRunner | None:
+def build_policy_runner(config: Config, control: ControlService, clock: Callable[[], float]) -> PolicyRunner | None:
     """A runner for the configured rules, or ``None`` when there are none. Raises :class:`PolicyError`."""
     budgets, runaways = rules_from_config(config)
     engine = PolicyEngine(budgets, runaways)
@@ -138,16 +292,3 @@ def build_policy_runner(config: Any, control: Any, clock: Callable[[], float]) -
         alert_exec_timeout_s=float(section.alert_exec_timeout_s), desktop_notify=bool(section.desktop_notify),
     )
 
-
-def attach_policy(runner: Any, control: Any) -> PolicyRunner | None:
-    """Startup hook part: start the policy task with the feed when rules are configured."""
-    try:
-        policy = build_policy_runner(runner.config, control, runner.service.clock)
-    except PolicyError as exc:
-        runner.service.set_status("policy", {"error": str(exc)})
-        log.error("%s", exc)
-        return None
-    if policy is not None:
-        runner.extras["policy"] = policy
-        runner.app.background.append(policy.run)
-    return policy

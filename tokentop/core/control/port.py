@@ -1,8 +1,10 @@
 """The seam between what the user points at (a session row) and whatever can act on it.
 
-The live view's kill/pause flow talks only to a :class:`Controller`. Until a real control mechanism
-is wired in, :class:`NoController` answers every plan with the exact reason it cannot act, so the
-modal can say why instead of pretending.
+The live view's kill/pause flow talks only to a :class:`Controller`: the embedded feed's control
+service, a feed's control API, or (watching a fleet) the session's own host over NATS — see
+:func:`tokentop.core.control.controller.build_controller`. Where nothing can act, a controller such
+as :class:`NoController` answers every plan with the exact reason, so the modal can say why instead
+of pretending.
 """
 
 from __future__ import annotations

@@ -59,8 +59,6 @@ class ProcessRegistry:
         self.ledger = ledger
         self.max_records = max_records
         self._records: dict[str, ProcessRecord] = {}
-        #: pid -> sessions bound to it (an agent process may run several sessions over its life)
-        self._by_pid: dict[int, set[str]] = {}
         if ledger is not None:
             ledger.ensure_schema(REGISTRY_DDL)
 
@@ -78,11 +76,8 @@ class ProcessRegistry:
         return rec is not None and rec.identity.pid == pid
 
     def put(self, rec: ProcessRecord, *, persist: bool = True) -> None:
-        old = self._records.pop(rec.session, None)
-        if old is not None:
-            self._unindex(old)
+        self._records.pop(rec.session, None)  # re-inserted last: the newest binding is evicted last
         self._records[rec.session] = rec
-        self._by_pid.setdefault(rec.identity.pid, set()).add(rec.session)
         while len(self._records) > self.max_records:
             oldest = next(iter(self._records))
             self.remove(oldest)
@@ -98,20 +93,9 @@ class ProcessRegistry:
     def remove(self, session: str) -> ProcessRecord | None:
         rec = self._records.pop(session, None)
         if rec is not None:
-            self._unindex(rec)
             if self.ledger is not None:
                 self.ledger.call(lambda c: c.execute("DELETE FROM control_processes WHERE session = ?", (session,)))
         return rec
-
-    def _unindex(self, rec: ProcessRecord) -> None:
-        sessions = self._by_pid.get(rec.identity.pid)
-        if sessions is not None:
-            sessions.discard(rec.session)
-            if not sessions:
-                del self._by_pid[rec.identity.pid]
-
-    def sessions_of(self, pid: int) -> set[str]:
-        return set(self._by_pid.get(pid, ()))
 
     def load(self) -> list[ProcessRecord]:
         """Read persisted records; keep those whose process still runs, delete the rest."""

@@ -1,8 +1,9 @@
 """The feed-side control layer: plans and acts on sessions, keeps the session→process registry,
 talks to emitters, writes the audit log and publishes outcomes in snapshot status.
 
-One instance per feed (:func:`control_for`); runs on the feed's event loop. The UI reaches it
-through a :class:`~tokentop.core.control.port.Controller` (``tokentop.core.control.controller.build_controller``);
+One instance per feed, made by :func:`tokentop.core.control.attach.attach` (``runner.parts.control``);
+runs on the feed's event loop. The UI reaches it through a
+:class:`~tokentop.core.control.port.Controller` (``tokentop.core.control.controller.build_controller``);
 the CLI and remote viewers through the HTTP API (``tokentop.core.control.api``).
 """
 
@@ -13,7 +14,7 @@ import os
 import signal as _signal
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Sequence
 
 from tokentop.core.control import discovery, process
 from tokentop.core.control.audit import AuditLog, AuditRecord
@@ -28,6 +29,7 @@ from tokentop.core.pricing import Cost
 
 if TYPE_CHECKING:
     from tokentop.config import Config
+    from tokentop.core.snapshot import Snapshot
 
 log = logging.getLogger("tokentop.control")
 
@@ -64,6 +66,41 @@ class ActResult:
         o = self.outcome
         return {"session": o.session, "action": o.action, "ok": o.ok, "message": o.message, "code": self.code,
                 "pid": self.pid}
+
+
+@dataclass(frozen=True, slots=True)
+class ControlStatus:
+    """``status["control"]`` (docs/control.md): processes recorded, emitters connected, pids from
+    events refused a binding, and the last :data:`STATUS_OUTCOMES` actions (``ActResult`` JSON plus
+    ``ts`` and ``origin``)."""
+
+    KEY: ClassVar[str] = "control"
+
+    processes: int = 0
+    emitters: int = 0
+    refused_event_pids: int = 0
+    outcomes: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"processes": self.processes, "emitters": self.emitters,
+                "refused_event_pids": self.refused_event_pids, "outcomes": [dict(o) for o in self.outcomes]}
+
+    @classmethod
+    def from_json(cls, obj: object) -> ControlStatus | None:
+        if not isinstance(obj, dict):
+            return None
+
+        def count(name: str) -> int:
+            v = obj.get(name)
+            return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+        outcomes = obj.get("outcomes")
+        return cls(count("processes"), count("emitters"), count("refused_event_pids"),
+                   tuple(o for o in outcomes if isinstance(o, dict)) if isinstance(outcomes, list) else ())
+
+    @classmethod
+    def of(cls, snapshot: Snapshot | None) -> ControlStatus | None:
+        return None if snapshot is None else cls.from_json(snapshot.status.get(cls.KEY))
 
 
 class ControlService:
@@ -315,19 +352,10 @@ class ControlService:
             agg.set_session_state(session, "stopped")
 
     # -- status ----------------------------------------------------------------------------------
+    def status(self) -> ControlStatus:
+        return ControlStatus(len(self.registry), len(self.emitters.sessions), self.refused_event_pids,
+                             tuple(self.outcomes))
+
     def _publish_status(self) -> None:
-        self.service.set_status("control", {
-            "processes": len(self.registry),
-            "emitters": len(self.emitters.sessions),
-            "refused_event_pids": self.refused_event_pids,
-            "outcomes": list(self.outcomes),
-        })
+        self.service.set_status(ControlStatus.KEY, self.status().to_json())
 
-
-def control_for(feed_app: Any) -> ControlService:
-    """The feed's one :class:`ControlService` (created on first use)."""
-    ctl = getattr(feed_app, "control", None)
-    if ctl is None:
-        ctl = ControlService(feed_app.service)
-        feed_app.control = ctl
-    return ctl

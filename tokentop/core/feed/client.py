@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 import httpx
@@ -136,7 +135,3 @@ async def stream_snapshots(url: str, *, retry_s: float = 1.0,
             yield exc
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
-
-
-def resolve_unix(url: str) -> Path | None:
-    return Path(url[5:]) if url.startswith("unix:") else None

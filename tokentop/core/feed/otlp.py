@@ -4,7 +4,8 @@ Bodies are OTLP protobuf (``application/x-protobuf``) or OTLP JSON (``applicatio
 or ``Content-Encoding: gzip``. Answers follow the OTLP spec: 200 with an ``Export*ServiceResponse``
 in the request's encoding (``partialSuccess`` when some records were rejected), 400 with a
 ``google.rpc.Status`` for undecodable bodies (not retryable), 413 above the size limit, 415 for
-other content types. Formats: ``shared/reference/formats.md`` §3-4; user guide: ``docs/sources.md``.
+other content types. What Claude Code and Codex send, and the counting rules: ``docs/sources.md``
+(§ OTLP receiver).
 
 What becomes an event (everything else is accepted and ignored):
 
@@ -33,14 +34,23 @@ import hashlib
 import json
 import logging
 import zlib
-from typing import Any, Callable, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tokentop.core.events import Event, EventError, MAX_TOKENS, parse_timestamp
-from tokentop.core.feed.server import BodyTooLarge, FeedApp, ROUTE_FACTORIES, read_body
+from tokentop.core.feed.parts import Attached, FeedBase
+from tokentop.core.feed.server import BodyTooLarge, FeedSettings, TokenGate, read_body
+from tokentop.core.feed.service import FeedService
+from tokentop.core.pricing import Cost
+from tokentop.core.sources import codex
+from tokentop.core.sources.settings import sources_off
+
+if TYPE_CHECKING:
+    from tokentop.core.snapshot import Snapshot
 
 log = logging.getLogger("tokentop.otlp")
 
@@ -131,13 +141,40 @@ def _hash_id(prefix: str, *parts: Any) -> str:
 
 # -- the receiver -------------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class OtlpStatus:
+    """``status["otlp"]``: the receiver's counters since the feed started (records of each kind
+    seen, ``rejected``, ``bad_requests``, metrics ignored because events won, ...)."""
+
+    KEY: ClassVar[str] = "otlp"
+
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.counters)
+
+    @classmethod
+    def from_json(cls, obj: object) -> OtlpStatus | None:
+        if not isinstance(obj, dict):
+            return None
+        return cls({str(k): v for k, v in obj.items() if isinstance(v, int) and not isinstance(v, bool)})
+
+    @classmethod
+    def of(cls, snapshot: Snapshot | None) -> OtlpStatus | None:
+        return None if snapshot is None else cls.from_json(snapshot.status.get(cls.KEY))
+
+
 class OtlpReceiver:
     """Converts OTLP payloads to events and ingests them into the feed's service."""
 
-    def __init__(self, feed: FeedApp, codex_logs_enabled: Callable[[], bool] | None = None) -> None:
-        self.feed = feed
-        self.service = feed.service
-        self.codex_logs_enabled = codex_logs_enabled or (lambda: True)
+    def __init__(self, service: FeedService, *, settings: FeedSettings | None = None, gate: TokenGate | None = None,
+                 codex_logs_enabled: bool = True) -> None:
+        self.service = service
+        self.settings = settings or FeedSettings()
+        self.gate = gate or TokenGate(None)
+        #: this feed reads Codex rollout files, which carry the same requests as Codex's OTel events
+        #: (with no shared id): those events are then left to the rollout reader
+        self.codex_logs_enabled = codex_logs_enabled
         #: sessions with per-request Claude Code data (metrics for them are ignored)
         self.claude_sessions: set[str] = set()
         self.claude_seen = False
@@ -151,7 +188,7 @@ class OtlpReceiver:
     def _count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
-    def _on_accepted(self, items: Any) -> None:
+    def _on_accepted(self, items: Sequence[tuple[Event, Cost]]) -> None:
         prefix = CLAUDE_AGENT + "/"
         for event, _cost in items:
             agent = event.agent
@@ -183,8 +220,8 @@ class OtlpReceiver:
         if not proto and ctype != JSON_TYPE:
             return Response(f"unsupported content type {ctype!r}: use {JSON_TYPE} or {PROTO_TYPE}\n", 415,
                             media_type="text/plain")
-        if self.feed.settings.ingest_requires_token:
-            denied = self.feed.require_token(request)
+        if self.settings.ingest_requires_token:
+            denied = self.gate.refusal(request)
             if denied is not None:
                 return denied
         try:
@@ -206,7 +243,7 @@ class OtlpReceiver:
         events, rejected, errors = self.convert(signal, payload)
         if events:
             await self.service.ingest_events(events)
-        self.service.set_status("otlp", dict(self.counters))
+        self.service.set_status(OtlpStatus.KEY, OtlpStatus(self.counters).to_json())
         message = "; ".join(errors[:5])
         return self._answer(signal, proto, rejected, message)
 
@@ -290,7 +327,7 @@ class OtlpReceiver:
             return self._claude_request(rattrs, a, rec.get("timeUnixNano"), now, "otlp")
         if name in ("codex.sse_event", "sse_event") and a.get("event.kind") == "response.completed":
             self._count("codex_sse_event")
-            if self.codex_logs_enabled():
+            if self.codex_logs_enabled:
                 self._count("codex_ignored_rollouts_cover_it")
                 return None
             return self._codex(rattrs, a, rec.get("timeUnixNano"), now)
@@ -538,14 +575,9 @@ def _decode(signal: str, body: bytes, proto: bool) -> dict[str, Any]:
     return obj
 
 
-def route_factory(feed: FeedApp) -> list[BaseRoute]:
-    receiver = OtlpReceiver(feed, codex_logs_enabled=lambda: _codex_logs_enabled(feed))
-    feed.otlp = receiver  # type: ignore[attr-defined]
-    return receiver.routes()
-
-
-def _codex_logs_enabled(feed: FeedApp) -> bool:
-    return bool(getattr(feed, "codex_logs_enabled", True))
-
-
-ROUTE_FACTORIES.append(route_factory)
+def attach(feed: FeedBase) -> Attached:
+    """The OTLP receiver's part of a feed: its three routes. Codex's OTel events count only when
+    this machine's tokentop does not read Codex rollouts (``[sources] enabled``)."""
+    receiver = OtlpReceiver(feed.service, settings=feed.settings, gate=feed.gate,
+                            codex_logs_enabled=not sources_off() and codex.rollouts_enabled(feed.config))
+    return Attached(routes=tuple(receiver.routes()), otlp=receiver)

@@ -1,6 +1,9 @@
-"""Running a feed: wiring config → ledger, pricer, aggregator, service, app; serving with uvicorn.
+"""Running a feed: config → ledger, pricer, aggregator, service; its parts (attachments); the app;
+serving with uvicorn.
 
-``tokentop serve`` runs :meth:`FeedRunner.serve` in the foreground. Every command that needs a feed
+Which parts a feed has is the ``attachments`` argument: :data:`~tokentop.core.feed.assemble.HOST_FEED`
+by default, :data:`~tokentop.core.feed.assemble.FLEET_FEED` for a fleet view. ``tokentop serve`` runs
+:meth:`FeedRunner.serve` in the foreground. Every command that needs a feed
 and finds none answering runs one embedded with :meth:`FeedRunner.start_in_thread` — on its own
 thread and event loop, so the UI never blocks ingest and vice versa; read it through
 :meth:`FeedRunner.snapshot`, which hops onto the feed's loop.
@@ -15,25 +18,29 @@ import socket
 import stat
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Sequence, TypeVar
 
 import uvicorn
 
 from tokentop.config import Config, state_dir
 from tokentop.core.aggregate import Aggregator, AggregatorConfig
+from tokentop.core.feed.assemble import HOST_FEED
 from tokentop.core.feed.auth import load_or_create_token
-from tokentop.core.feed.server import FeedApp, FeedSettings
+from tokentop.core.feed.parts import Attach, Attached, FeedBase
+from tokentop.core.feed.server import FeedApp, FeedSettings, TokenGate
 from tokentop.core.feed.service import FeedService
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Pricer
 from tokentop.core.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from tokentop.core.team.settings import NatsSettings
+
 log = logging.getLogger("tokentop.feed")
 
-#: Extension point: called with the runner after the app is built and before serving starts
-#: (log sources, provider pollers, NATS publisher attach themselves here).
-STARTUP_HOOKS: list[Callable[["FeedRunner"], None]] = []
+T = TypeVar("T")
 
 
 class ListenError(OSError):
@@ -92,7 +99,12 @@ def bind_socket(listen: str) -> socket.socket:
 
 
 class FeedRunner:
-    """One feed: its parts, its server, its thread (when embedded)."""
+    """One feed: its parts, its server, its thread (when embedded).
+
+    ``attachments`` are the feed's parts, run in order once the service exists (see
+    :mod:`tokentop.core.feed.assemble`); what they return is :attr:`parts`. ``nats`` are the team
+    settings to use instead of the config's ``[nats]`` (``serve --nats URL``, a fleet view).
+    """
 
     def __init__(
         self,
@@ -103,7 +115,8 @@ class FeedRunner:
         clock: Callable[[], float] = time.time,
         host_name: str | None = None,
         token_dir: Path | None = None,
-        startup_hooks: list[Callable[["FeedRunner"], None]] | None = None,
+        nats: NatsSettings | None = None,
+        attachments: Sequence[Attach] = HOST_FEED,
     ) -> None:
         self.config = config
         self.listen = listen if listen is not None else config.feed.listen
@@ -118,12 +131,7 @@ class FeedRunner:
         )
         self.token_dir = token_dir or state_dir()
         self.token = load_or_create_token(self.token_dir)
-        self.app = FeedApp(
-            self.service,
-            FeedSettings.from_config(config),
-            token=self.token,
-        )
-        self.extras: dict[str, Any] = {}
+        settings = FeedSettings.from_config(config)
         #: run by :meth:`stop` once the feed's thread is done (release locks, files, ...); idempotent
         self.stop_callbacks: list[Callable[[], None]] = []
         self.address: str | None = None
@@ -135,9 +143,16 @@ class FeedRunner:
         self._start_error: BaseException | None = None
         self.replayed = self.service.rebuild()
         self.ledger.prune(clock())
-        # a feed that must not pick up local sources (the NATS fleet view) passes its own list
-        for hook in STARTUP_HOOKS if startup_hooks is None else startup_hooks:
-            hook(self)
+        #: what the feed's attachments provided: handles on its parts (``parts.control``, ...)
+        self.parts = Attached()
+        base = FeedBase(config, self.service, self.ledger, settings, TokenGate(self.token), nats, self.parts)
+        for attach in attachments:
+            self.parts = self.parts.merge(attach(replace(base, parts=self.parts)))
+        self.stop_callbacks.extend(self.parts.on_stop)
+        self.app = FeedApp(
+            self.service, settings, token=self.token, routes=self.parts.routes, background=self.parts.background,
+            publish_meta=self.parts.publish_meta, publish_closed=self.parts.publish_closed,
+        )
 
     @property
     def url(self) -> str | None:
@@ -215,7 +230,7 @@ class FeedRunner:
             time.sleep(0.01)
         return self
 
-    def run_coroutine(self, coro: Coroutine[Any, Any, Any], timeout: float | None = 10.0) -> Any:
+    def run_coroutine(self, coro: Coroutine[Any, Any, T], timeout: float | None = 10.0) -> T:
         """Run ``coro`` on the feed's loop from another thread and return its result."""
         assert self.loop is not None, "feed is not running"
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -243,12 +258,3 @@ class FeedRunner:
                 log.exception("stop callback %r failed", callback)
         self.ledger.close()
 
-
-# Built-in attachments register their routes / hooks / STARTUP_HOOKS when imported (kept last:
-# they import this module).
-from tokentop.core.sources import live as _sources_live  # noqa: E402  -- Claude Code / Codex logs
-import tokentop.core.providers.hook  # noqa: E402,F401  -- provider usage pollers, when admin keys are set
-import tokentop.core.control.wiring  # noqa: E402,F401  -- control API, emitter control channel, policy task
-import tokentop.core.team.attach  # noqa: E402,F401  -- NATS publisher, remote control responder ([nats] url)
-
-STARTUP_HOOKS.append(_sources_live.attach)

@@ -1,8 +1,8 @@
 """The feed's HTTP and WebSocket surface (Starlette on uvicorn). Contract: ``docs/api.md``.
 
 Routes here: ``POST /v1/events``, ``GET /v1/snapshot``, ``GET /v1/requests``, ``WS /v1/stream``,
-``WS /v1/publish``, ``GET /healthz``. Other modules add theirs (OTLP receiver, control API) by
-appending a factory to :data:`ROUTE_FACTORIES`: ``factory(feed: FeedApp) -> list[BaseRoute]``.
+``WS /v1/publish``, ``GET /healthz``. The feed's other parts (OTLP receiver, control API) hand theirs
+to :class:`FeedApp` as arguments; :mod:`tokentop.core.feed.assemble` lists which parts a feed has.
 
 Security: any request with an ``Origin`` header is refused with 403 (no browser may post here);
 the local token guards control routes, and ingest too when ``ingest_requires_token`` is set.
@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Final, Iterator
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Final, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -34,9 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokentop.feed")
 
-RouteFactory = Callable[["FeedApp"], list[BaseRoute]]
-#: Extension point: modules register route factories here (see module doc).
-ROUTE_FACTORIES: list[RouteFactory] = []
+#: A task the feed runs while it serves (started with the app, cancelled when it stops).
+BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
+#: Answers a ``WS /v1/publish`` message that carries a ``"type"`` (hello, control acks); ``None``: not mine.
+PublishMetaHook = Callable[[WebSocket, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+#: Told when a publish socket closes.
+PublishCloseHook = Callable[[WebSocket], Awaitable[None]]
 
 
 @dataclass
@@ -56,6 +59,24 @@ class FeedSettings:
         s = cfg.feed
         return cls(max_body_bytes=s.max_body_bytes, ingest_requires_token=s.ingest_requires_token,
                    stream_interval_s=float(s.stream_interval_s), max_stream_rows=s.max_stream_rows)
+
+
+@dataclass(frozen=True)
+class TokenGate:
+    """The local-token check every guarded route makes (control routes; ingest when required)."""
+
+    token: str | None
+
+    def authorised(self, headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> bool:
+        return self.token is not None and token_matches(self.token, headers, query)
+
+    def refusal(self, request: Request) -> Response | None:
+        """``None`` when the request carries the local token, else the 401/403 answer to send."""
+        if self.token is None:
+            return JSONResponse({"error": "control is disabled: this feed has no local token"}, 403)
+        if not self.authorised(request.headers, request.query_params):
+            return JSONResponse({"error": "missing or wrong local token (Authorization: Bearer <token>)"}, 401)
+        return None
 
 
 class BodyTooLarge(Exception):
@@ -216,17 +237,34 @@ class OriginGuard:
 
 
 class FeedApp:
-    """The ASGI application around one :class:`FeedService`."""
+    """The ASGI application around one :class:`FeedService`.
 
-    def __init__(self, service: FeedService, settings: FeedSettings | None = None, token: str | None = None) -> None:
+    ``routes`` are added after the feed's own; ``background`` jobs run while it serves;
+    ``publish_meta`` hooks answer typed messages on ``WS /v1/publish`` (the first non-``None``
+    answer wins) and ``publish_closed`` hooks hear of each publish socket that closes.
+    """
+
+    def __init__(
+        self,
+        service: FeedService,
+        settings: FeedSettings | None = None,
+        token: str | None = None,
+        *,
+        routes: Sequence[BaseRoute] = (),
+        background: Sequence[BackgroundJob] = (),
+        publish_meta: Sequence[PublishMetaHook] = (),
+        publish_closed: Sequence[PublishCloseHook] = (),
+    ) -> None:
         self.service = service
         self.settings = settings or FeedSettings()
-        self.token = token
+        self.gate = TokenGate(token)
         self.hub = SnapshotHub()
         self._ticker: asyncio.Task[None] | None = None
-        self.background: list[Callable[[], Awaitable[None]]] = []
+        self.background: tuple[BackgroundJob, ...] = tuple(background)
+        self.publish_meta: tuple[PublishMetaHook, ...] = tuple(publish_meta)
+        self.publish_closed: tuple[PublishCloseHook, ...] = tuple(publish_closed)
         self._tasks: list[asyncio.Task[Any]] = []
-        routes: list[BaseRoute] = [
+        own: list[BaseRoute] = [
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/v1/events", self.post_events, methods=["POST"]),
             Route("/v1/snapshot", self.get_snapshot, methods=["GET"]),
@@ -234,9 +272,7 @@ class FeedApp:
             WebSocketRoute("/v1/stream", self.ws_stream),
             WebSocketRoute("/v1/publish", self.ws_publish),
         ]
-        for factory in ROUTE_FACTORIES:
-            routes.extend(factory(self))
-        self.starlette = Starlette(routes=routes, lifespan=self._lifespan)
+        self.starlette = Starlette(routes=[*own, *routes], lifespan=self._lifespan)
         self.asgi: ASGIApp = OriginGuard(self.starlette)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -289,25 +325,13 @@ class FeedApp:
     def snapshot_json(self, now: float | None = None, shape: StreamShape = DEFAULT_SHAPE) -> str:
         return encode_snapshot(self.service.snapshot(now), shape, self.settings.max_stream_rows)
 
-    # -- auth ------------------------------------------------------------------------------------
-    def authorised(self, headers: Any, query: Any) -> bool:
-        return self.token is not None and token_matches(self.token, headers, query)
-
-    def require_token(self, request: Request) -> Response | None:
-        """``None`` when the request carries the local token, else the 401/403 answer to send."""
-        if self.token is None:
-            return JSONResponse({"error": "control is disabled: this feed has no local token"}, 403)
-        if not self.authorised(request.headers, request.query_params):
-            return JSONResponse({"error": "missing or wrong local token (Authorization: Bearer <token>)"}, 401)
-        return None
-
     # -- routes ----------------------------------------------------------------------------------
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"ok": True, "service": "tokentop", "host": self.service.host})
 
     async def post_events(self, request: Request) -> Response:
         if self.settings.ingest_requires_token:
-            denied = self.require_token(request)
+            denied = self.gate.refusal(request)
             if denied is not None:
                 return denied
         try:
@@ -333,18 +357,10 @@ class FeedApp:
         dim, key = q.get("view"), q.get("key")
         try:
             limit = max(1, min(int(q.get("limit", "50")), 1000))
-            items = self.service.aggregator.recent_requests(dim, key, limit)
+            requests = self.service.recent_requests_json(dim, key, limit)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse(
-            {
-                "requests": [
-                    dict(item.event.to_dict(), cost_kind=item.cost.kind,
-                         usd=None if item.cost.pusd is None else float(item.cost.usd))  # type: ignore[arg-type]
-                    for item in items
-                ]
-            }
-        )
+        return JSONResponse({"requests": requests})
 
     async def ws_stream(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -370,7 +386,7 @@ class FeedApp:
                 pass
 
     async def ws_publish(self, ws: WebSocket) -> None:
-        if self.settings.ingest_requires_token and not self.authorised(ws.headers, ws.query_params):
+        if self.settings.ingest_requires_token and not self.gate.authorised(ws.headers, ws.query_params):
             await ws.close(code=4401, reason="missing or wrong local token")
             return
         await ws.accept()
@@ -401,27 +417,21 @@ class FeedApp:
         finally:
             await self.on_publish_closed(ws)
 
-    # Hooks for the control layer (emitters that register a session and receive control messages).
+    # Typed messages on the publish socket (emitters that register a session and receive control
+    # messages): answered by the hooks the feed was built with.
     async def on_publish_meta(self, ws: WebSocket, message: dict[str, Any]) -> dict[str, Any] | None:
-        for hook in PUBLISH_META_HOOKS:
-            reply = await hook(self, ws, message)
+        for hook in self.publish_meta:
+            reply = await hook(ws, message)
             if reply is not None:
                 return reply
         return {"type": "error", "error": f"unknown message type {message.get('type')!r}"}
 
     async def on_publish_closed(self, ws: WebSocket) -> None:
-        for hook in PUBLISH_CLOSE_HOOKS:
+        for hook in self.publish_closed:
             try:
-                await hook(self, ws)
+                await hook(ws)
             except Exception:
                 log.exception("publish close hook failed")
-
-
-PublishMetaHook = Callable[[FeedApp, WebSocket, dict[str, Any]], Awaitable[dict[str, Any] | None]]
-PublishCloseHook = Callable[[FeedApp, WebSocket], Awaitable[None]]
-#: Extension points for messages on ``WS /v1/publish`` that carry a ``"type"`` (hello, control acks).
-PUBLISH_META_HOOKS: list[PublishMetaHook] = []
-PUBLISH_CLOSE_HOOKS: list[PublishCloseHook] = []
 
 
 def _meta_message(data: str) -> dict[str, Any] | None:
@@ -437,6 +447,3 @@ def _meta_message(data: str) -> dict[str, Any] | None:
         return obj
     return None
 
-
-# Registrations (each module appends its route factory to ROUTE_FACTORIES when imported).
-from tokentop.core.feed import otlp as _otlp  # noqa: E402,F401  (OTLP/HTTP receiver: /v1/logs, /v1/metrics, /v1/traces)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
-from tokentop.core.aggregate import Aggregator, AggregatorConfig
+from tokentop.core.aggregate import Aggregator, AggregatorConfig, RecentRequest
 from tokentop.core.events import DEFAULT_MAX_FUTURE_S, Event, EventError, parse_event
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Cost, Pricer
@@ -66,6 +66,13 @@ class IngestCounters:
 
     def to_json(self) -> dict[str, int]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def recent_request_json(item: RecentRequest) -> dict[str, Any]:
+    """One recent request as the API and the detail screen show it: the event's contract fields plus
+    ``cost_kind`` and ``usd`` (``null`` when it could not be priced, never 0)."""
+    cost = item.cost
+    return dict(item.event.to_dict(), cost_kind=cost.kind, usd=None if cost.pusd is None else float(cost.usd))  # type: ignore[arg-type]
 
 
 AcceptListener = Callable[[Sequence[tuple[Event, Cost]]], Awaitable[None] | None]
@@ -229,6 +236,11 @@ class FeedService:
         status["ingest"] = self.counters.to_json()
         status["host"] = self.host
         return self.aggregator.snapshot(now, **status)
+
+    def recent_requests_json(self, dim: str | None = None, key: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """``GET /v1/requests``'s list (docs/api.md): newest first, one row of one view when given.
+        Raises ``ValueError`` for an unknown view."""
+        return [recent_request_json(item) for item in self.aggregator.recent_requests(dim, key, limit)]
 
     def alias_session(self, session: str, run_session: str) -> None:
         """Record that ``session`` (as the agent names it) runs in ``run_session``'s process."""

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence
 from tokentop.core.events import Event
 from tokentop.core.pricing import Pricer, normalise_model, usd
 from tokentop.core.providers.report import usd_text
+from tokentop.core.providers.status import ProvidersStatus, ProviderStatus
 from tokentop.core.providers.store import BilledStore
 
 HOUR_S = 3600
@@ -82,17 +83,18 @@ class ProviderPanel:
     minutes_start: int
     by_model: tuple[ModelMinutes, ...]
     unattributed: Unattributed
-    status: dict[str, Any] = field(default_factory=dict)
+    #: the poller's health (``status["providers"][provider]``)
+    status: ProviderStatus = field(default_factory=lambda: ProviderStatus(enabled=True))
     #: Today's cost bucket was fetched (else today's and the month's spend are unknown, not $0).
     costs_fetched_today: bool = True
 
     @property
     def last_error(self) -> str | None:
-        return self.status.get("last_error")
+        return self.status.last_error
 
     @property
     def last_success_at(self) -> float | None:
-        return self.status.get("last_success_at")
+        return self.status.last_success_at
 
 
 def compute_unattributed(provider: str, billed: Sequence[tuple], local: Iterable[tuple], pricer: Pricer,
@@ -150,7 +152,7 @@ def month_start(now: float) -> int:
     return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp())
 
 
-def build_panel(store: BilledStore, provider: str, now: float, pricer: Pricer, status: dict[str, Any] | None = None,
+def build_panel(store: BilledStore, provider: str, now: float, pricer: Pricer, status: ProviderStatus | None = None,
                 window_s: int = HOUR_S) -> ProviderPanel:
     """Everything the providers view shows for one provider (ledger reads only; no network)."""
     today = int(now // 86400) * 86400
@@ -185,21 +187,21 @@ def build_panel(store: BilledStore, provider: str, now: float, pricer: Pricer, s
         minutes_start=start,
         by_model=by_model,
         unattributed=compute_unattributed(provider, billed, local, pricer, window_s),
-        status=dict(status or {}),
+        status=status or ProviderStatus(enabled=True),
         costs_fetched_today=bool(store.fetched_starts(provider, "cost_1d", today, today + 86400)),
     )
 
 
-def build_panels(store: BilledStore, now: float, pricer: Pricer, providers_status: dict[str, Any]) -> tuple[list[ProviderPanel], dict[str, str]]:
+def build_panels(store: BilledStore, now: float, pricer: Pricer,
+                 providers_status: ProvidersStatus | None) -> tuple[list[ProviderPanel], dict[str, str]]:
     """Panels for every polled provider in ``snapshot.status["providers"]``, plus a note (why not)
     for each configured-but-not-polled one — what :class:`ProvidersScreen` takes."""
     panels: list[ProviderPanel] = []
     notes: dict[str, str] = {}
-    for name, st in sorted((providers_status or {}).items()):
-        if not isinstance(st, dict):
-            continue
-        if st.get("enabled"):
+    entries = providers_status.providers if providers_status is not None else {}
+    for name, st in sorted(entries.items()):
+        if st.enabled:
             panels.append(build_panel(store, name, now, pricer, st))
         else:
-            notes[name] = str(st.get("last_error") or st.get("reason") or "not polled")
+            notes[name] = st.last_error or st.reason or "not polled"
     return panels, notes

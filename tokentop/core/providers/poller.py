@@ -3,7 +3,8 @@ today's (and any missing day's) 1-day usage and costs every ``daily_interval_s``
 
 Each provider runs as its own task with its own HTTP client, so one provider's failure, rate limit
 or slow answer never stalls the other, the feed or the UI. A failed poll records the error (key
-masked) and the next tick tries again; :meth:`ProviderPoller.status` is what snapshots show.
+masked) and the next tick tries again; :meth:`ProviderPoller.status` is what snapshots show (its entry
+of ``status["providers"]``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tokentop.core.providers.keys import AdminKey
 from tokentop.core.providers.panel import build_panel
 from tokentop.core.providers.paging import ProviderAuthError, ProviderError, Sleep
 from tokentop.core.providers.settings import ProviderSettings
+from tokentop.core.providers.status import ProviderStatus
 from tokentop.core.providers.store import BilledStore
 from tokentop.core.providers.sync import ProviderSync, build_api
 
@@ -55,19 +57,19 @@ class ProviderPoller:
     def name(self) -> str:
         return self.settings.name
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "enabled": True,
-            "key": self.key.masked,
-            "key_source": self.key.source,
-            "base_url": self.settings.base_url,
-            "last_success_at": self.last_success_at,
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
-            "rows_rejected": self.rows_rejected,
-            "polls": self.polls,
-            "unattributed": self.unattributed,
-        }
+    def status(self) -> ProviderStatus:
+        return ProviderStatus(
+            enabled=True,
+            key=self.key.masked,
+            key_source=self.key.source,
+            base_url=self.settings.base_url,
+            last_success_at=self.last_success_at,
+            last_error=self.last_error,
+            last_error_at=self.last_error_at,
+            rows_rejected=self.rows_rejected,
+            polls=self.polls,
+            unattributed=self.unattributed,
+        )
 
     async def poll_once(self, client: httpx.AsyncClient) -> bool:
         """One tick. Returns True on success; errors are recorded, never raised."""

@@ -26,12 +26,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Final, Mapping
+from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from tokentop.core.events import Event
 from tokentop.core.setting import Setting
 from tokentop.core.sources.claude_code import Malformed, _loads, parse_ts, project_of
 from tokentop.core.sources.protocol import Found, LineReader, LogFormat
+
+if TYPE_CHECKING:
+    from tokentop.config import Config
 
 AGENT: Final = "codex"
 PROVIDER: Final = "openai"
@@ -202,6 +205,12 @@ class CodexFile(LineReader):
 
 
 # -- what the shared tailer needs (protocol.LogFormat) -------------------------------------------------
+
+def rollouts_enabled(config: Config) -> bool:
+    """Whether ``[sources] enabled`` reads Codex rollout files. The OTLP receiver then leaves Codex's
+    OTel events, which carry the same requests under no shared id, to the rollout reader."""
+    return AGENT in config.sources.enabled
+
 
 def _homes(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Path, ...]:
     return tuple(codex_homes(values["codex_home"], env))

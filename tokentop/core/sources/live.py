@@ -1,10 +1,11 @@
 """Log sources inside a feed: backfill, then follow the stores live (zero set-up).
 
-Registered as a feed start-up hook (``runner.STARTUP_HOOKS``): every feed — ``tokentop serve`` or the
-one the live view embeds — reads the enabled agents' stores (``formats.py``). All source work runs
-on one thread of its own; events reach the feed through ``FeedService.ingest_events`` on the feed's
-loop, in batches, so a large backfill never blocks the loop. While the backfill runs, the snapshot
-status carries ``import`` = ``{"state": "importing", "percent": 42, "text": "importing 42 %"}``.
+Attached to every host feed by :func:`tokentop.core.sources.attach.attach`: every feed — ``tokentop
+serve`` or the one the live view embeds — reads the enabled agents' stores (``formats.py``). All
+source work runs on one thread of its own; events reach the feed through
+``FeedService.ingest_events`` on the feed's loop, in batches, so a large backfill never blocks the
+loop. While the backfill runs, the snapshot status carries ``import`` = ``{"state": "importing",
+"percent": 42, "text": "importing 42 %"}``.
 
 Watching uses ``watchfiles`` (inotify/FSEvents) on the sources' directories; when it cannot run
 (or ``sources.watch = false``) a cheap poll reads only recently active stores every
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tokentop.core.events import Event
 from tokentop.core.sources.settings import SourceSettings
 from tokentop.core.sources.sourceset import SourceSet
+from tokentop.core.sources.status import ImportStatus, SourcesStatus
 
 if TYPE_CHECKING:
     from tokentop.core.feed.service import FeedService
@@ -96,28 +98,27 @@ class LiveSources:
             pass
         except Exception:  # a source bug never takes the feed down; it shows in the status
             log.exception("log sources stopped")
-            self._set_status("sources", {"state": "failed", "see": "feed log"})
+            self._set_status(SourcesStatus.KEY, SourcesStatus.failed().to_json())
 
     def _progress(self, done: int, total: int) -> None:
         pct = 100 if total <= 0 else min(100, int(done * 100 / total))
-        self._set_status("import", {"state": "importing", "percent": pct, "text": f"importing {pct} %"})
+        self._set_status(ImportStatus.KEY, ImportStatus.importing(pct).to_json())
         if self.stop_event.is_set():
             raise Stopped
 
     def _backfill(self) -> None:
-        self._set_status("import", {"state": "importing", "percent": 0, "text": "importing 0 %"})
+        self._set_status(ImportStatus.KEY, ImportStatus.importing(0).to_json())
         t0 = time.monotonic()
         n = self.sources.poll(self._sink, progress=self._progress)
-        self._set_status("import", {"state": "done", "percent": 100, "events": n,
-                                    "seconds": round(time.monotonic() - t0, 3), "text": "imported"})
+        self._set_status(ImportStatus.KEY, ImportStatus.finished(n, time.monotonic() - t0).to_json())
         self._publish(force=True)
 
     def _publish(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
-            self._set_status("sources", {"state": self.mode, "enabled": list(self.settings.enabled),
-                                         **self.sources.stats.to_json()})
+            status = SourcesStatus(self.mode, tuple(self.settings.enabled), self.sources.stats.to_json())
+            self._set_status(SourcesStatus.KEY, status.to_json())
 
     def _existing_roots(self) -> list[str]:
         return sorted({str(d) for d in self.sources.watch_dirs() if d.is_dir()})
@@ -178,16 +179,3 @@ class LiveSources:
                 self.sources.flush_pending(self._sink)
             self._publish()
 
-
-def attach(runner: Any) -> None:
-    """Feed start-up hook: follow the configured log sources in this feed."""
-    if os.environ.get("TOKENTOP_NO_SOURCES"):
-        runner.app.codex_logs_enabled = False  # the OTLP receiver then counts Codex OTel events
-        return
-    settings = SourceSettings.from_config(runner.config)
-    runner.app.codex_logs_enabled = "codex" in settings.enabled
-    if not settings.enabled:
-        return
-    live = LiveSources(runner.service, runner.ledger, settings)
-    runner.extras["sources"] = live
-    runner.app.background.append(live.run)

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from tokentop.config import Config
 
 
+def sources_off() -> bool:
+    """``TOKENTOP_NO_SOURCES`` is set: this process reads no agent stores (tests, demos)."""
+    return bool(os.environ.get("TOKENTOP_NO_SOURCES"))
+
+
 #: keys every ``[sources]`` section has; each format adds its own (``LogFormat.config_keys``)
 COMMON_KEYS: Final = ("enabled", "backfill_days", "watch", "poll_interval_s")
 

@@ -1,50 +1,62 @@
-"""The feed startup hook of team mode: with ``[nats] url`` set (or ``serve --nats``), publish.
+"""Team mode's parts of a feed.
 
-Registered in :data:`tokentop.core.feed.runner.STARTUP_HOOKS`. Without a URL it makes sure the
-outbox trigger is off, so a ledger that once published does not queue events forever.
+* :func:`attach` (a host feed): with ``[nats] url`` set (or ``serve --nats URL``, handed to the runner
+  as its team settings), publish every accepted event to JetStream and answer signed control
+  requests for this host's sessions. Without a URL it makes sure the outbox trigger is off, so a
+  ledger that once published does not queue events forever.
+* :func:`attach_fleet` (a fleet feed): read every host's events from JetStream.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from tokentop.core.control.controller import LocalController, UnavailableController
+from tokentop.core.control.port import Controller
+from tokentop.core.feed.parts import Attached, FeedBase
 from tokentop.core.team import outbox
+from tokentop.core.team.control import ControlResponder
+from tokentop.core.team.fleet import FleetConsumer, default_consumer_name
+from tokentop.core.team.publisher import Publisher
 from tokentop.core.team.settings import NatsSettings
+from tokentop.core.team.status import NatsStatus
 
 log = logging.getLogger("tokentop.team")
 
 
-def attach(runner: Any) -> None:
-    settings = NatsSettings.from_config(runner.config)
+def _settings(feed: FeedBase) -> NatsSettings:
+    return feed.nats if feed.nats is not None else NatsSettings.from_config(feed.config)
+
+
+def attach(feed: FeedBase) -> Attached:
+    settings = _settings(feed)
     if not settings.servers:
-        outbox.uninstall(runner.ledger)
-        return
+        outbox.uninstall(feed.ledger)
+        return Attached()
     try:
         settings.connect_options()  # credential files exist: say so now, not on every reconnect
     except ValueError as exc:
         # the feed keeps working locally; `serve` turns this into an error, an embedded feed shows it
-        runner.extras["nats_error"] = str(exc)
-        runner.service.set_status("nats", {"role": "host", "connected": False, "last_error": str(exc)})
+        feed.service.set_status(NatsStatus.KEY, NatsStatus.not_started(str(exc)).to_json())
         log.error("team mode off: %s", exc)
-        return
-    from tokentop.core.team.control import ControlResponder, controller_for
-    from tokentop.core.team.publisher import Publisher
+        return Attached(nats_error=str(exc))
+    host = feed.service.host or feed.config.host_name
+    publisher = Publisher(feed.service, settings, host, clock=feed.service.clock)
+    control = feed.parts.control
 
-    host = runner.service.host or runner.config.host_name
-    publisher = Publisher(runner.service, settings, host, clock=runner.service.clock)
-    runner.app.background.append(publisher.run)
-    runner.extras["nats_publisher"] = publisher
-    responder = ControlResponder(settings, host, controller_for(runner))
-    runner.app.background.append(responder.run)
-    runner.extras["nats_control"] = responder
+    def controller_for(origin: str) -> Controller:
+        # the responder runs on the feed's loop: the control service is called directly
+        if control is None:
+            return UnavailableController("this feed runs without the control layer")
+        return LocalController(control, origin=origin)
 
-
-def install() -> None:
-    from tokentop.core.feed import runner as runner_mod
-
-    if attach not in runner_mod.STARTUP_HOOKS:
-        runner_mod.STARTUP_HOOKS.append(attach)
+    responder = ControlResponder(settings, host, controller_for)
+    return Attached(background=(publisher.run, responder.run), publisher=publisher, responder=responder)
 
 
-install()
+def attach_fleet(feed: FeedBase) -> Attached:
+    """The fleet consumer. Raises ``ValueError`` without a NATS URL."""
+    settings = _settings(feed)
+    name = settings.consumer or default_consumer_name(feed.config.host_name, str(feed.ledger.path))
+    fleet = FleetConsumer(feed.service, settings, consumer=name, clock=feed.service.clock)
+    return Attached(background=(fleet.run,), fleet=fleet)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Final
 import nats
 from nats.aio.msg import Msg
 
-from tokentop.core.control.port import ACTIONS, Controller, NoController, Outcome, Plan, Target
+from tokentop.core.control.port import ACTIONS, Controller, Outcome, Plan, Target
 from tokentop.core.team.settings import NatsSettings, control_subject
 
 log = logging.getLogger("tokentop.team")
@@ -44,12 +44,6 @@ log = logging.getLogger("tokentop.team")
 PROTOCOL: Final = 1
 MAX_SKEW_S: Final = 60.0
 MIN_SECRET_BYTES: Final = 16
-
-#: How a host finds the Controller that acts for a remote request: ``factory(runner, origin)``.
-#: ``runner.extras["controller"]`` wins when set (tests, embedders); the default is the control
-#: layer's LocalController on this feed, whose audit records ``origin`` = ``nats:<requester>``.
-CONTROLLER_FACTORY: Callable[[Any, str], Controller] | None = None
-
 
 class SecretError(ValueError):
     """The fleet secret file is missing, unsafe or empty (the message says which; never the secret)."""
@@ -108,22 +102,22 @@ def _open(data: bytes, secret: bytes | None) -> tuple[dict[str, Any], bool]:
 
 
 class ControlResponder:
-    """Answers control requests for this host on ``tokentop.control.<host>``."""
+    """Answers control requests for this host on ``tokentop.control.<host>``.
 
-    def __init__(self, settings: NatsSettings, host: str, controller: Controller | Callable[[str], Controller],
+    ``controller_for(origin)`` is the host's own :class:`Controller` for a request from ``origin``
+    (``nats:<requester>``, which its audit records): the feed's control service, as a local key
+    press would use it."""
+
+    def __init__(self, settings: NatsSettings, host: str, controller_for: Callable[[str], Controller],
                  *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.host = host
         self.subject = control_subject(host)
-        self._controller = controller
+        self.controller_for = controller_for
         self.clock = clock
         self._nonces: dict[str, float] = {}
         self.answered = 0
         self.refused = 0
-
-    def controller(self, origin: str) -> Controller:
-        c = self._controller
-        return c if hasattr(c, "act") else c(origin)  # type: ignore[operator,return-value]
 
     async def run(self) -> None:
         nc = None
@@ -197,7 +191,7 @@ class ControlResponder:
                         host=self.host, cmd=t.get("cmd"))
         try:
             requester = body.get("from") if isinstance(body.get("from"), str) else "?"
-            controller = self.controller(f"nats:{requester[:64]}")
+            controller = self.controller_for(f"nats:{requester[:64]}")
             outcome = await controller.act(target, action, pid=pid, signal=sig if isinstance(sig, str) else None)
         except Exception as exc:  # noqa: BLE001 - the controller's failure is the answer, not a crash
             log.exception("controller failed on a remote %s of %s", action, session)
@@ -287,23 +281,3 @@ async def request(settings: NatsSettings, host: str, payload: bytes, secret: byt
         except (Exception, asyncio.TimeoutError):  # noqa: BLE001
             pass
 
-
-def _default_controller(runner: Any, origin: str) -> Controller:
-    try:
-        from tokentop.core.control.controller import LocalController
-    except ImportError:  # a build without the control layer: say so for every request
-        return NoController()
-    return LocalController(runner, origin=origin)
-
-
-def controller_for(runner: Any) -> Callable[[str], Controller]:
-    """The host's controller for a request from ``origin``, resolved at request time (the control
-    layer may attach after this hook)."""
-
-    def get(origin: str) -> Controller:
-        c = runner.extras.get("controller")
-        if c is not None:
-            return c
-        return (CONTROLLER_FACTORY or _default_controller)(runner, origin)
-
-    return get

@@ -21,8 +21,12 @@ The consumer is bound to its ledger: when the ledger is new (or was deleted) but
 has the durable, the durable is recreated from the start of the stream, so a fresh ledger is never
 missing what an old one had consumed.
 
-Header data (``status["fleet"]``): hosts that reported (an event or a heartbeat) in the last
-minute, and per host its lag: fleet receive time minus the time the host accepted the event.
+Header data (``status["fleet"]``, a :class:`~tokentop.core.team.status.FleetStatus`): hosts that
+reported (an event or a heartbeat) in the last minute, and per host its lag: fleet receive time
+minus the time the host accepted the event.
+
+A fleet feed is assembled in :mod:`tokentop.core.team.fleet_feed` (the ledger lock, private views)
+from :data:`tokentop.core.feed.assemble.FLEET_FEED`.
 """
 
 from __future__ import annotations
@@ -41,12 +45,12 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from tokentop.config import Config, data_dir
 from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Cost, Pricer
 from tokentop.core.team.settings import EVENTS_PREFIX, HEARTBEAT_PREFIX, NatsSettings, subject_token
+from tokentop.core.team.status import FleetHost, FleetStatus
 from tokentop.core.team.stream import StreamMismatch, ensure_stream
 from tokentop.core.team.wire import WireError, decode
 
@@ -78,6 +82,7 @@ class CarriedCostPricer:
 
 
 def default_consumer_name(host: str, ledger_path: str) -> str:
+    """The durable of a fleet view: one per (host, fleet ledger), see the module docstring."""
     digest = hashlib.sha256(str(Path(ledger_path).expanduser().resolve()).encode()).hexdigest()[:10]
     return f"fleet-{subject_token(host)}-{digest}"
 
@@ -119,51 +124,39 @@ class FleetConsumer:
         self.connected = False
         self.last_error: str | None = None
         self.caught_up = asyncio.Event()
-        #: called once when :meth:`run` ends (the feed stops): releases the fleet ledger's lock
-        self.on_stop: Callable[[], None] | None = None
         self._report()
 
     # -- status ----------------------------------------------------------------------------------
-    def _report(self) -> None:
+    def status(self) -> FleetStatus:
         now = self.clock()
-        hosts = {}
-        reporting = 0
+        hosts: dict[str, FleetHost] = {}
         for name, h in sorted(self.hosts.items()):
             last = max(h.last_seen, h.last_heartbeat)
-            is_reporting = now - last <= REPORTING_WINDOW_S
-            reporting += is_reporting
-            hosts[name] = {
-                "reporting": is_reporting,
-                "last_report_s_ago": round(now - last, 3) if last else None,
-                "lag_s": None if h.lag_s is None else round(h.lag_s, 3),
-                "events": h.events,
-                "outbox_pending": h.outbox_pending,
-            }
-        self.service.set_status("fleet", {
-            "url": self.settings.redacted_url(),
-            "stream": self.settings.stream,
-            "consumer": self.consumer,
-            "connected": self.connected,
-            "hosts_reporting": reporting,
-            "reporting_window_s": REPORTING_WINDOW_S,
-            "hosts": hosts,
-            "received": self.received,
-            "pending": self.pending,
-            "bad_messages": self.bad_messages,
-            "last_bad": self.last_bad,
-            "last_error": self.last_error,
-        })
+            hosts[name] = FleetHost(
+                reporting=now - last <= REPORTING_WINDOW_S,
+                last_report_s_ago=round(now - last, 3) if last else None,
+                lag_s=None if h.lag_s is None else round(h.lag_s, 3),
+                events=h.events,
+                outbox_pending=h.outbox_pending,
+            )
+        return FleetStatus(
+            url=self.settings.redacted_url(), stream=self.settings.stream, consumer=self.consumer,
+            connected=self.connected, hosts_reporting=sum(h.reporting for h in hosts.values()),
+            reporting_window_s=REPORTING_WINDOW_S, hosts=hosts, received=self.received, pending=self.pending,
+            bad_messages=self.bad_messages, last_bad=self.last_bad, last_error=self.last_error,
+        )
+
+    def _report(self) -> None:
+        self.service.set_status(FleetStatus.KEY, self.status().to_json())
 
     # -- consuming -------------------------------------------------------------------------------
-    async def run(self) -> None:
-        try:
-            await self._run()
-        finally:
-            if self.on_stop is not None:
-                self.on_stop()
-                self.on_stop = None
+    @property
+    def private(self) -> bool:
+        """A private view (another view held the fleet ledger): an in-memory ledger and a durable of
+        its own."""
+        return self.service.ledger.path == ":memory:"
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         retry = RETRY_MIN_S
         while True:
             nc: NATS | None = None
@@ -381,102 +374,3 @@ class _Puller:
             await self._pull()  # the outstanding request was lost (reconnect): ask again
         msgs, self.buf = self.buf, []
         return msgs
-
-
-def fleet_ledger_path(cfg: Config, settings: NatsSettings) -> Path:
-    p = settings.fleet_ledger_path
-    return Path(p).expanduser() if p else data_dir() / "fleet.db"
-
-
-class FleetBusy(RuntimeError):
-    """Another fleet view on this machine uses the same fleet ledger (and so the same durable)."""
-
-
-class _LedgerLock:
-    """An exclusive lock beside the fleet ledger: two views sharing one durable consumer would each
-    get a part of the messages, so one ledger (and its durable) has one reader at a time."""
-
-    def __init__(self, ledger_path: Path) -> None:
-        self.path = Path(str(ledger_path) + ".lock")
-        self._file: Any = None
-
-    def acquire(self) -> bool:
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): no guard
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            return False
-        self._file = f
-        return True
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-#: A private view's durable is removed by the server this long after the view went away.
-PRIVATE_CONSUMER_INACTIVE_DAYS = 1 / 24
-
-
-def build_fleet_runner(
-    cfg: Config,
-    *,
-    url: str | None = None,
-    listen: str | None = None,
-    ledger_path: str | Path | None = None,
-    consumer: str | None = None,
-    clock: Callable[[], float] = time.time,
-    private_if_busy: bool = False,
-) -> Any:
-    """A feed (HTTP/WS for viewers) whose only input is the fleet's stream.
-
-    No startup hooks run on it: local log sources would count this machine's events a second time
-    (its own host feed already publishes them), and a fleet view must not republish what it reads.
-
-    The fleet ledger is locked while the view runs. When it is taken (another view on this machine),
-    raises :class:`FleetBusy`, or with ``private_if_busy`` runs a private view: an in-memory ledger
-    and a durable of its own (removed by the server an hour after the view stops), reading the
-    stream's retention window from its start.
-    """
-    import dataclasses
-    import secrets as _secrets
-
-    from tokentop.core.feed.runner import FeedRunner
-
-    settings = NatsSettings.from_config(cfg, url=url)
-    path = Path(ledger_path) if ledger_path else fleet_ledger_path(cfg, settings)
-    name = consumer or settings.consumer or default_consumer_name(cfg.host_name, str(path))
-    lock = _LedgerLock(path)
-    ledger_target: str | Path = path
-    if not lock.acquire():
-        if not private_if_busy:
-            raise FleetBusy(f"another fleet view on this machine uses {path} (and its NATS consumer {name}); "
-                            "stop it, or give this one its own [nats] fleet_ledger_path")
-        lock = None  # type: ignore[assignment]
-        ledger_target = ":memory:"
-        name = f"{name}-private-{_secrets.token_hex(4)}"
-        settings = dataclasses.replace(settings, consumer_inactive_days=PRIVATE_CONSUMER_INACTIVE_DAYS)
-    try:
-        ledger = Ledger(ledger_target, retention_days=float(cfg.ledger.retention_days))
-        runner = FeedRunner(cfg, listen=listen, ledger=ledger, clock=clock, startup_hooks=[])
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-    fleet = FleetConsumer(runner.service, settings, consumer=name, clock=clock)
-    fleet.on_stop = lock.release if lock is not None else None
-    if lock is not None:
-        # also when the runner stops, so a view restarted right after stop() finds the ledger free
-        # (the consumer's own clean-up may still be finishing its NATS teardown)
-        runner.stop_callbacks.append(lock.release)
-    runner.app.background.append(fleet.run)
-    runner.extras["fleet"] = fleet
-    runner.extras["fleet_private"] = lock is None
-    return runner

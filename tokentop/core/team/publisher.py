@@ -32,6 +32,7 @@ from tokentop.core.feed.service import FeedService
 from tokentop.core.pricing import Cost
 from tokentop.core.team import outbox
 from tokentop.core.team.settings import NatsSettings, events_subject, heartbeat_subject
+from tokentop.core.team.status import NatsStatus
 from tokentop.core.team.stream import StreamMismatch, ensure_stream
 from tokentop.core.team.wire import MSG_ID_HEADER, encode, msg_id
 
@@ -82,20 +83,15 @@ class Publisher:
     def _on_accept(self, items: Sequence[tuple[Event, Cost]]) -> None:
         self._wake.set()
 
+    def status(self) -> NatsStatus:
+        return NatsStatus(
+            connected=self.connected, last_error=self.last_error, url=self.settings.redacted_url(),
+            subject=self.subject, stream=self.stream_status, outbox_pending=self.outbox_pending,
+            published=self.published, duplicates=self.duplicates, expired=self.expired, failures=self.failures,
+        )
+
     def _report(self) -> None:
-        self.service.set_status("nats", {
-            "role": "host",
-            "url": self.settings.redacted_url(),
-            "subject": self.subject,
-            "connected": self.connected,
-            "stream": self.stream_status,
-            "outbox_pending": self.outbox_pending,
-            "published": self.published,
-            "duplicates": self.duplicates,
-            "expired": self.expired,
-            "failures": self.failures,
-            "last_error": self.last_error,
-        })
+        self.service.set_status(NatsStatus.KEY, self.status().to_json())
 
     def _error(self, message: str) -> None:
         self.last_error = message

@@ -3,7 +3,7 @@ most recent requests. Shows the row as it was when opened; ``r`` reloads it."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.table import Table
 from rich.text import Text
@@ -16,6 +16,9 @@ from textual.widgets import Static
 from tokentop.core.snapshot import Row
 from tokentop.ui import format as fmt
 from tokentop.ui.views import ViewSpec
+
+if TYPE_CHECKING:
+    from tokentop.ui.source import SnapshotSource
 
 #: seconds per chart point for tokens/s (recent requests are binned)
 TOKEN_BIN_S = 5
@@ -67,7 +70,7 @@ class DetailScreen(Screen[None]):
         Binding("r", "reload", "Reload"),
     ]
 
-    def __init__(self, spec: ViewSpec, row: Row, source: Any, clock: Callable[[], float]) -> None:
+    def __init__(self, spec: ViewSpec, row: Row, source: SnapshotSource, clock: Callable[[], float]) -> None:
         super().__init__()
         self.spec = spec
         self.row = row

@@ -46,13 +46,13 @@ def age(seconds: float) -> str:
 def health_line(panel: ProviderPanel, now: float) -> str:
     s = panel.status
     parts = []
-    ok = s.get("last_success_at")
+    ok = s.last_success_at
     parts.append(f"updated {age(now - ok)}" if ok else "never fetched")
-    if s.get("key"):
-        parts.append(f"key {s['key']} ({s.get('key_source', '?')})")
+    if s.key:
+        parts.append(f"key {s.key} ({s.key_source or '?'})")
     line = " · ".join(parts)
-    if s.get("last_error"):
-        line += f"\nlast error: {s['last_error']}"
+    if s.last_error:
+        line += f"\nlast error: {s.last_error}"
     return line
 
 

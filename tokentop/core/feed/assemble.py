@@ -35,11 +35,8 @@ HOST_FEED: Final[tuple[Attach, ...]] = (
     team.attach,  # NATS publisher and remote-control responder, when [nats] url is set
 )
 
-#: ``serve --fleet`` and ``tokentop --nats``: every host's events from NATS JetStream. No log
-#: sources (the hosts' own feeds publish those events), no provider pollers, no policy, and it never
-#: republishes what it reads. It keeps the OTLP receiver and the control API a feed always had.
-FLEET_FEED: Final[tuple[Attach, ...]] = (
-    otlp.attach,
-    control.attach,
-    team.attach_fleet,
-)
+#: ``serve --fleet`` and ``tokentop --nats``: every host's events from NATS JetStream, and nothing
+#: else. No log sources or OTLP receiver (the hosts' own feeds take those events and publish them:
+#: taking them here too would count them twice), no provider pollers, no policy, no control API (a
+#: session is acted on at its own host, over NATS), and it never republishes what it reads.
+FLEET_FEED: Final[tuple[Attach, ...]] = (team.attach_fleet,)

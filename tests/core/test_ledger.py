@@ -64,28 +64,28 @@ def test_concurrent_appends_are_one_commit_and_each_caller_gets_its_own_flags(tm
     ledger.call(lambda c: c.set_trace_callback(statements.append))
     hold, held = threading.Event(), threading.Event()
 
-    def block(_conn: sqlite3.Connection) -> None:
+    def busy(_conn: sqlite3.Connection) -> None:
         held.set()
         hold.wait(10)
 
-    blocker = ledger._pool.submit(block, ledger.conn)  # the ledger thread is busy: appends queue up
+    blocker = threading.Thread(target=ledger.call, args=(busy,))  # the ledger thread is busy: appends queue up
+    blocker.start()
     assert held.wait(10)
-    results: dict[int, list[bool]] = {}
+    futures = {}
 
     def worker(i: int) -> None:
         # thread i sends a new event, one stored before, and a new one twice
-        results[i] = ledger.append([(ev(f"t{i}-new"), COST), (ev(f"t{i}-old"), COST), (ev(f"t{i}-x"), COST),
+        futures[i] = ledger.submit([(ev(f"t{i}-new"), COST), (ev(f"t{i}-old"), COST), (ev(f"t{i}-x"), COST),
                                     (ev(f"t{i}-x"), COST)])
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    while len(ledger._pending) < 8:  # every caller has queued its batch
-        threading.Event().wait(0.005)
-    hold.set()
     for t in threads:
         t.join(10)
-    blocker.result()
+    hold.set()
+    results = {i: fut.result(10) for i, fut in futures.items()}
+    blocker.join(10)
     ledger.call(lambda c: c.set_trace_callback(None))
     assert results == {i: [True, False, True, False] for i in range(8)}
     assert [s for s in statements if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]  # one group commit
@@ -269,7 +269,7 @@ def test_a_failed_step_leaves_the_ledger_as_it_was(old_ledger: Path, monkeypatch
         assert ledger.upgrade is not None and ledger.count() == 985
 
 
-def test_two_processes_opening_an_old_ledger_at_once_upgrade_it_once(old_ledger: Path) -> None:
+def test_two_openers_of_an_old_ledger_at_once_upgrade_it_once(old_ledger: Path) -> None:
     start = threading.Barrier(2)
     opened: list[Ledger] = []
     errors: list[BaseException] = []

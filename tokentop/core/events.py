@@ -104,7 +104,7 @@ class Event:
         out: dict[str, Any] = {"id": self.id, "ts": self.ts, "agent": self.agent}
         for name, default in _OPTIONAL_JSON:
             value = getattr(self, name)
-            if value != default:
+            if value is not default and value != default:  # identity first: None, 0 and "ok" are shared objects
                 out[name] = value
         return out
 

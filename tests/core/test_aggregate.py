@@ -8,11 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tokentop.core.aggregate import Aggregator, AggregatorConfig
+from tokentop.core.aggregate import CELL_KEY, Aggregator, AggregatorConfig
 from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Cost, Pricer, usd
+from tokentop.core.snapshot import DIMENSIONS, Snapshot
 
 TZ = timezone(timedelta(hours=1))
 NOW = datetime(2026, 11, 26, 15, 0, 0, tzinfo=TZ).timestamp()
@@ -121,6 +122,39 @@ def test_quiet_cells_are_folded_and_their_rows_reused() -> None:
     assert third.find("sessions", "s1").requests_today == 2
     assert third.find("sessions", "s1").state == "active"
     assert third.totals.requests_today == 3
+
+
+def test_every_dimension_is_a_view_and_a_part_of_the_cell_key() -> None:
+    """One dimension list: each dimension groups by its event field, in the cells, the snapshot's
+    views and the detail filter alike (a dimension added to the list that the aggregator does not
+    key by fails here)."""
+    e = ev(1, agent="ag", session="se", model="gpt-5", project="pr", provider="openai", host="ho")
+    agg = agg_with(e)
+    (key,) = agg.cells
+    assert key == tuple(getattr(e, f) for f in CELL_KEY)
+    snap = agg.snapshot(NOW)
+    assert isinstance(snap, Snapshot)
+    for dim in DIMENSIONS:
+        value = getattr(e, dim[:-1])
+        assert [r.key for r in snap.view(dim)] == [value], dim
+        assert [r.event.id for r in agg.recent_requests(dim, value)] == ["e1"], dim
+        assert agg.recent_requests(dim, "other") == [], dim
+    assert list(snap.to_json()).index("agents") < list(snap.to_json()).index("hosts")
+
+
+def test_cached_quiet_rows_follow_state_day_and_eviction() -> None:
+    agg = agg_with(ev(1, ts=NOW))
+    first = agg.snapshot(NOW + 500).find("sessions", "s1")
+    assert agg.snapshot(NOW + 501).find("sessions", "s1") is first  # quiet and unchanged: the cached Row
+    agg.set_session_state("s1", "paused")
+    paused = agg.snapshot(NOW + 502).find("sessions", "s1")
+    assert paused is not first and paused.state == "paused"
+    assert agg.snapshot(NOW + 503).find("sessions", "s1") is paused
+    tomorrow = datetime(2026, 11, 27, 0, 0, 1, tzinfo=TZ).timestamp()
+    assert agg.snapshot(tomorrow).find("sessions", "s1").requests_today == 0  # the day is part of the stamp
+    assert ("sessions", "s1") in agg.row_cache
+    agg.evict(tomorrow + 3600)
+    assert ("sessions", "s1") not in agg.row_cache
 
 
 def test_config_limits() -> None:

@@ -96,3 +96,68 @@ def test_fast_path_and_general_checks_agree() -> None:
     b = parse(id="x", ts=str(NOW - 5.5).join(("", "")) and NOW - 5.5, input_tokens=10.0, output_tokens=3.0, agent=" a ")
     assert a == b
     assert hash(a) == hash(b)
+
+
+# -- one spelling per field: every field of Event through every form it takes ----------------------
+
+#: a value for every contract field, each different from its default (and valid together)
+SAMPLE = {
+    "id": "req-1", "ts": NOW - 60.0, "agent": "coder", "session": "s-1", "project": "proj", "host": "box",
+    "pid": 4242, "provider": "anthropic", "model": "claude-sonnet-4-5", "input_tokens": 10_000,
+    "output_tokens": 2_000, "cache_read_tokens": 6_000, "cache_write_tokens": 3_000, "cache_write_1h_tokens": 1_000,
+    "reasoning_tokens": 500, "cost_usd": 0.125, "latency_ms": 812.5, "status": "error", "source": "otlp",
+    "branch": "main",
+}
+
+
+def test_every_event_field_survives_every_spelling() -> None:
+    """parse_event -> to_dict -> ledger row -> read back -> worker tuple, field by field. A field
+    added to Event without a sample here, or missing from any spelling, fails with its name."""
+    import dataclasses
+
+    from tokentop.core.events import EVENT_FIELDS, UNSTORED_FIELDS, event_tuple
+    from tokentop.core.ledger import Ledger
+    from tokentop.core.pricing import Cost
+
+    names = [f.name for f in dataclasses.fields(Event)]
+    assert sorted(SAMPLE) == sorted(n for n in names if n not in UNSTORED_FIELDS), "give every new field a sample"
+    assert EVENT_FIELDS == tuple(n for n in names if n not in UNSTORED_FIELDS)
+    for f in dataclasses.fields(Event):
+        if f.name in SAMPLE:
+            assert SAMPLE[f.name] != f.default, f"{f.name}: the sample must differ from the default"
+
+    e = parse_event(dict(SAMPLE), now=NOW)
+    assert {n: getattr(e, n) for n in SAMPLE} == SAMPLE  # parse_event reads every field
+    assert not e.id_generated
+    assert parse_event(e.to_dict(), now=NOW) == e  # the contract JSON writes every field
+    generated = parse_event({k: v for k, v in SAMPLE.items() if k != "id"}, now=NOW)
+    assert generated.id_generated
+
+    cost = Cost(123_456, "provided")
+    with Ledger(":memory:") as ledger:
+        assert ledger.append([(e, cost), (generated, cost)], received_at=NOW) == [True, True]
+        back = {s.event.id: s for s in ledger.events_since(0)}
+    stored = back["req-1"]
+    assert {n: getattr(stored.event, n) for n in SAMPLE} == SAMPLE  # ledger row and read-back
+    assert stored.event == e and stored.cost == cost and stored.received_at == NOW
+    # id_generated is about one ingest, not stored: read back, the event has its (now known) id
+    assert back[generated.id].event == dataclasses.replace(generated, id_generated=False)
+
+    for event in (e, generated):
+        t = event_tuple(event)  # what a worker process pickles
+        assert t == tuple(getattr(event, n) for n in names)
+        assert Event(*t) == event and Event(*t).id_generated == event.id_generated
+
+
+def test_a_spelling_that_misses_a_field_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokentop.core import events
+
+    events.check_field_spellings()  # the real spellings pass (they ran at import, too)
+    monkeypatch.setattr(events, "event_tuple", lambda e: (e.id, e.ts))
+    with pytest.raises(RuntimeError, match=r"not all spelled in: event_tuple$"):
+        events.check_field_spellings()
+    monkeypatch.undo()
+    swapped = events.event_row
+    monkeypatch.setattr(events, "event_row", lambda e, c, r: (e.ts, e.id, *swapped(e, c, r)[2:]))  # two swapped
+    with pytest.raises(RuntimeError, match=r"not all spelled in: event_row$"):
+        events.check_field_spellings()

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tokentop.core.feed.stream import DEFAULT_SHAPE, StreamShape, StreamShapeError
-from tokentop.core.snapshot import SERIES_S, VIEWS, RowReuse, Snapshot, compact_series, read_series
+from tokentop.core.snapshot import DIMENSIONS, SERIES_S, RowReuse, Snapshot, compact_series, read_series
 from tokentop.ui.source import RemoteSource, live_view_shape
 
 UUSD = 1e-6  # the documented precision of a compact series value
@@ -54,7 +54,7 @@ async def test_narrowed_stream_sends_only_the_asked_views_with_compact_series(fe
     narrow, = await frames(stream_url(feed, "?views=sessions,agents&series=compact"), 1)
 
     # the default stream is the documented v1 snapshot, unchanged
-    assert set(VIEWS) <= full.keys() and "views" not in full and "series" not in full
+    assert set(DIMENSIONS) <= full.keys() and "views" not in full and "series" not in full
     alpha_full = next(r for r in full["agents"] if r["name"] == "alpha")
     assert isinstance(alpha_full["burn_series"], list) and len(alpha_full["burn_series"]) == SERIES_S
 
@@ -119,7 +119,7 @@ def test_compact_form_round_trips_through_snapshot_from_json(feed) -> None:  # n
     post(feed, SPEND)
     snap = feed.snapshot()
     again = Snapshot.from_json(json.loads(json.dumps(snap.to_json(series="compact"))))
-    for view in VIEWS:
+    for view in DIMENSIONS:
         assert [r.key for r in again.view(view)] == [r.key for r in snap.view(view)]
         for a, b in zip(snap.view(view), again.view(view)):
             assert len(a.burn_series) == len(b.burn_series)

@@ -5,7 +5,7 @@ Pure and deterministic: no I/O, no clock. Callers pass ``now`` (epoch seconds) t
 Layout, chosen so that per-event work is one dictionary look-up and one small update:
 
 * A **cell** holds everything for one combination (agent, model, session, project, provider, host)
-  while it is *hot* (seen within the last :data:`HOT_S` seconds): today's counters and sparse
+  while it is *hot* (seen within the last :attr:`AggregatorConfig.hot_s` seconds): today's counters and sparse
   one-second buckets for rates and sparklines. :meth:`Aggregator.apply` touches exactly one cell.
 * When a cell goes quiet, :meth:`Aggregator.cool` folds its counters into **cold sums**, one per
   row of each dimension (``agents``, ``models``, ``sessions``, ``projects``, ``providers``,
@@ -14,27 +14,34 @@ Layout, chosen so that per-event work is one dictionary look-up and one small up
 * Session rows silent for ``session_ttl_s`` are evicted (other rows once idle for ``row_ttl_s`` and
   not seen today); what they spent stays in every other dimension and in the totals, so memory
   stays bounded under endless new sessions without losing money.
+* :meth:`Aggregator.snapshot` freezes cells and cold sums into a
+  :class:`~tokentop.core.snapshot.Snapshot` (the data model, which knows nothing of this module);
+  the builder is the last section here, beside the state it reads, and keeps its cache of quiet
+  rows (:data:`RowCache`) on the aggregator so eviction can drop entries with their rows.
 """
 
 from __future__ import annotations
 
-import time as _time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Callable, Final, Iterable
+from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from tokentop.core.events import Event
-from tokentop.core.pricing import Cost
+from tokentop.core.pricing import PICO, Cost, usd
+from tokentop.core.snapshot import DIMENSIONS, NONE_LABEL, SERIES_S, ModelShare, Row, Snapshot, Totals, sort_rows
 
 if TYPE_CHECKING:
     from tokentop.config import Config
 
-SERIES_S: Final = 120
-DIMENSIONS: Final = ("agents", "models", "sessions", "projects", "providers", "hosts")
-NONE_LABEL: Final = "(none)"
+#: A cell's key: the value of each of these event fields, missing ones as NONE_LABEL (except the
+#: session, which stays None: such requests count everywhere but have no session row). The hot
+#: paths below index keys by position (0 agent, 1 model, 2 session, 3 project, 5 host).
+CELL_KEY: Final = ("agent", "model", "session", "project", "provider", "host")
+#: the event field each dimension groups by ("agents" -> "agent", ...)
+_DIM_FIELD: Final = {dim: dim[:-1] for dim in DIMENSIONS}
 #: index of each dimension's value in a cell key
-_KEY_INDEX: Final = {"agents": 0, "models": 1, "sessions": 2, "projects": 3, "providers": 4, "hosts": 5}
+_KEY_INDEX: Final = {dim: CELL_KEY.index(field) for dim, field in _DIM_FIELD.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +237,8 @@ class Aggregator:
         self.session_versions: dict[str, int] = {}
         self.events_applied = 0
         self.evicted = 0
-        #: snapshot builder's cache: (dim, key) -> (cache key, Row)
-        self.row_cache: dict[tuple[str, str], tuple[object, object]] = {}
+        #: rows of quiet (cold-only) rows from earlier snapshots, reused while unchanged
+        self.row_cache: RowCache = {}
 
     # -- input ---------------------------------------------------------------------------------
     def apply(self, e: Event, cost: Cost, now: float) -> None:
@@ -302,13 +309,6 @@ class Aggregator:
         self.events_applied += 1
         if self.config.recent_max:
             self.recent.append((e, cost))
-
-    def apply_many(self, items: Iterable[tuple[Event, Cost]], now: float) -> int:
-        n = 0
-        for event, cost in items:
-            self.apply(event, cost, now)
-            n += 1
-        return n
 
     # -- maintenance ---------------------------------------------------------------------------
     def cool(self, now: float) -> int:
@@ -404,10 +404,9 @@ class Aggregator:
                 break
         return out
 
-    def snapshot(self, now: float, **status: object):  # -> Snapshot (import cycle avoided)
-        from tokentop.core.snapshot import build_snapshot
-
-        return build_snapshot(self, now, status)
+    def snapshot(self, now: float, **status: object) -> Snapshot:
+        """Freeze the model at ``now`` (``status``: the snapshot's free-form status entries)."""
+        return _build_snapshot(self, now, status)
 
 
 def _add_late(buckets: list[list[int]], sec: int, inp: int, out: int, pusd: int) -> None:
@@ -426,19 +425,232 @@ def _add_late(buckets: list[list[int]], sec: int, inp: int, out: int, pusd: int)
     buckets.insert(0, [sec, 1, inp, out, pusd])
 
 
-_DIM_FIELD: Final = {
-    "agents": "agent",
-    "models": "model",
-    "sessions": "session",
-    "projects": "project",
-    "providers": "provider",
-    "hosts": "host",
-}
+# -- snapshot building ----------------------------------------------------------------------------
+
+_PICO_TO_USD = (1.0 / PICO).__mul__  # floats for sparklines; exact money stays in Decimal fields
+#: (cold sum version, session version, day): a quiet row's Row is rebuilt when one of them changes
+RowStamp = tuple[int, int, int]
+#: (dimension, row key) -> the stamp a quiet row was built at, and the Row built
+RowCache = dict[tuple[str, str], tuple[RowStamp, Row]]
 
 
-def wall_clock() -> float:
-    """The real clock, for the edges (feed, CLI). The aggregator itself never reads it."""
-    return _time.time()
+class _Hot(Counts):
+    """What a row's hot cells add up to at this instant."""
+
+    __slots__ = ("req", "tin", "tout", "burn", "series", "parts", "models", "active", "latest", "latest_ts")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.req = self.tin = self.tout = self.burn = 0
+        self.series: list[int] | None = None
+        #: the dense per-second series of each hot cell of this row
+        self.parts: list[list[int]] = []
+        self.models: dict[str, list[int]] = {}
+        self.active: set[str] = set()
+        self.latest: Cell | None = None
+        self.latest_ts = -1.0
 
 
-Clock = Callable[[], float]
+def _sum_series(parts: list[list[int]]) -> list[int] | None:
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return list(map(sum, zip(*parts)))
+
+
+def _money_models(models: dict[str, list[int]]) -> tuple[ModelShare, ...]:
+    return tuple(
+        ModelShare(name, s[0], s[1], usd(s[2]), s[3])
+        for name, s in sorted(models.items(), key=lambda kv: (-kv[1][2], -kv[1][1], kv[0]))
+    )
+
+
+def _make_row(agg: Aggregator, dim: str, key: str, cold: RowSum | None, hot: _Hot | None, now: float, day: int) -> Row:
+    cfg = agg.config
+    c = Counts()
+    c.day = day
+    if cold is not None:
+        c.add_counts(cold, day)
+    if hot is not None:
+        c.add_counts(hot, day)
+    kwargs: dict[str, Any] = {}
+    if c.requests:
+        kwargs.update(
+            requests_today=c.requests, tokens_today=c.input + c.output, input_tokens_today=c.input,
+            output_tokens_today=c.output, cache_read_tokens_today=c.cache_read,
+            cache_write_tokens_today=c.cache_write, reasoning_tokens_today=c.reasoning,
+            usd_today=usd(c.pusd_today), usd_estimated_today=usd(c.pusd_estimated),
+            usd_provided_today=usd(c.pusd_provided), unpriced_requests_today=c.unpriced, errors_today=c.errors,
+        )
+    if hot is not None:
+        rw = cfg.rate_window_s
+        kwargs.update(
+            requests_per_s=hot.req / rw, tokens_per_s=(hot.tin + hot.tout) / rw, input_tokens_per_s=hot.tin / rw,
+            output_tokens_per_s=hot.tout / rw, usd_per_hour=hot.burn / PICO * 3600.0 / cfg.burn_window_s,
+        )
+        if hot.series is not None:
+            kwargs["burn_series"] = tuple(map(_PICO_TO_USD, hot.series))
+    if dim != "models":
+        models: dict[str, list[int]] = {}
+        for source in (cold.models if cold is not None and cold.day == day else None, hot.models if hot else None):
+            if source:
+                for name, share in source.items():
+                    mine = models.get(name)
+                    if mine is None:
+                        models[name] = list(share)
+                    else:
+                        for i in range(4):
+                            mine[i] += share[i]
+        kwargs["models"] = _money_models(models)
+    active = c.last_seen >= now - cfg.idle_after_s
+    state = "active" if active else "idle"
+    if dim == "sessions":
+        state = agg.session_states.get(key, state)
+        proc = agg.session_processes.get(key, {})
+        if hot is not None and hot.latest is not None:
+            cell = hot.latest
+            agent, model, project, host = cell.key[0], cell.key[1], cell.key[3], cell.key[5]
+            pid, branch = cell.pid, cell.branch
+            if cold is not None:
+                pid = pid if pid is not None else cold.pid
+                branch = branch if branch is not None else cold.branch
+        elif cold is not None:
+            agent, model, project, host, pid, branch = cold.agent, cold.model, cold.project, cold.host, cold.pid, cold.branch
+        else:  # pragma: no cover - a row always has one part
+            agent = model = project = host = branch = None
+            pid = None
+        kwargs.update(
+            agent=agent, model=None if model == NONE_LABEL else model,
+            pid=pid if pid is not None else proc.get("pid"),
+            host=(None if host == NONE_LABEL else host) or proc.get("host"),
+            project=None if project == NONE_LABEL else project, branch=branch, cmd=proc.get("cmd"),
+            sessions=1 if active else 0,
+        )
+    elif hot is not None:
+        kwargs["sessions"] = len(hot.active)
+    return Row(key=key, first_seen=c.first_seen, last_seen=c.last_seen, state=state, **kwargs)
+
+
+def _build_snapshot(agg: Aggregator, now: float, status: Mapping[str, object] | None = None) -> Snapshot:
+    """Freeze the aggregator at ``now``: O(hot cells + rows); unchanged cold rows are reused."""
+    cfg = agg.config
+    agg.cool(now)
+    _, day = agg.days.today(now)
+    rw, bw = cfg.rate_window_s, cfg.burn_window_s
+    idle_edge = now - cfg.idle_after_s
+    series_start = int(now) - SERIES_S + 1
+    hot: dict[str, dict[str, _Hot]] = {dim: {} for dim in DIMENSIONS}
+    total_hot = _Hot()
+    req_series = [0] * SERIES_S
+    tok_series = [0] * SERIES_S
+    active_sessions: set[str] = set()
+    now_i = int(now)
+    rate_cut, burn_cut = now_i - rw, now_i - bw
+    total_parts: list[list[int]] = []
+    for cell in agg.cells.values():
+        # One pass over the cell's buckets: both windows, its dense burn series, the header series.
+        req = tin = tout = burn = 0
+        dense: list[int] | None = None
+        for b in cell.buckets:
+            sec = b[0]
+            if sec >= series_start:
+                i = sec - series_start
+                if dense is None:
+                    dense = [0] * SERIES_S
+                dense[i] += b[4]
+                req_series[i] += b[1]
+                tok_series[i] += b[2] + b[3]
+            if sec > burn_cut:
+                burn += b[4]
+                if sec > rate_cut:
+                    req += b[1]
+                    tin += b[2]
+                    tout += b[3]
+        active = cell.last_seen >= idle_edge
+        session = cell.key[2]
+        if active and session is not None:
+            active_sessions.add(session)
+        if dense is not None:
+            total_parts.append(dense)
+        targets = [total_hot]
+        for dim, index in _KEY_INDEX.items():
+            k = cell.key[index]
+            if k is None:
+                continue
+            table = hot[dim]
+            h = table.get(k)
+            if h is None:
+                h = table[k] = _Hot()
+            targets.append(h)
+            if dim != "models":
+                add_model_share(h.models, cell.key[1], cell, day)
+            if active and session is not None:
+                h.active.add(session)
+            if cell.last_seen > h.latest_ts:
+                h.latest, h.latest_ts = cell, cell.last_seen
+            if dense is not None:
+                h.parts.append(dense)
+        for h in targets:
+            h.add_counts(cell, day)
+            h.req += req
+            h.tin += tin
+            h.tout += tout
+            h.burn += burn
+    total_series = total_hot.series = _sum_series(total_parts) or [0] * SERIES_S
+    for table in hot.values():
+        for h in table.values():
+            h.series = _sum_series(h.parts)
+
+    views: dict[str, tuple[Row, ...]] = {}
+    cache = agg.row_cache
+    for dim in DIMENSIONS:
+        cold_table = agg.cold[dim]
+        hot_table = hot[dim]
+        rows: list[Row] = []
+        for key, cold in cold_table.items():
+            h = hot_table.get(key)
+            if h is None:
+                ck = (cold.version, agg.session_versions.get(key, 0) if dim == "sessions" else 0, day)
+                cached = cache.get((dim, key))
+                if cached is not None and cached[0] == ck:
+                    rows.append(cached[1])
+                    continue
+                row = _make_row(agg, dim, key, cold, None, now, day)
+                cache[(dim, key)] = (ck, row)
+                rows.append(row)
+            else:
+                rows.append(_make_row(agg, dim, key, cold, h, now, day))
+        for key, h in hot_table.items():
+            if key not in cold_table:
+                rows.append(_make_row(agg, dim, key, None, h, now, day))
+        views[dim] = sort_rows(rows, "burn")
+
+    t = Counts()
+    t.day = day
+    t.add_counts(agg.cold_total, day)
+    t.add_counts(total_hot, day)
+    totals = Totals(
+        requests_per_s=total_hot.req / rw,
+        tokens_per_s=(total_hot.tin + total_hot.tout) / rw,
+        input_tokens_per_s=total_hot.tin / rw,
+        output_tokens_per_s=total_hot.tout / rw,
+        usd_per_hour=total_hot.burn / PICO * 3600.0 / bw,
+        requests_today=t.requests,
+        tokens_today=t.input + t.output,
+        input_tokens_today=t.input,
+        output_tokens_today=t.output,
+        cache_read_tokens_today=t.cache_read,
+        cache_write_tokens_today=t.cache_write,
+        reasoning_tokens_today=t.reasoning,
+        usd_today=usd(t.pusd_today),
+        usd_estimated_today=usd(t.pusd_estimated),
+        usd_provided_today=usd(t.pusd_provided),
+        unpriced_requests_today=t.unpriced,
+        errors_today=t.errors,
+        active_sessions=len(active_sessions),
+        requests_series=tuple(req_series),
+        tokens_series=tuple(tok_series),
+        burn_series=tuple(map(_PICO_TO_USD, total_series)),
+    )
+    return Snapshot(generated_at=now, totals=totals, status=dict(status or {}), **views)

@@ -6,70 +6,258 @@ and from source threads at once. Appends from concurrent callers are group-commi
 
 Other modules own tables of their own (file cursors, billed rows, the audit log, the NATS outbox):
 they declare them with :meth:`Ledger.ensure_schema` and run statements through :meth:`Ledger.call`.
+
+Schema versions
+---------------
+``meta.schema_version`` names the version of the ``events`` and ``meta`` tables a ledger file has.
+Opening a ledger (:func:`migrate`, on the ledger thread, before anything else touches the file):
+
+* a new file gets the latest schema directly;
+* an older file is first copied beside itself (``<file>.v<N>-backup-<UTC time>``, one consistent
+  file made with ``VACUUM INTO`` while the migration holds the write lock), then upgraded by the
+  steps of :data:`MIGRATIONS` in order, in one transaction: if a step fails nothing changes;
+* a file from a newer tokentop (a version above :data:`SCHEMA_VERSION`) is refused, untouched.
+
+Versions: 1 is tokentop 0.1.0 (``events`` with the stored event fields, ``cost_pusd``,
+``cost_kind``, ``received_at``; ``meta``). 2 adds ``events.revision``. Steps only add columns with
+defaults, so an older tokentop can still append to an upgraded file. Other modules' tables are
+theirs: no step touches them (``CREATE ... IF NOT EXISTS`` in their own ``ensure_schema``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
+import typing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Final, Iterable, Iterator, Sequence, TypeVar
 
-from tokentop.core.events import Event
+from tokentop import __version__
+from tokentop.core.events import EVENT_FIELDS, ROW_FIELDS, Event, event_from_row, event_row
 from tokentop.core.pricing import Cost
 
 T = TypeVar("T")
+log = logging.getLogger("tokentop.ledger")
 
-SCHEMA_VERSION: Final = 1
+# -- columns ----------------------------------------------------------------------------------------
 
-# A rowid table with a UNIQUE id (not WITHOUT ROWID on the id): rows append in order and only the
-# small id index takes random inserts, which measured about twice as fast for random event ids.
-_EVENTS_DDL: Final = """
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT NOT NULL UNIQUE,
-    ts REAL NOT NULL,
-    agent TEXT NOT NULL,
-    session TEXT,
-    project TEXT,
-    host TEXT,
-    pid INTEGER,
-    provider TEXT,
-    model TEXT,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
-    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL,
-    latency_ms REAL,
-    status TEXT NOT NULL DEFAULT 'ok',
-    source TEXT,
-    branch TEXT,
-    cost_pusd INTEGER,
-    cost_kind TEXT NOT NULL,
-    received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events(ts);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+_SQL_TYPES: Final = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER"}
+#: The ledger's own columns after the stored event fields, with their SQL definitions.
+_LEDGER_COLUMNS: Final = {
+    #: the price the event was accepted at, in pico-dollars (NULL: unpriced)
+    "cost_pusd": "INTEGER",
+    #: estimated | provided | unpriced
+    "cost_kind": "TEXT NOT NULL",
+    #: when the feed accepted it (epoch seconds)
+    "received_at": "REAL NOT NULL",
+    #: Schema version 2. How often the event stored under this id has been revised (0: as first
+    #: stored), for revisable events: a later record with the same id and more information (a
+    #: streamed response's final usage, a transcript's cache split for an OTLP record) will
+    #: replace the stored one and count here. Nothing revises events yet; appends store 0.
+    "revision": "INTEGER NOT NULL DEFAULT 0",
+}
+#: Columns every append writes and every read returns, in :func:`~tokentop.core.events.event_row` order.
+_COLUMNS: Final = ROW_FIELDS
 
-_COLUMNS: Final = (
-    "id", "ts", "agent", "session", "project", "host", "pid", "provider", "model", "input_tokens",
-    "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
-    "cost_usd", "latency_ms", "status", "source", "branch", "cost_pusd", "cost_kind", "received_at",
+
+def _literal(value: object) -> str:
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _event_columns() -> dict[str, str]:
+    """Each stored event field's column, from its type and default in :class:`Event`: nullable
+    for ``X | None`` fields, else ``NOT NULL`` with the field's default (needed to add it to an
+    existing table)."""
+    hints = typing.get_type_hints(Event)
+    defaults = {f.name: f.default for f in dataclasses.fields(Event)}
+    out = {}
+    for name in EVENT_FIELDS:
+        args = typing.get_args(hints[name])
+        base = next(a for a in args if a is not type(None)) if args else hints[name]
+        sql = _SQL_TYPES[base]
+        if type(None) not in args:
+            sql += " NOT NULL"
+            if defaults[name] is not dataclasses.MISSING:
+                sql += f" DEFAULT {_literal(defaults[name])}"
+        out[name] = sql
+    out["id"] += " UNIQUE"  # idempotent appends: INSERT OR IGNORE by id
+    return out
+
+
+#: every column of ``events`` at the latest version, with its SQL definition
+EVENT_COLUMNS: Final = {**_event_columns(), **_LEDGER_COLUMNS}
+if _COLUMNS != tuple(EVENT_COLUMNS)[: len(_COLUMNS)]:
+    raise RuntimeError(f"ledger columns {tuple(EVENT_COLUMNS)} do not start with event_row's {_COLUMNS}")
+
+
+def _create_statements() -> list[str]:
+    # A rowid table with a UNIQUE id (not WITHOUT ROWID on the id): rows append in order and only
+    # the small id index takes random inserts, which measured about twice as fast for random ids.
+    columns = ",\n".join(f"    {name} {sql}" for name, sql in EVENT_COLUMNS.items())
+    return [
+        f"CREATE TABLE IF NOT EXISTS events (\n{columns}\n)",
+        "CREATE INDEX IF NOT EXISTS events_ts ON events(ts)",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ]
+
+
+# -- migrations -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step: upgrades a ledger from ``version - 1`` to ``version`` (inside the caller's transaction)."""
+
+    version: int
+    what: str
+    run: Callable[[sqlite3.Connection], None]
+
+
+def _add_columns(*names: str) -> Callable[[sqlite3.Connection], None]:
+    """A step that adds ``events`` columns as :data:`EVENT_COLUMNS` defines them (a new event field
+    or ledger column is one such step)."""
+    def run(conn: sqlite3.Connection) -> None:
+        for name in names:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {name} {EVENT_COLUMNS[name]}")
+
+    return run
+
+
+#: Every step after version 1, in order; the last one's version is :data:`SCHEMA_VERSION`.
+MIGRATIONS: Final = (
+    Migration(2, "events.revision: the per-id revision counter of revisable events", _add_columns("revision")),
 )
+SCHEMA_VERSION: Final = 1 + len(MIGRATIONS)
+if [m.version for m in MIGRATIONS] != list(range(2, SCHEMA_VERSION + 1)):
+    raise RuntimeError("MIGRATIONS must upgrade one version at a time, from 2 up")
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """What :func:`migrate` did to an older ledger."""
+
+    from_version: int
+    to_version: int
+    #: the copy of the file as it was (``None`` for an in-memory ledger)
+    backup: str | None
+
+
+def schema_version(conn: sqlite3.Connection) -> int | None:
+    """The ledger's schema version; ``None`` for a file with no ``events`` table yet (a new ledger)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "events" not in tables:
+        return None
+    row = None
+    if "meta" in tables:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        return 1  # 0.1.0 wrote the version right after creating the tables
+    try:
+        version = int(row[0])
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise LedgerError(f"the ledger's meta table holds an unreadable schema_version {row[0]!r}")
+    return version
+
+
+def _refuse_newer(version: int | None, path: str) -> None:
+    if version is not None and version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"the ledger at {path} was written by a newer tokentop (ledger schema version {version}; "
+            f"tokentop {__version__} reads versions up to {SCHEMA_VERSION}): upgrade tokentop, or point "
+            f"[ledger] path at another file. The ledger was not changed.")
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> Upgrade | None:
+    """Bring the ledger at ``path`` (open on ``conn``, in autocommit mode) to :data:`SCHEMA_VERSION`.
+
+    Returns what was upgraded, or ``None`` when the file was new or current. Raises
+    :class:`LedgerError` for a ledger of a newer tokentop, and when a step fails (the file is then
+    as it was, and the error names the backup)."""
+    version = schema_version(conn)
+    if version == SCHEMA_VERSION:
+        return None  # the common case: no write lock taken
+    _refuse_newer(version, path)
+    conn.execute("BEGIN IMMEDIATE")  # one migrator at a time; it re-reads the version under the lock
+    backup: str | None = None
+    try:
+        version = schema_version(conn)
+        _refuse_newer(version, path)
+        if version == SCHEMA_VERSION:  # another process migrated it while this one waited for the lock
+            conn.execute("COMMIT")
+            return None
+        if version is None:
+            for statement in _create_statements():
+                conn.execute(statement)
+        else:
+            backup = _backup(path, version)
+            for step in MIGRATIONS[version - 1 :]:
+                try:
+                    step.run(conn)
+                except sqlite3.Error as exc:
+                    raise LedgerError(
+                        f"cannot upgrade the ledger at {path} to schema version {step.version} ({step.what}): "
+                        f"{exc}. The ledger was not changed" + (f"; a copy is at {backup}" if backup else "")) from exc
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return None if version is None else Upgrade(version, SCHEMA_VERSION, backup)
+
+
+def _backup(path: str, version: int, now: float | None = None) -> str | None:
+    """Copy the ledger to ``<path>.v<version>-backup-<UTC time>`` (never over an existing file).
+
+    Runs while the caller holds the write lock, on a second connection: ``VACUUM INTO`` cannot run
+    inside a transaction, and a reader still sees the committed file, WAL included, as one file."""
+    if path == ":memory:":
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = f"{path}.v{version}-backup-{stamp}"
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        for n in itertools.count(2):
+            try:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))  # as private as the ledger
+                break
+            except FileExistsError:
+                target = f"{path}.v{version}-backup-{stamp}-{n}"
+        reader = sqlite3.connect(path, timeout=5.0)
+        try:
+            reader.execute("VACUUM INTO ?", (target,))
+        finally:
+            reader.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise LedgerError(f"cannot back up the ledger at {path} to {target} before upgrading it, so it was not "
+                          f"upgraded: {exc}") from exc
+    return target
+
+
+# -- appends ----------------------------------------------------------------------------------------
+
 _INSERT: Final = f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 #: Rows per multi-row INSERT (23 columns x 32 rows = 736 parameters: under 999, the limit of SQLite
 #: builds before 3.32).
 #: Python's sqlite3 releases and retakes the GIL around every statement step; one step per row let
 #: the feed's event loop and the ledger thread hand the GIL back and forth per event.
 INSERT_CHUNK_ROWS: Final = 32
+if INSERT_CHUNK_ROWS * len(_COLUMNS) > 999:
+    raise RuntimeError(f"INSERT_CHUNK_ROWS x {len(_COLUMNS)} columns is over SQLite's 999 parameters")
 _ROW_PLACEHOLDERS: Final = f"({', '.join('?' * len(_COLUMNS))})"
 
 
@@ -107,24 +295,11 @@ class Stored:
     received_at: float
 
 
-def _row(e: Event, cost: Cost, received_at: float) -> tuple[Any, ...]:
-    # Plain attribute reads: on Python 3.11 these specialise for slots and measured about twice as
-    # fast as operator.attrgetter plus a tuple concatenation.
-    return (
-        e.id, e.ts, e.agent, e.session, e.project, e.host, e.pid, e.provider, e.model, e.input_tokens,
-        e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cache_write_1h_tokens, e.reasoning_tokens,
-        e.cost_usd, e.latency_ms, e.status, e.source, e.branch, cost.pusd, cost.kind, received_at,
-    )
+_N_EVENT: Final = len(EVENT_FIELDS)
 
 
 def _stored(r: Sequence[Any]) -> Stored:
-    e = Event(
-        id=r[0], ts=r[1], agent=r[2], session=r[3], project=r[4], host=r[5], pid=r[6], provider=r[7], model=r[8],
-        input_tokens=r[9], output_tokens=r[10], cache_read_tokens=r[11], cache_write_tokens=r[12],
-        cache_write_1h_tokens=r[13], reasoning_tokens=r[14], cost_usd=r[15], latency_ms=r[16], status=r[17],
-        source=r[18], branch=r[19],
-    )
-    return Stored(e, Cost(r[20], r[21]), r[22])
+    return Stored(event_from_row(r), Cost(r[_N_EVENT], r[_N_EVENT + 1]), r[_N_EVENT + 2])
 
 
 class Ledger:
@@ -138,24 +313,37 @@ class Ledger:
         self._closed = False
         self._pending: list[tuple[list[tuple[Any, ...]], Future[list[bool]]]] = []
         self._pending_lock = threading.Lock()
-        self._schemas: list[str] = []
+        #: what opening did to an older ledger (``None``: it was new or current)
+        self.upgrade: Upgrade | None = None
         try:
             self._pool.submit(self._open).result()
+        except LedgerError:
+            self._pool.shutdown(wait=False)
+            raise
         except sqlite3.Error as exc:
             self._pool.shutdown(wait=False)
             raise LedgerError(f"cannot open the ledger at {self.path}: {exc}") from exc
+        if self.upgrade is not None:
+            u = self.upgrade
+            log.warning("upgraded the ledger %s from schema version %d to %d; the file as it was is kept at %s",
+                        self.path, u.from_version, u.to_version, u.backup)
 
     # -- thread-side ---------------------------------------------------------------------------
     def _open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps the id index hot during big imports
-        conn.executescript(_EVENTS_DDL)
-        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps the id index hot during big imports
+            # first, before anything else reads or writes (and before journal_mode, which is kept in
+            # the file: a ledger of a newer tokentop is refused untouched)
+            self.upgrade = migrate(conn, self.path)
+            conn.execute("PRAGMA journal_mode=WAL")
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     @property
@@ -216,7 +404,7 @@ class Ledger:
         if self._closed:
             raise LedgerError("the ledger is closed")
         now = time.time() if received_at is None else received_at
-        rows = [_row(e, c, now) for e, c in items]
+        rows = [event_row(e, c, now) for e, c in items]
         fut: Future[list[bool]] = Future()
         with self._pending_lock:
             self._pending.append((rows, fut))
@@ -267,9 +455,6 @@ class Ledger:
             if len(rows) < batch:
                 return
             last_ts, last_id, first = rows[-1][1], rows[-1][0], False
-
-    def ids_since(self, ts: float) -> set[str]:
-        return self.call(lambda c: {r[0] for r in c.execute("SELECT id FROM events WHERE ts >= ?", (ts,))})
 
     def count(self) -> int:
         return self.call(lambda c: c.execute("SELECT COUNT(*) FROM events").fetchone()[0])

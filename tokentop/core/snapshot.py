@@ -1,6 +1,8 @@
 """The snapshot: an immutable, already-sorted view of the aggregator at one instant.
 
-The UI, ``--once --json``, ``GET /v1/snapshot`` and ``WS /v1/stream`` all render the same
+This module is the data model only (rows, totals, their JSON, sorting); the aggregator builds it
+(:meth:`tokentop.core.aggregate.Aggregator.snapshot`) and a remote reader decodes it
+(:meth:`Snapshot.from_json`). The UI, ``--once --json``, ``GET /v1/snapshot`` and ``WS /v1/stream`` all render the same
 object. Its JSON shape is the public contract documented in ``docs/api.md``; :meth:`Snapshot.to_json`
 and :meth:`Snapshot.from_json` round-trip it, so a remote feed's snapshot renders exactly like a
 local one.
@@ -10,16 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Literal, Mapping
-
-from tokentop.core.aggregate import _KEY_INDEX, DIMENSIONS, NONE_LABEL, SERIES_S, Cell, Counts, RowSum, add_model_share
-from tokentop.core.pricing import PICO, usd
-
-if TYPE_CHECKING:
-    from tokentop.core.aggregate import Aggregator
+from typing import Any, Final, Literal, Mapping
 
 SNAPSHOT_VERSION: Final = 1
-VIEWS: Final = ("agents", "sessions", "models", "projects", "providers", "hosts")
+#: The dimensions a snapshot has a view (a tuple of rows) for, in the order the JSON lists them.
+#: Each groups requests by the event field of its singular name (``agents`` by ``agent``, ...).
+DIMENSIONS: Final = ("agents", "sessions", "models", "projects", "providers", "hosts")
+#: The row key of requests that leave a dimension's field empty (no model, project, provider, host).
+NONE_LABEL: Final = "(none)"
+#: Length, in one-second steps, of every per-second series (sparklines, ``burn_series``).
+SERIES_S: Final = 120
 SortKey = Literal["burn", "tokens", "requests", "spend", "name"]
 #: how ``burn_series`` travels: ``full`` (120 USD floats, the default) or ``compact`` (see docs/api.md)
 SERIES_FORMS: Final = ("full", "compact")
@@ -28,7 +30,6 @@ COMPACT_PER_USD: Final = 1_000_000
 SORT_KEYS: Final[tuple[SortKey, ...]] = ("burn", "tokens", "requests", "spend", "name")
 
 _SIX = Decimal("0.000001")
-_PICO_TO_USD = (1.0 / PICO).__mul__  # floats for sparklines; exact money stays in Decimal fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +231,8 @@ class Snapshot:
     v: int = SNAPSHOT_VERSION
 
     def view(self, name: str) -> tuple[Row, ...]:
-        if name not in VIEWS:
-            raise ValueError(f"unknown view {name!r}; expected one of {', '.join(VIEWS)}")
+        if name not in DIMENSIONS:
+            raise ValueError(f"unknown view {name!r}; expected one of {', '.join(DIMENSIONS)}")
         return getattr(self, name)
 
     def find(self, view: str, key: str) -> Row | None:
@@ -246,7 +247,7 @@ class Snapshot:
 
     def to_json(self, max_rows: int | None = None, *, views: tuple[str, ...] | None = None,
                 series: str = "full") -> dict[str, Any]:
-        """The public JSON shape. ``views`` (a subset of :data:`VIEWS`) leaves the other views out
+        """The public JSON shape. ``views`` (a subset of :data:`DIMENSIONS`) leaves the other views out
         and lists the ones sent under ``"views"``; ``series="compact"`` sends every ``burn_series``
         as :func:`compact_series`. The defaults give the documented v1 snapshot unchanged."""
         if series not in SERIES_FORMS:
@@ -255,7 +256,7 @@ class Snapshot:
         if series != "full":
             out["series"] = series
         truncated: dict[str, int] = {}
-        for view in VIEWS:
+        for view in DIMENSIONS:
             if views is not None and view not in views:
                 continue
             rows = self.view(view)
@@ -264,7 +265,7 @@ class Snapshot:
                 rows = rows[:max_rows]
             out[view] = [r.to_json(view, series) for r in rows]
         if views is not None:
-            out["views"] = [v for v in VIEWS if v in views]
+            out["views"] = [v for v in DIMENSIONS if v in views]
         if truncated:
             out["truncated"] = truncated
         out["status"] = dict(self.status)
@@ -280,9 +281,9 @@ class Snapshot:
         if data.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported snapshot version {data.get('v')!r} (this tokentop reads v{SNAPSHOT_VERSION})")
         if reuse is None:
-            views = {view: tuple(Row.from_json(r, view) for r in data.get(view) or ()) for view in VIEWS}
+            views = {view: tuple(Row.from_json(r, view) for r in data.get(view) or ()) for view in DIMENSIONS}
         else:
-            views = {view: reuse.rows(view, data.get(view) or ()) for view in VIEWS}
+            views = {view: reuse.rows(view, data.get(view) or ()) for view in DIMENSIONS}
         return cls(
             generated_at=float(data["generated_at"]),
             totals=Totals.from_json(data.get("totals") or {}),
@@ -378,230 +379,5 @@ def sort_rows(rows: tuple[Row, ...] | list[Row], key: SortKey = "burn", reverse:
     return tuple(reversed(ordered)) if reverse else tuple(ordered)
 
 
-# -- building -------------------------------------------------------------------------------------
-
-class _Hot(Counts):
-    """What a row's hot cells add up to at this instant."""
-
-    __slots__ = ("req", "tin", "tout", "burn", "series", "parts", "models", "active", "latest", "latest_ts")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.req = self.tin = self.tout = self.burn = 0
-        self.series: list[int] | None = None
-        #: the dense per-second series of each hot cell of this row
-        self.parts: list[list[int]] = []
-        self.models: dict[str, list[int]] = {}
-        self.active: set[str] = set()
-        self.latest: Cell | None = None
-        self.latest_ts = -1.0
-
-
-def _sum_series(parts: list[list[int]]) -> list[int] | None:
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    return list(map(sum, zip(*parts)))
-
-
-def _money_models(models: dict[str, list[int]]) -> tuple[ModelShare, ...]:
-    return tuple(
-        ModelShare(name, s[0], s[1], usd(s[2]), s[3])
-        for name, s in sorted(models.items(), key=lambda kv: (-kv[1][2], -kv[1][1], kv[0]))
-    )
-
-
-def _make_row(agg: Aggregator, dim: str, key: str, cold: RowSum | None, hot: _Hot | None, now: float, day: int) -> Row:
-    cfg = agg.config
-    c = Counts()
-    c.day = day
-    if cold is not None:
-        c.add_counts(cold, day)
-    if hot is not None:
-        c.add_counts(hot, day)
-    kwargs: dict[str, Any] = {}
-    if c.requests:
-        kwargs.update(
-            requests_today=c.requests, tokens_today=c.input + c.output, input_tokens_today=c.input,
-            output_tokens_today=c.output, cache_read_tokens_today=c.cache_read,
-            cache_write_tokens_today=c.cache_write, reasoning_tokens_today=c.reasoning,
-            usd_today=usd(c.pusd_today), usd_estimated_today=usd(c.pusd_estimated),
-            usd_provided_today=usd(c.pusd_provided), unpriced_requests_today=c.unpriced, errors_today=c.errors,
-        )
-    if hot is not None:
-        rw = cfg.rate_window_s
-        kwargs.update(
-            requests_per_s=hot.req / rw, tokens_per_s=(hot.tin + hot.tout) / rw, input_tokens_per_s=hot.tin / rw,
-            output_tokens_per_s=hot.tout / rw, usd_per_hour=hot.burn / PICO * 3600.0 / cfg.burn_window_s,
-        )
-        if hot.series is not None:
-            kwargs["burn_series"] = tuple(map(_PICO_TO_USD, hot.series))
-    if dim != "models":
-        models: dict[str, list[int]] = {}
-        for source in (cold.models if cold is not None and cold.day == day else None, hot.models if hot else None):
-            if source:
-                for name, share in source.items():
-                    mine = models.get(name)
-                    if mine is None:
-                        models[name] = list(share)
-                    else:
-                        for i in range(4):
-                            mine[i] += share[i]
-        kwargs["models"] = _money_models(models)
-    active = c.last_seen >= now - cfg.idle_after_s
-    state = "active" if active else "idle"
-    if dim == "sessions":
-        state = agg.session_states.get(key, state)
-        proc = agg.session_processes.get(key, {})
-        if hot is not None and hot.latest is not None:
-            cell = hot.latest
-            agent, model, project, host = cell.key[0], cell.key[1], cell.key[3], cell.key[5]
-            pid, branch = cell.pid, cell.branch
-            if cold is not None:
-                pid = pid if pid is not None else cold.pid
-                branch = branch if branch is not None else cold.branch
-        elif cold is not None:
-            agent, model, project, host, pid, branch = cold.agent, cold.model, cold.project, cold.host, cold.pid, cold.branch
-        else:  # pragma: no cover - a row always has one part
-            agent = model = project = host = branch = None
-            pid = None
-        kwargs.update(
-            agent=agent, model=None if model == NONE_LABEL else model,
-            pid=pid if pid is not None else proc.get("pid"),
-            host=(None if host == NONE_LABEL else host) or proc.get("host"),
-            project=None if project == NONE_LABEL else project, branch=branch, cmd=proc.get("cmd"),
-            sessions=1 if active else 0,
-        )
-    elif hot is not None:
-        kwargs["sessions"] = len(hot.active)
-    return Row(key=key, first_seen=c.first_seen, last_seen=c.last_seen, state=state, **kwargs)
-
-
-def build_snapshot(agg: Aggregator, now: float, status: Mapping[str, Any] | None = None) -> Snapshot:
-    """Freeze the aggregator at ``now``: O(hot cells + rows); unchanged cold rows are reused."""
-    cfg = agg.config
-    agg.cool(now)
-    _, day = agg.days.today(now)
-    rw, bw = cfg.rate_window_s, cfg.burn_window_s
-    idle_edge = now - cfg.idle_after_s
-    series_start = int(now) - SERIES_S + 1
-    hot: dict[str, dict[str, _Hot]] = {dim: {} for dim in DIMENSIONS}
-    total_hot = _Hot()
-    req_series = [0] * SERIES_S
-    tok_series = [0] * SERIES_S
-    active_sessions: set[str] = set()
-    now_i = int(now)
-    rate_cut, burn_cut = now_i - rw, now_i - bw
-    total_parts: list[list[int]] = []
-    for cell in agg.cells.values():
-        # One pass over the cell's buckets: both windows, its dense burn series, the header series.
-        req = tin = tout = burn = 0
-        dense: list[int] | None = None
-        for b in cell.buckets:
-            sec = b[0]
-            if sec >= series_start:
-                i = sec - series_start
-                if dense is None:
-                    dense = [0] * SERIES_S
-                dense[i] += b[4]
-                req_series[i] += b[1]
-                tok_series[i] += b[2] + b[3]
-            if sec > burn_cut:
-                burn += b[4]
-                if sec > rate_cut:
-                    req += b[1]
-                    tin += b[2]
-                    tout += b[3]
-        active = cell.last_seen >= idle_edge
-        session = cell.key[2]
-        if active and session is not None:
-            active_sessions.add(session)
-        if dense is not None:
-            total_parts.append(dense)
-        targets = [total_hot]
-        for dim, index in _KEY_INDEX.items():
-            k = cell.key[index]
-            if k is None:
-                continue
-            table = hot[dim]
-            h = table.get(k)
-            if h is None:
-                h = table[k] = _Hot()
-            targets.append(h)
-            if dim != "models":
-                add_model_share(h.models, cell.key[1], cell, day)
-            if active and session is not None:
-                h.active.add(session)
-            if cell.last_seen > h.latest_ts:
-                h.latest, h.latest_ts = cell, cell.last_seen
-            if dense is not None:
-                h.parts.append(dense)
-        for h in targets:
-            h.add_counts(cell, day)
-            h.req += req
-            h.tin += tin
-            h.tout += tout
-            h.burn += burn
-    total_hot.series = _sum_series(total_parts) or [0] * SERIES_S
-    for table in hot.values():
-        for h in table.values():
-            h.series = _sum_series(h.parts)
-
-    views: dict[str, tuple[Row, ...]] = {}
-    cache = agg.row_cache
-    for dim in DIMENSIONS:
-        cold_table = agg.cold[dim]
-        hot_table = hot[dim]
-        rows: list[Row] = []
-        for key, cold in cold_table.items():
-            h = hot_table.get(key)
-            if h is None:
-                ck = (cold.version, agg.session_versions.get(key, 0) if dim == "sessions" else 0, day)
-                cached = cache.get((dim, key))
-                if cached is not None and cached[0] == ck:
-                    rows.append(cached[1])  # type: ignore[arg-type]
-                    continue
-                row = _make_row(agg, dim, key, cold, None, now, day)
-                cache[(dim, key)] = (ck, row)
-                rows.append(row)
-            else:
-                rows.append(_make_row(agg, dim, key, cold, h, now, day))
-        for key, h in hot_table.items():
-            if key not in cold_table:
-                rows.append(_make_row(agg, dim, key, None, h, now, day))
-        views[dim] = sort_rows(rows, "burn")
-
-    t = Counts()
-    t.day = day
-    t.add_counts(agg.cold_total, day)
-    t.add_counts(total_hot, day)
-    totals = Totals(
-        requests_per_s=total_hot.req / rw,
-        tokens_per_s=(total_hot.tin + total_hot.tout) / rw,
-        input_tokens_per_s=total_hot.tin / rw,
-        output_tokens_per_s=total_hot.tout / rw,
-        usd_per_hour=total_hot.burn / PICO * 3600.0 / bw,
-        requests_today=t.requests,
-        tokens_today=t.input + t.output,
-        input_tokens_today=t.input,
-        output_tokens_today=t.output,
-        cache_read_tokens_today=t.cache_read,
-        cache_write_tokens_today=t.cache_write,
-        reasoning_tokens_today=t.reasoning,
-        usd_today=usd(t.pusd_today),
-        usd_estimated_today=usd(t.pusd_estimated),
-        usd_provided_today=usd(t.pusd_provided),
-        unpriced_requests_today=t.unpriced,
-        errors_today=t.errors,
-        active_sessions=len(active_sessions),
-        requests_series=tuple(req_series),
-        tokens_series=tuple(tok_series),
-        burn_series=tuple(map(_PICO_TO_USD, total_hot.series)),  # type: ignore[union-attr]
-    )
-    return Snapshot(generated_at=now, totals=totals, status=dict(status or {}), **views)
-
-
-assert set(VIEWS) == set(DIMENSIONS)
-__all__ = ["Snapshot", "Row", "Totals", "ModelShare", "sort_rows", "build_snapshot", "VIEWS", "SORT_KEYS", "SERIES_S",
-           "SERIES_FORMS", "compact_series", "read_series", "RowReuse"]
+__all__ = ["Snapshot", "Row", "Totals", "ModelShare", "RowReuse", "sort_rows", "DIMENSIONS", "NONE_LABEL", "SORT_KEYS",
+           "SortKey", "SERIES_S", "SERIES_FORMS", "compact_series", "read_series"]

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from tokentop.core.snapshot import SERIES_FORMS, VIEWS, RowReuse, Snapshot
+from tokentop.core.snapshot import DIMENSIONS, SERIES_FORMS, RowReuse, Snapshot
 
 
 class StreamShapeError(ValueError):
@@ -26,13 +26,13 @@ class StreamShapeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StreamShape:
-    #: the views sent, in :data:`VIEWS` order; ``None`` = all of them
+    #: the views sent, in :data:`DIMENSIONS` order; ``None`` = all of them
     views: tuple[str, ...] | None = None
     series: str = "full"
 
-    def __post_init__(self) -> None:  # one shape, one spelling: views in VIEWS order
+    def __post_init__(self) -> None:  # one shape, one spelling: views in DIMENSIONS order
         if self.views is not None:
-            object.__setattr__(self, "views", tuple(v for v in VIEWS if v in self.views))
+            object.__setattr__(self, "views", tuple(v for v in DIMENSIONS if v in self.views))
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> StreamShape:
@@ -40,11 +40,11 @@ class StreamShape:
         raw = query.get("views")
         if raw is not None:
             asked = [v.strip() for v in raw.split(",") if v.strip()]
-            unknown = [v for v in asked if v not in VIEWS]
+            unknown = [v for v in asked if v not in DIMENSIONS]
             if unknown or not asked:
                 what = f"unknown view {unknown[0]!r}" if unknown else "no view named"
-                raise StreamShapeError(f"views: {what}; expected a comma-separated list of {', '.join(VIEWS)}")
-            views = tuple(v for v in VIEWS if v in asked)
+                raise StreamShapeError(f"views: {what}; expected a comma-separated list of {', '.join(DIMENSIONS)}")
+            views = tuple(v for v in DIMENSIONS if v in asked)
         series = query.get("series", "full")
         if series not in SERIES_FORMS:
             raise StreamShapeError(f"series: unknown form {series!r}; expected one of {', '.join(SERIES_FORMS)}")

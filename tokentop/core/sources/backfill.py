@@ -18,7 +18,8 @@ from typing import Any, Final
 from tokentop.core.events import Event
 from tokentop.core.sources.protocol import LogFormat, Sink, Stats
 from tokentop.core.sources.settings import SourceSettings
-from tokentop.core.sources.tailer import HOLD_S, LogFile, LogSources, Tally, _event_tuple, read_order
+from tokentop.core.events import event_tuple
+from tokentop.core.sources.tailer import HOLD_S, LogFile, LogSources, Tally, read_order
 
 #: A backlog at least this large (bytes) is parsed by two processes.
 PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
@@ -81,7 +82,7 @@ def parse_share(settings: SourceSettings, host: str | None, now: float,
     cursors = {p: c.to_tuple() for p, c in src.cursors.items()}
     src.stats.events = len(out)
     # plain tuples pickle ~8x faster than frozen dataclasses; the parent rebuilds them with Event(*t)
-    rows = [_event_tuple(e) for e in out]  # explicit reads: ~5x faster than getattr per field name
+    rows = [event_tuple(e) for e in out]
     return rows, cursors, src.stats, {name: s.export() for name, s in src.shared.items()}
 
 

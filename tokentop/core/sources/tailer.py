@@ -22,7 +22,6 @@ per-file reader (``protocol.py``; the list is ``formats.py``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -148,22 +147,6 @@ def read_order(item: tuple[LogFile, Any]) -> tuple[bool, str]:
     lf = item[0]
     later = lf.fmt.later
     return (later is not None and later(lf.path), lf.path)
-
-
-_EVENT_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Event))
-
-
-def _event_tuple(e: Event) -> tuple[Any, ...]:
-    """``Event(*_event_tuple(e)) == e``: every field in declaration order (checked at import)."""
-    return (
-        e.id, e.ts, e.agent, e.session, e.project, e.host, e.pid, e.provider, e.model, e.input_tokens,
-        e.output_tokens, e.cache_read_tokens, e.cache_write_tokens, e.cache_write_1h_tokens, e.reasoning_tokens,
-        e.cost_usd, e.latency_ms, e.status, e.source, e.branch, e.id_generated,
-    )
-
-
-# a field added to Event must be added above too, or the worker's events would lose it
-assert len(_EVENT_FIELDS) == 21 and _EVENT_FIELDS[-1] == "id_generated", "update _event_tuple for Event's fields"
 
 
 def _head(data: bytes) -> str:

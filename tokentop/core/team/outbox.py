@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Final
 
-from tokentop.core.events import Event
+from tokentop.core.events import EVENT_FIELDS, ROW_FIELDS, Event, event_from_row
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Cost
 
@@ -34,11 +34,6 @@ BEGIN
 END;
 """
 
-_EVENT_COLS: Final = (
-    "id", "ts", "agent", "session", "project", "host", "pid", "provider", "model", "input_tokens",
-    "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
-    "cost_usd", "latency_ms", "status", "source", "branch",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +55,9 @@ def uninstall(ledger: Ledger) -> None:
 
 
 def _reader(limit: int, after_seq: int):  # noqa: ANN202
-    cols = ", ".join(f"e.{c}" for c in _EVENT_COLS)
-    q = (f"SELECT o.seq, o.event_id, {cols}, e.cost_pusd, e.cost_kind, e.received_at "
-         f"FROM {TABLE} o LEFT JOIN events e ON e.id = o.event_id WHERE o.seq > ? ORDER BY o.seq LIMIT ?")
-    n = len(_EVENT_COLS)
+    cols = ", ".join(f"e.{c}" for c in ROW_FIELDS)
+    q = f"SELECT o.seq, o.event_id, {cols} FROM {TABLE} o LEFT JOIN events e ON e.id = o.event_id WHERE o.seq > ? ORDER BY o.seq LIMIT ?"
+    n = len(EVENT_FIELDS)
 
     def run(conn: sqlite3.Connection) -> list[Pending]:
         out = []
@@ -72,8 +66,7 @@ def _reader(limit: int, after_seq: int):  # noqa: ANN202
             if vals[0] is None:
                 out.append(Pending(seq, eid, None, None, 0.0))
                 continue
-            ev = Event(**dict(zip(_EVENT_COLS, vals[:n])))
-            out.append(Pending(seq, eid, ev, Cost(vals[n], vals[n + 1]), vals[n + 2]))
+            out.append(Pending(seq, eid, event_from_row(vals), Cost(vals[n], vals[n + 1]), vals[n + 2]))
         return out
 
     return run

@@ -180,3 +180,51 @@ def test_anthropic_streaming_error_answer_is_json_not_sse(proxy, upstream) -> No
             list(stream.text_stream)
     [e] = proxy.events(1)
     assert e.status == "error"
+
+
+def test_upstream_cookies_are_not_carried_from_one_client_to_another(proxy, upstream) -> None:
+    """A CDN cookie set on one agent's answer must not ride along on another agent's request."""
+    import fake_upstream
+
+    original = fake_upstream.Handler.base_headers
+
+    def with_cookie(self, ctype):
+        return original(self, ctype) + [(b"set-cookie", b"__cf_bm=agent-one-cookie; Path=/; HttpOnly")]
+
+    fake_upstream.Handler.base_headers = with_cookie
+    try:
+        first = httpx.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-5", "messages": []})
+    finally:
+        fake_upstream.Handler.base_headers = original
+    assert "agent-one-cookie" in first.headers["set-cookie"]  # passed back to its own client
+    httpx.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-5", "messages": []})
+    assert "cookie" not in upstream.api.last().headers
+    proxy.events(2)
+
+
+def test_hop_by_hop_and_own_headers_are_not_forwarded(proxy, upstream) -> None:
+    r = httpx.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-5", "messages": []},
+                   headers={"connection": "keep-alive, x-private-hop", "x-private-hop": "1", "te": "trailers",
+                            "x-tokentop-agent": "bot", "x-tokentop-session": "s", "x-tokentop-project": "p",
+                            "proxy-authorization": "Basic abc", "openai-organization": "org-1", "accept-encoding": "br"})
+    sent = upstream.api.last().headers
+    for name in ("x-private-hop", "te", "x-tokentop-agent", "x-tokentop-session", "x-tokentop-project", "proxy-authorization"):
+        assert name not in sent, name
+    assert sent["openai-organization"] == "org-1" and sent["accept-encoding"] == "identity"
+    assert "keep-alive" not in r.headers  # the upstream's hop-by-hop "keep-alive: timeout=30" stayed behind
+    assert r.headers["x-fake-upstream"] == "1" and r.headers["x-request-id"].startswith("req_")
+    # the upstream's own server and date headers, once: the proxy adds none of its own
+    assert r.headers.get_list("server") == ["uvicorn"] and len(r.headers.get_list("date")) == 1
+    [e] = proxy.events(1)
+    assert (e.agent, e.session, e.project) == ("bot", "s", "p")
+
+
+def test_passthrough_routes_stream_both_ways_untouched(proxy, upstream) -> None:
+    r = httpx.get(proxy.url + "/v1/models", headers={"accept-encoding": "gzip"})
+    assert r.status_code == 200 and r.json()["data"][0]["id"] == OPENAI_MODEL
+    assert upstream.api.last().headers["accept-encoding"] == "gzip"  # not metered: the client's own choice
+    big = b"x" * 300_000
+    r = httpx.post(proxy.url + "/v1/files", content=iter([big[:100_000], big[100_000:]]))
+    assert r.status_code == 400 and upstream.api.last().body == big  # the fake reads it as JSON and says so
+    counters = proxy.part.app.counters
+    assert counters.passthrough == 2 and counters.metered == 0

@@ -197,3 +197,16 @@ def test_settings_validation() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         ProxySettings(listen="7413")
     assert ProxySettings().is_loopback and not ProxySettings(listen="0.0.0.0:7413").is_loopback
+
+
+def test_env_proxy_selection() -> None:
+    from tokentop.core.proxy.upstream import env_proxy_for
+
+    env = {"HTTPS_PROXY": "http://corp:3128", "no_proxy": "internal.example,.corp.lan"}
+    assert env_proxy_for("https://api.openai.com", env) == "http://corp:3128"
+    assert env_proxy_for("http://api.openai.com", env) is None  # only HTTPS_PROXY set
+    assert env_proxy_for("https://internal.example/v1", env) is None
+    assert env_proxy_for("https://llm.corp.lan", env) is None
+    assert env_proxy_for("http://127.0.0.1:8000", {"ALL_PROXY": "http://p:1"}) is None  # loopback never
+    assert env_proxy_for("http://localhost:8000", {"ALL_PROXY": "http://p:1"}) is None
+    assert env_proxy_for("https://x.ai", {"all_proxy": "socks5://p:1080", "NO_PROXY": "*"}) is None

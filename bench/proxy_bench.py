@@ -9,7 +9,8 @@ proxy (`tokentop proxy --feed ...`, exactly as a user runs it) and this client. 
 loopback, nothing reaches the internet.
 
 * overhead: sequential non-streaming Chat Completions on one keep-alive connection, alternating
-  direct-to-upstream and through-the-proxy; p50/p95 of each and of the difference;
+  direct-to-upstream and through-the-proxy; p50/p95 of each and of the difference, and the
+  proxy process's CPU time per request;
 * time to first byte: the same for streamed Chat Completions (request sent -> first body byte);
 * 500 streams: that many concurrent streamed Messages requests held open ~5 s; the proxy's RSS
   sampled every 50 ms (psutil), peak reported; then the feed is asked how many requests it counted.
@@ -185,12 +186,18 @@ def main() -> int:
 
         print(f"tokentop proxy bench: {args.requests} sequential requests per figure, {args.streams} concurrent streams")
         print(f"machine: {os.cpu_count()} CPUs, shared with other work (figures are noisy; rerun to compare)\n")
+        cpu = psutil.Process(proxy_proc.pid)
+        before = cpu.cpu_times()
         o = overhead(upstream, proxy, args.requests, "/v1/chat/completions", CHAT, stream=False)
+        after = cpu.cpu_times()
+        n_sent = args.requests + min(200, args.requests // 5)
+        cpu_us = ((after.user + after.system) - (before.user + before.system)) / n_sent * 1e6
         print("non-streaming Chat Completions, whole answer (ms)")
         print(f"  direct   p50 {o['direct_p50']:7.3f}   p95 {o['direct_p95']:7.3f}")
         print(f"  proxy    p50 {o['proxy_p50']:7.3f}   p95 {o['proxy_p95']:7.3f}")
         print(f"  added    p50 {o['added_p50']:7.3f}   p95 {o['added_p95']:7.3f}   "
               f"(median of pairwise differences {o['added_median_pairwise']:.3f})   goal p50 <= {GOALS['overhead_p50_ms']}")
+        print(f"  proxy CPU per request {cpu_us:.0f} us (user+system; the steadiest figure on a shared machine)")
         t = overhead(upstream, proxy, args.requests, "/v1/chat/completions", CHAT_STREAM, stream=True)
         print("streamed Chat Completions, time to first body byte (ms)")
         print(f"  direct   p50 {t['direct_p50']:7.3f}   p95 {t['direct_p95']:7.3f}")

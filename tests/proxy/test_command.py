@@ -143,3 +143,41 @@ def test_proxy_section_in_config_is_validated(tmp_path: Path) -> None:
     assert s.listen == "127.0.0.1:9999"
     assert s.upstreams == {"openai": "https://api.openai.com", "anthropic": "https://api.anthropic.com",
                            "openrouter": "https://openrouter.ai/api"}
+
+
+def test_ctrl_c_with_a_stream_in_flight_records_it_and_exits_cleanly(upstream, tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    ledger = tmp_path / "embedded.db"
+    config = write_config(tmp_path, upstream.url, feed={"listen": "127.0.0.1:0", "url": "http://127.0.0.1:9"},
+                          ledger={"path": str(ledger)}, sources={"enabled": []})
+    proc, url, _ = start_proxy(config)
+    got_first = threading.Event()
+    outcome: list = []
+
+    def stream() -> None:
+        body = {"model": "m", "max_tokens": 5, "stream": True, "messages": []}
+        try:
+            with httpx.stream("POST", url + "/v1/messages", json=body, timeout=20,
+                              headers={"anthropic-version": "2023-06-01", "x-fake-chunk-delay": "0.5"}) as r:
+                for _ in r.iter_raw():
+                    got_first.set()
+            outcome.append("complete")
+        except httpx.HTTPError as exc:
+            outcome.append(type(exc).__name__)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    assert got_first.wait(10)
+    started = time.monotonic()
+    code, err = stop(proc)
+    t.join(10)
+    assert code == 0, err
+    assert time.monotonic() - started < 10
+    assert outcome and outcome[0] != "complete"  # cut off by the shutdown, and the client was told
+    assert "1 events delivered, 0 dropped" in err
+    with Ledger(ledger) as led:
+        [stored] = list(led.events_since(0))
+    assert stored.event.status == "error" and stored.event.input_tokens > 0  # metered as what it was

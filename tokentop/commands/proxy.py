@@ -138,8 +138,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _loop_factory() -> Any:
-    """uvloop's event loop when it is installed (``pip install uvloop``: measured ~30 % less CPU
-    per proxied request), else asyncio's own. uvicorn likewise uses httptools when installed."""
+    """uvloop's event loop when it is installed, else asyncio's own (uvicorn likewise uses
+    httptools when installed; with both, the CPU per proxied request measured ~15 % lower)."""
     try:
         import uvloop
     except ImportError:

@@ -13,6 +13,7 @@ Two ways to get one:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -130,7 +131,10 @@ class ProxyPart:
             timeout_graceful_shutdown=3,
         )
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # Signals belong to whoever runs the proxy (the feed, or `tokentop proxy`), which stops it by
+        # cancelling run() or calling stop(); uvicorn would otherwise take SIGINT/SIGTERM on the
+        # main thread and raise them again after its own shutdown.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
         self._server = server
         if self._stopping:
             server.should_exit = True
@@ -138,34 +142,44 @@ class ProxyPart:
         pump_task = loop.create_task(self.pump.run(), name="tokentop-proxy-pump")
         status_task = loop.create_task(self._publish_loop(), name="tokentop-proxy-status") if self.publish_status else None
         serve_task = loop.create_task(server.serve(sockets=[self._sock]), name="tokentop-proxy-server")
+        cancelled = False
         try:
             await asyncio.shield(serve_task)
         except asyncio.CancelledError:
-            server.should_exit = True
-            try:
-                await asyncio.wait_for(serve_task, 10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                serve_task.cancel()
-            raise
-        finally:
-            if status_task is not None:
-                status_task.cancel()
-            await self.pump.drain(DRAIN_TIMEOUT_S)
-            pump_task.cancel()
-            try:
-                await pump_task
-            except asyncio.CancelledError:
-                pass
-            self.pump.abandon()
-            await self.app.aclose()
-            for close in self._closers:
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
-            if self.publish_status is not None:
-                self.publish_status(self.status())
-            if self._sock is not None:
-                self._sock.close()
+            cancelled = True
+            server.should_exit = True  # graceful: in-flight requests get timeout_graceful_shutdown to finish
+        # From here nothing may be cut short: a second Ctrl-C (or uvicorn re-raising the signal it
+        # caught) must not lose queued events without counting them.
+        cancelled |= await _to_the_end(self._finish(serve_task, pump_task, status_task))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _finish(self, serve_task: asyncio.Task[None], pump_task: asyncio.Task[None],
+                      status_task: asyncio.Task[None] | None) -> None:
+        try:
+            await asyncio.wait_for(serve_task, 10)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            serve_task.cancel()
+        except Exception:  # the server failed: still flush what it metered
+            log.exception("proxy: the server stopped with an error")
+        if status_task is not None:
+            status_task.cancel()
+        await self.pump.drain(DRAIN_TIMEOUT_S)
+        pump_task.cancel()
+        try:
+            await pump_task
+        except asyncio.CancelledError:
+            pass
+        self.pump.abandon()
+        await self.app.aclose()
+        for close in self._closers:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        if self.publish_status is not None:
+            self.publish_status(self.status())
+        if self._sock is not None:
+            self._sock.close()
 
     async def _publish_loop(self) -> None:
         assert self.publish_status is not None
@@ -175,6 +189,19 @@ class ProxyPart:
             except Exception:  # a status hiccup must not stop the proxy
                 log.exception("proxy: publishing status failed")
             await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+async def _to_the_end(coro: Any) -> bool:
+    """Run ``coro`` to its end even when the caller is cancelled meanwhile; True if it was."""
+    task = asyncio.get_running_loop().create_task(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    return cancelled
 
 
 def build_proxy(

@@ -52,7 +52,6 @@ def _listen(v: Any) -> str | None:
 SETTINGS: Final = {
     "enabled": Setting(bool, False, "run the metering proxy inside `tokentop serve`"),
     "listen": Setting(str, DEFAULT_LISTEN, "where the proxy listens: HOST:PORT (loopback unless you mean it)", _listen),
-    "upstreams": Setting(dict, dict(BUILTIN_UPSTREAMS), "name -> base URL; /<name>/... reaches it (openai and anthropic are built in)", _upstreams),
     "connect_timeout_s": Setting(NUM, 10.0, "seconds to connect to an upstream (then 504)", positive),
     "read_timeout_s": Setting(NUM, 600.0, "longest silence from an upstream: before its answer or between two chunks (then 504)", positive),
     "write_timeout_s": Setting(NUM, 60.0, "longest stall sending a request body upstream", positive),
@@ -63,6 +62,8 @@ SETTINGS: Final = {
     "max_parse_bytes": Setting(int, 16 * 1024 * 1024, "largest response body or SSE event kept whole to read usage; larger ones pass through and usage is read from their tail", positive),
     "queue_max": Setting(int, 100_000, "events waiting for the feed; beyond this new events are dropped and counted", positive),
     "include_usage": Setting(bool, True, "ask streamed Chat Completions for their usage chunk when the client did not (and strip it again)"),
+    # last: `tokentop config init` writes a table-valued default as its own [header] block
+    "upstreams": Setting(dict, dict(BUILTIN_UPSTREAMS), "name -> base URL, as a [proxy.upstreams] table; /<name>/... reaches it (openai and anthropic are built in)", _upstreams),
 }
 
 SECTIONS: Final = {"proxy": SETTINGS}

@@ -21,6 +21,7 @@ AN_HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
 
 def test_first_byte_reaches_the_client_before_the_upstream_finished(proxy, upstream) -> None:
     headers = {**AN_HEADERS, "x-fake-first-delay": "0.4", "x-fake-chunk-delay": "0.05"}
+    asked_at = time.time()
     with httpx.Client(timeout=10) as client:
         with client.stream("POST", proxy.url + "/v1/messages", json=MESSAGES, headers=headers) as r:
             chunks = r.iter_raw()
@@ -35,6 +36,7 @@ def test_first_byte_reaches_the_client_before_the_upstream_finished(proxy, upstr
     assert b"message_stop" in rest
     [e] = proxy.events(1)
     assert e.status == "ok" and e.latency_ms >= 400
+    assert e.ts >= asked_at + e.latency_ms / 1000 - 0.05  # stamped when the answer ended
 
 
 def test_every_event_is_forwarded_as_it_arrives(proxy, upstream) -> None:

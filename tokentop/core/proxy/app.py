@@ -110,7 +110,6 @@ class _Outcome:
     """What happened to one metered request; becomes its event."""
 
     route: Route
-    ts: float
     t0: float
     agent: str
     session: str | None
@@ -274,7 +273,6 @@ class ProxyApp:
     # -- metered requests -------------------------------------------------------------------------
     async def _metered(self, scope: Scope, receive: Receive, send: Send, route: Route, headers: dict[bytes, bytes]) -> None:
         t0 = time.perf_counter()
-        ts = self.clock()
         limit = self.settings.max_request_bytes
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
@@ -298,7 +296,7 @@ class ProxyApp:
         if streaming and route.protocol in ("chat", "completions") and self.settings.include_usage:
             body, strip = _with_include_usage(body, obj)
         agent, session, project = identify(headers, obj if route.protocol == "messages" else None, route.upstream, scope.get("client"))
-        out = _Outcome(route, ts, t0, agent, session, project, requested)
+        out = _Outcome(route, t0, agent, session, project, requested)
 
         block = self.gate.check(GateRequest(agent, session, requested, route.upstream, project))
         if block is not None:
@@ -515,8 +513,11 @@ class ProxyApp:
                 event_id = f"{route.upstream}:{out.request_id}"
         else:
             event_id = uuid.uuid4().hex
+        # ts = when the answer ended: a long stream's tokens then count in the live rates the moment
+        # they are known (stamped with its start, a 5-minute stream would land outside every window)
+        now = self.clock()
         obj: dict[str, Any] = {
-            "id": event_id, "ts": out.ts, "agent": out.agent, "session": out.session, "project": out.project,
+            "id": event_id, "ts": now, "agent": out.agent, "session": out.session, "project": out.project,
             "host": self.host, "provider": route.upstream,
             "model": (meter.model if meter is not None and meter.model else None) or out.requested_model,
             "latency_ms": round((time.perf_counter() - out.t0) * 1000.0, 3), "status": status, "source": SOURCE,
@@ -524,7 +525,7 @@ class ProxyApp:
         if usage is not None:
             obj.update(usage.fields())
         try:
-            event = parse_event(obj, now=self.clock())
+            event = parse_event(obj, now=now)
         except EventError as exc:
             self.counters.invalid_events += 1
             log.error("proxy: could not record a %s request: %s", route.upstream, exc)

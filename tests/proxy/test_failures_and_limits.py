@@ -75,10 +75,18 @@ def _hold(url: str, headers: dict, started: threading.Event) -> threading.Thread
     return t
 
 
+def wait_inflight(proxy, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while proxy.part.app.inflight < n:
+        assert time.monotonic() < deadline, f"never {n} requests in flight"
+        time.sleep(0.01)
+
+
 def test_all_upstream_connections_busy_is_a_503_after_pool_timeout(make_proxy) -> None:
     proxy = make_proxy(max_upstream_connections=1, pool_timeout_s=0.2)
     holder = _hold(proxy.url + "/v1/chat/completions", {"x-fake": "hang", "x-fake-delay": "1.5"}, threading.Event())
-    time.sleep(0.3)
+    wait_inflight(proxy, 1)
+    time.sleep(0.1)  # its upstream connection is taken
     r = httpx.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-5", "messages": []}, timeout=5)
     assert r.status_code == 503 and r.json()["error"]["code"] == "proxy_overloaded"
     assert "max_upstream_connections" in r.json()["error"]["message"]
@@ -90,15 +98,15 @@ def test_all_upstream_connections_busy_is_a_503_after_pool_timeout(make_proxy) -
 @pytest.mark.parametrize("limit", [1, 2])
 def test_max_inflight_at_its_edge(make_proxy, limit) -> None:
     proxy = make_proxy(max_inflight=limit)
-    holders = [_hold(proxy.url + "/v1/chat/completions", {"x-fake": "hang", "x-fake-delay": "1"}, threading.Event())
+    holders = [_hold(proxy.url + "/v1/chat/completions", {"x-fake": "hang", "x-fake-delay": "1.5"}, threading.Event())
                for _ in range(limit - 1)]
-    time.sleep(0.2)
+    wait_inflight(proxy, limit - 1)
     with httpx.Client(timeout=5) as c:
         # the limit-th request in flight is served ...
         slow = threading.Thread(target=lambda: c.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-5", "messages": []},
-                                                      headers={"x-fake": "hang", "x-fake-delay": "1"}), daemon=True)
+                                                      headers={"x-fake": "hang", "x-fake-delay": "1.5"}), daemon=True)
         slow.start()
-        time.sleep(0.3)
+        wait_inflight(proxy, limit)
         # ... one more is refused
         r = httpx.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-5", "messages": []}, timeout=5)
         assert r.status_code == 503 and "max_inflight = " + str(limit) in r.json()["error"]["message"]
@@ -207,7 +215,12 @@ def test_queue_max_drops_and_counts_when_the_feed_does_not_take_events(make_prox
     proxy = make_proxy(sink=DownSink(), queue_max=2)
     for _ in range(3):
         assert httpx.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-5", "messages": []}).status_code == 200
-    status = httpx.get(proxy.url + "/_tokentop/status", headers={"x-tokentop-token": TOKEN}).json()
+    deadline = time.monotonic() + 5
+    while True:  # the pump gathers for 100 ms before its first (failing) delivery
+        status = httpx.get(proxy.url + "/_tokentop/status", headers={"x-tokentop-token": TOKEN}).json()
+        if status["events"]["failures"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert status["events"]["dropped"] == 1
     assert status["events"]["queued"] == 2
     assert "feed down" in status["events"]["last_error"]

@@ -16,7 +16,7 @@ from tokentop import __version__
 
 #: Command modules under ``tokentop.commands``, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
-    "serve", "emit", "report", "import_cmd", "run", "control_cmd", "log_cmd", "check", "config_cmd", "demo",
+    "serve", "proxy", "emit", "report", "import_cmd", "run", "control_cmd", "log_cmd", "check", "config_cmd", "demo",
 ]
 
 

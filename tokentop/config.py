@@ -23,6 +23,7 @@ import tomli_w
 
 from tokentop.core.control import settings as control_settings
 from tokentop.core.providers import settings as providers_settings
+from tokentop.core.proxy import settings as proxy_settings
 from tokentop.core.setting import NUM, ConfigError, Setting, between, non_negative, one_of, positive
 from tokentop.core.sources import settings as sources_settings
 from tokentop.core.team import settings as team_settings
@@ -98,6 +99,7 @@ SCHEMA: Final[dict[str, Mapping[str, Setting]]] = {
     **sources_settings.SECTIONS,
     **control_settings.SECTIONS,
     **team_settings.SECTIONS,
+    **proxy_settings.SECTIONS,
 }
 
 #: Tables whose keys are names chosen by the user, each holding a fixed set of settings.

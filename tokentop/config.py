@@ -313,10 +313,18 @@ def default_file_text() -> str:
     out = ["# tokentop configuration. Every key is optional; shown with its default.", ""]
     for section, keys in SCHEMA.items():
         out.append(f"[{section}]")
+        tables = []
         for key, setting in keys.items():
+            if isinstance(setting.default, dict):  # a sub-table: after the plain keys, under its own header
+                tables.append((key, setting))
+                continue
             value = tomli_w.dumps({key: setting.default}).strip() if setting.default is not None else f"{key} = "
             out.append(f"# {setting.doc}")
             out.extend(f"# {line}" for line in value.splitlines())  # arrays dump over several lines
+        for key, setting in tables:
+            out.append(f"# {setting.doc}")
+            out.append(f"# [{section}.{key}]")
+            out.extend(f"# {line}" for line in tomli_w.dumps(setting.default).strip().splitlines())
         out.append("")
     out.append('# Per-model price overrides, USD per million tokens; they win over genai-prices.')
     out.append('# [pricing."my-finetune"]')

@@ -71,3 +71,13 @@ def test_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_default_file_text_is_valid_toml_and_loads(tmp_path: Path) -> None:
     p = write(tmp_path, config_mod.default_file_text())
     assert config_mod.load(p).feed.listen == "127.0.0.1:7411"
+
+
+def test_default_file_text_shows_a_sub_table_under_its_section(tmp_path: Path) -> None:
+    # [proxy] upstreams is a table: uncommented as written, it must land in [proxy], not at the top
+    text = config_mod.default_file_text()
+    assert "# [proxy.upstreams]" in text and "# [upstreams]" not in text
+    block = text[text.index("# [proxy.upstreams]"):].split("\n\n", 1)[0]
+    raw = "[proxy.upstreams]\n" + "\n".join(line[2:] for line in block.splitlines()[1:])
+    cfg = config_mod.load(write(tmp_path, raw))
+    assert cfg.proxy.upstreams["anthropic"] == "https://api.anthropic.com"

@@ -63,3 +63,45 @@ def test_stopping_flushes_queued_events_to_a_slow_sink(upstream) -> None:
 
     status = asyncio.run(main())
     assert len(got) == 3 and status["delivered"] == 3 and status["dropped"] == 0 and status["queued"] == 0
+
+
+def test_a_host_feed_serves_the_proxy_when_enabled(upstream, tmp_path: Path) -> None:
+    """``[proxy] enabled = true``: the feed's assembly runs the proxy part, and a request through it
+    is counted by that feed; without it the feed has no proxy."""
+    import time
+
+    from tokentop import config as config_mod
+    from tokentop.core.feed.runner import FeedRunner
+    from tokentop.core.proxy.server import bind
+
+    free = bind("127.0.0.1:0")
+    port = free.getsockname()[1]
+    free.close()
+    cfg = config_mod.from_mapping({
+        "ledger": {"path": str(tmp_path / "feed.db")},
+        "sources": {"enabled": []},
+        "proxy": {"enabled": True, "listen": f"127.0.0.1:{port}", "upstreams": {"openai": upstream.url}},
+    })
+    runner = FeedRunner(cfg, listen="127.0.0.1:0", host_name="box")
+    runner.start_in_thread(require_listen=True)
+    try:
+        assert runner.parts.proxy is not None
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "gpt-5", "messages": []})
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the proxy never started listening"
+                time.sleep(0.05)
+        assert r.status_code == 200
+        while runner.snapshot().totals.requests_today < 1:
+            assert time.monotonic() < deadline, "the proxied request never reached the feed"
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    plain = FeedRunner(config_mod.from_mapping({"ledger": {"path": str(tmp_path / "plain.db")}}), listen="127.0.0.1:0")
+    try:
+        assert plain.parts.proxy is None
+    finally:
+        plain.stop()

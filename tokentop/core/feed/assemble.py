@@ -22,6 +22,7 @@ from tokentop.core.control import attach as control
 from tokentop.core.feed import otlp
 from tokentop.core.feed.parts import Attach
 from tokentop.core.providers import attach as providers
+from tokentop.core.proxy import attach as proxy
 from tokentop.core.sources import attach as sources
 from tokentop.core.team import attach as team
 
@@ -33,6 +34,7 @@ HOST_FEED: Final[tuple[Attach, ...]] = (
     providers.attach,  # provider usage pollers, for providers with an admin key
     control.attach_policy,  # budgets and runaway rules, when configured
     team.attach,  # NATS publisher and remote-control responder, when [nats] url is set
+    proxy.attach,  # the metering proxy, when [proxy] enabled
 )
 
 #: ``serve --fleet`` and ``tokentop --nats``: every host's events from NATS JetStream, and nothing

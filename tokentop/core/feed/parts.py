@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tokentop.core.feed.service import FeedService
     from tokentop.core.ledger import Ledger
     from tokentop.core.providers.poller import ProviderPoller
+    from tokentop.core.proxy.server import ProxyPart
     from tokentop.core.sources.live import LiveSources
     from tokentop.core.team.control import ControlResponder
     from tokentop.core.team.fleet import FleetConsumer
@@ -66,6 +67,8 @@ class Attached:
     responder: ControlResponder | None = None
     #: team mode, fleet side: every host's events from JetStream
     fleet: FleetConsumer | None = None
+    #: the metering proxy served from this feed (``[proxy] enabled``)
+    proxy: ProxyPart | None = None
     #: team mode could not start (e.g. a credentials file is missing): why
     nats_error: str | None = None
 

@@ -21,6 +21,8 @@ import os
 import threading
 from typing import Any, Callable
 
+__all__ = ["ControlLink"]
+
 DEFAULT_FEED = "http://127.0.0.1:7411"
 Callback = Callable[[], object]
 

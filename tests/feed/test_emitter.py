@@ -1,4 +1,4 @@
-"""tokentop.client against a real feed, and against no feed at all."""
+"""tokentop.emitter against a real feed, and against no feed at all."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tokentop.client import AsyncEmitter, Emitter
+from tokentop.emitter import AsyncEmitter, Emitter
 
 
 def free_port() -> int:

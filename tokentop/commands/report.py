@@ -12,9 +12,12 @@ import json
 import sys
 import time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentop.commands._common import fail, load_config
+
+if TYPE_CHECKING:
+    from tokentop.core.ledger import Ledger
 
 FIELDS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
           "reasoning_tokens", "usd", "unpriced_requests")
@@ -55,7 +58,7 @@ def _usd(pusd: int) -> float:
     return float((Decimal(pusd).scaleb(-12)).quantize(Decimal("0.000001")))
 
 
-def build(ledger: Any, *, days: float, by: str, utc: bool = False, now: float | None = None) -> dict[str, Any]:
+def build(ledger: Ledger, *, days: float, by: str, utc: bool = False, now: float | None = None) -> dict[str, Any]:
     """The report as the JSON object documented in docs/api.md."""
     now = time.time() if now is None else now
     since = now - days * 86400.0

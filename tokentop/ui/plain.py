@@ -38,7 +38,7 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
             if col.id == "spark":
                 text = fmt.sparkline(row.burn_series, w)
             else:
-                text, _ = extra.get(col.id, {}).get(row.key) or col.render(row)
+                text, _ = extra.get(col.id, {}).get(row.key) or col.render(row, w)
                 text = fmt.ellipsize_middle(text, w) if col.cut_middle else fmt.ellipsize(text, w)
             cells.append(text.ljust(w) if col.align == "left" else text.rjust(w))
         lines.append(" ".join(cells).rstrip())

@@ -202,6 +202,8 @@ async def test_kill_modal_that_can_act_has_no_remedy_and_live_buttons() -> None:
         await pilot.pause()
         screen = app.screen
         assert not screen.query("#remedy")
+        checked = " ".join(str(w.render()) for w in screen.query(".checked"))
+        assert "checked: pid 4242 is the process recorded" in checked  # what the plan verified, said
         assert not screen.query_one("#confirm", Button).disabled
         assert not screen.query_one("#signals", RadioSet).disabled
 

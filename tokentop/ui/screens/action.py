@@ -11,6 +11,7 @@ line says what would make it possible (:func:`remedy`).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from rich.text import Text
 from textual import on
@@ -130,7 +131,12 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
                         yield Static(describe_target(target), classes="target", markup=False)
                     yield Static(Text("  checking the process behind each session…"), classes="note", markup=False)
                 for plan in self.plans:
-                    yield Static(describe_target(plan.target), classes="target", markup=False)
+                    target = plan.target if plan.target.cmd or not plan.cmd else replace(plan.target, cmd=plan.cmd)
+                    yield Static(describe_target(target), classes="target", markup=False)
+                    if plan.can_act and plan.pid is not None and not plan.candidates and not plan.reason:
+                        # what the control layer verified before offering the action (ControlService.plan)
+                        yield Static(Text(f"  ✔ checked: pid {plan.pid} is the process recorded (same start time, yours)"),
+                                     classes="note checked", markup=False)
                     if plan.candidates:
                         why = plan.reason or "several processes could be this session"
                         yield Static(Text(f"  {why}: pick the process below"), classes="reason", markup=False)

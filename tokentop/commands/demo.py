@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         demo_cfg = config_mod.from_mapping(raw)
     except config_mod.ConfigError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
         print(f"tokentop: {exc}", file=sys.stderr)
         return 2
     from tokentop.core.feed.assemble import HOST_FEED
@@ -153,3 +155,4 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop_fleet(children)
         runner.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the private ledger and token: nothing to keep

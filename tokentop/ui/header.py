@@ -254,7 +254,8 @@ class Meters(Widget):
             out.append(Piece(P_UNPRICED, self._t((f"⚠ {n} unpriced requests (not in $)", "bad")),
                              self._t((f"⚠ {n} unpriced", "bad"))))
         if t.errors_today:
-            out.append(Piece(P_ERRORS, self._t((f"{fmt.count(t.errors_today)} errors", "bad"))))
+            word = "error" if t.errors_today == 1 else "errors"
+            out.append(Piece(P_ERRORS, self._t((f"{fmt.count(t.errors_today)} {word}", "bad"))))
         return out
 
     def full_text(self) -> Text:

@@ -30,7 +30,8 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
     layout = [(c, max(w, longest) if c.flex else w) for c, w in layout]
     head = []
     for col, w in layout:
-        head.append(col.title.ljust(w) if col.align == "left" else col.title.rjust(w))
+        title = col.short_title if col.short_title and len(col.title) > w else col.title
+        head.append(title.ljust(w) if col.align == "left" else title.rjust(w))
     lines.append(" ".join(head).rstrip())
     for row in rows:
         cells = []

@@ -90,6 +90,7 @@ CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
         "sort_reverse": Setting(bool, False, "invert the sort"),
         "readonly": Setting(bool, False, "hide kill/pause actions"),
         "daily_budget_usd": Setting(NUM, 0, "daily budget shown in the header meter (0: none)", non_negative),
+        "key_line": Setting(bool, True, "show the main keys on the bottom line (hidden anyway below 16 rows)"),
     },
 }
 

@@ -22,11 +22,11 @@ IMPORT_CACHE_KIB = 65_536
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_config_option
     from tokentop.core.sources.settings import KNOWN_SOURCES
 
     p = sub.add_parser("import", help=f"backfill agent logs ({', '.join(KNOWN_SOURCES)}) into the ledger (progress on stderr)")
-    add_common(p)
+    add_config_option(p)
     p.add_argument("--days", type=float, default=None, help="backfill window in days (default: sources.backfill_days, 30)")
     p.add_argument("--source", action="append", choices=KNOWN_SOURCES, default=None,
                    help="only this source (repeatable; default: sources.enabled)")

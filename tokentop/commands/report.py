@@ -25,10 +25,10 @@ KEYS = {"day": "date", "model": "model", "agent": "agent", "session": "session",
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_config_option
 
     p = sub.add_parser("report", help="usage and cost from the ledger by day/model/agent/session/project")
-    add_common(p)
+    add_config_option(p)
     p.add_argument("--days", type=float, default=30.0, help="how many days back (default 30)")
     p.add_argument("--by", choices=tuple(KEYS), default="day", help="breakdown (default: day)")
     p.add_argument("--utc", action="store_true", help="days are UTC days (default: local time)")

@@ -10,10 +10,10 @@ from tokentop.commands._common import fail, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_config_option
 
     p = sub.add_parser("serve", help="run the feed (HTTP/WebSocket ingest, snapshots, OTLP) in the foreground")
-    add_common(p)
+    add_config_option(p)
     p.add_argument("--listen", metavar="ADDR", help="HOST:PORT or unix:/path (default from config: 127.0.0.1:7411)")
     p.add_argument("--host-name", metavar="NAME", help="this host's name on events (default: hostname)")
     from tokentop.commands.team_cli import add_serve_arguments

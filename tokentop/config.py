@@ -79,7 +79,7 @@ CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
     },
     "ledger": {
         "path": Setting(str, "", "SQLite file (default: tokentop.db in the user data dir)"),
-        "retention_days": Setting(NUM, 90, "events older than this are deleted", positive),
+        "retention_days": Setting(NUM, 0, "days of events the ledger keeps (0: everything, the default); a feed deletes older ones at start", non_negative),
     },
     "ui": {
         "theme": Setting(str, "tokentop", "theme name (shipped, user or Textual built-in)"),

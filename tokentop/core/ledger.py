@@ -305,7 +305,7 @@ def _stored(r: Sequence[Any]) -> Stored:
 class Ledger:
     """SQLite event store. ``path=":memory:"`` gives a private in-memory ledger (tests, ``--no-ledger``)."""
 
-    def __init__(self, path: str | Path, *, retention_days: float = 90.0) -> None:
+    def __init__(self, path: str | Path, *, retention_days: float = 0.0) -> None:
         self.path = str(path)
         self.retention_days = retention_days
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentop-ledger")
@@ -460,9 +460,16 @@ class Ledger:
         return self.call(lambda c: c.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def prune(self, now: float) -> int:
-        """Delete events older than the retention window. Returns how many were removed."""
-        cutoff = now - self.retention_days * 86400.0
-        return self.call(lambda c: c.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount)
+        """Delete events older than ``retention_days`` (nothing when it is 0, the default: the ledger
+        keeps everything). Returns how many were removed. A feed prunes through
+        :func:`tokentop.core.retention.apply_retention`, which also reports it."""
+        if self.retention_days <= 0:
+            return 0
+        return self.prune_before(now - self.retention_days * 86400.0)
+
+    def prune_before(self, cut: float) -> int:
+        """Delete the events dated before ``cut`` (epoch seconds). Returns how many were removed."""
+        return self.call(lambda c: c.execute("DELETE FROM events WHERE ts < ?", (cut,)).rowcount)
 
     def get_meta(self, key: str) -> str | None:
         row = self.call(lambda c: c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone())

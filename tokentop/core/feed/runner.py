@@ -33,6 +33,7 @@ from tokentop.core.feed.server import FeedApp, FeedSettings, TokenGate
 from tokentop.core.feed.service import FeedService
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Pricer
+from tokentop.core.retention import RetentionStatus, apply_retention
 from tokentop.core.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -141,8 +142,11 @@ class FeedRunner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        #: what ``[ledger] retention_days`` deleted at start (``None``: no retention, nothing deleted)
+        self.pruned = apply_retention(self.ledger, float(config.ledger.retention_days), clock())
+        if self.pruned is not None:
+            self.service.set_status(RetentionStatus.KEY, RetentionStatus(self.pruned).to_json())
         self.replayed = self.service.rebuild()
-        self.ledger.prune(clock())
         #: what the feed's attachments provided: handles on its parts (``parts.control``, ...)
         self.parts = Attached()
         base = FeedBase(config, self.service, self.ledger, settings, TokenGate(self.token), nats, self.parts)

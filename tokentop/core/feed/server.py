@@ -139,8 +139,9 @@ def split_payload_list(body: bytes | str) -> list[tuple[int | None, Any]]:
         except orjson.JSONDecodeError:
             try:
                 whole = json.loads(stripped)
-            except json.JSONDecodeError:
-                whole = _NOT_ONE_DOCUMENT  # NDJSON (several objects) or broken JSON: line by line
+            except (json.JSONDecodeError, RecursionError):
+                # NDJSON (several objects), broken JSON or a line nested too deeply: line by line
+                whole = _NOT_ONE_DOCUMENT
         if whole is not _NOT_ONE_DOCUMENT:
             if isinstance(whole, list):
                 return list(enumerate(whole, 1))
@@ -165,7 +166,14 @@ def split_payload_list(body: bytes | str) -> list[tuple[int | None, Any]]:
             append((i, json.loads(line)))
         except json.JSONDecodeError as exc:
             append((i, _BadLine(f"not valid JSON: {exc.msg} at column {exc.colno}")))
+        except RecursionError:
+            append((i, _BadLine(NESTED_TOO_DEEPLY)))
     return out
+
+
+#: The answer to JSON nested deeper than the parsers go (orjson stops at 1024 levels, the standard
+#: library at Python's recursion limit): a 400 / a rejected line, never a crash of the request.
+NESTED_TOO_DEEPLY: Final = "not valid JSON: nested too deeply (events are flat objects)"
 
 
 _NOT_ONE_DOCUMENT: Final = object()
@@ -188,7 +196,27 @@ async def ingest_payload(service: FeedService, body: bytes | str) -> IngestResul
             result.reject(line, obj.error)
     service.counters.rejected += result.rejected
     if good:
-        result.merge(await service.ingest_objects(good))
+        try:
+            result.merge(await service.ingest_objects(good))
+        except RecursionError:  # a value nested so deep that checking it recursed too far
+            result.merge(await _ingest_one_by_one(service, good))
+    return result
+
+
+async def _ingest_one_by_one(service: FeedService, objs: list[tuple[int | None, Any]]) -> IngestResult:
+    """:meth:`FeedService.ingest_objects` for a body where one object's check hit the recursion
+    limit (nothing of the body was stored yet: checks come before storage): each object is checked
+    on its own, the ones that cannot be are rejected, the rest ingested."""
+    result = IngestResult()
+    events = []
+    for line, obj in objs:
+        try:
+            events.extend(service.parse_objects([(line, obj)], result))
+        except RecursionError:
+            result.reject(line, NESTED_TOO_DEEPLY)
+    service.counters.rejected += result.rejected
+    if events:
+        result.merge(await service.ingest_events(events))
     return result
 
 
@@ -441,8 +469,8 @@ def _meta_message(data: str) -> dict[str, Any] | None:
         return None
     try:
         obj = json.loads(s)
-    except json.JSONDecodeError:
-        return None
+    except (json.JSONDecodeError, RecursionError):
+        return None  # not a meta message; as events it gets the precise answer
     if isinstance(obj, dict) and isinstance(obj.get("type"), str):
         return obj
     return None

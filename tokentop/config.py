@@ -23,7 +23,7 @@ import tomli_w
 
 from tokentop.core.control import settings as control_settings
 from tokentop.core.providers import settings as providers_settings
-from tokentop.core.setting import NUM, ConfigError, Setting, between, non_negative, one_of, positive
+from tokentop.core.setting import NUM, ConfigError, Setting, between, non_negative, one_of, positive, string_list
 from tokentop.core.sources import settings as sources_settings
 from tokentop.core.team import settings as team_settings
 
@@ -70,6 +70,7 @@ CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
         "stream_interval_s": Setting(NUM, 1.0, "seconds between snapshots on WS /v1/stream", positive),
         "max_stream_rows": Setting(int, 2000, "rows per view in streamed/served snapshots", positive),
         "host_name": Setting(str, "", "this host's name in events (default: the machine's hostname)"),
+        "allowed_hosts": Setting(list, [], "Host names answered besides localhost and IP addresses (DNS-rebinding guard; \"*.example.com\", \"*\": any)", string_list),
     },
     "aggregate": {
         "rate_window_s": Setting(int, 10, "sliding window for requests/s and tokens/s", between(1, 120, "seconds")),

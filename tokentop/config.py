@@ -301,7 +301,7 @@ def save_choices(path: Path, choices: Mapping[str, Mapping[str, Any]]) -> None:
     for section, values in choices.items():
         raw.setdefault(section, {}).update(values)
     validate(raw, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # created private (core/private.py)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(tomli_w.dumps(raw), encoding="utf-8")
     os.replace(tmp, path)

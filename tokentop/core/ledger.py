@@ -32,7 +32,6 @@ import itertools
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
 import typing
@@ -44,6 +43,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Sequence, TypeVar
 from tokentop import __version__
 from tokentop.core.events import EVENT_FIELDS, ROW_FIELDS, Event, event_from_row, event_row
 from tokentop.core.pricing import Cost
+from tokentop.core.private import PRIVATE_FILE, private_sqlite
 
 T = TypeVar("T")
 log = logging.getLogger("tokentop.ledger")
@@ -230,10 +230,9 @@ def _backup(path: str, version: int, now: float | None = None) -> str | None:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     target = f"{path}.v{version}-backup-{stamp}"
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
         for n in itertools.count(2):
             try:
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))  # as private as the ledger
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # a private copy
                 break
             except FileExistsError:
                 target = f"{path}.v{version}-backup-{stamp}-{n}"
@@ -331,7 +330,7 @@ class Ledger:
     # -- thread-side ---------------------------------------------------------------------------
     def _open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(Path(self.path))  # 0600 file (and -wal/-shm), 0700 dir: core/private.py
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout=5000")

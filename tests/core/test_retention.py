@@ -7,7 +7,6 @@ started and stopped as a user would; the ledger is counted before and after.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import time
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -61,11 +61,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
-    out = io.StringIO()
-    import contextlib
-
-    err = io.StringIO()
-    with redirect_stdout(out), contextlib.redirect_stderr(err):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
         code = cli.main(list(argv))
     return code, out.getvalue(), err.getvalue()
 
@@ -239,3 +236,19 @@ def test_a_feed_with_a_larger_backfill_days_reads_the_older_part(troubled_home: 
             runner.stop()
         with Ledger(tmp_path / "feed.db") as ledger:
             assert {s.event.id for s in ledger.events_since(0)} == want
+
+
+def test_a_deleted_unreadable_file_leaves_the_status(troubled_home: Path, tmp_path: Path) -> None:
+    from tokentop.core.ledger import Ledger
+    from tokentop.core.sources.settings import SourceSettings
+    from tokentop.core.sources.tailer import LogSources
+
+    settings = SourceSettings(roots={"claude-code": (troubled_home / ".claude",), "codex": (troubled_home / ".codex",)})
+    with Ledger(tmp_path / "l.db") as ledger:
+        sources = LogSources(ledger, settings)
+        sources.poll(lambda batch: None)
+        assert len(sources.stats.unreadable) == 1
+        for path in list(sources.stats.unreadable):
+            os.unlink(path)
+        sources.poll(lambda batch: None)
+        assert sources.stats.to_json()["unreadable_files"] == 0

@@ -517,6 +517,8 @@ class LogSources:
     def _forget_missing(self, present: set[str]) -> None:
         for path in [p for p in self.cursors if p not in present]:
             self._forget(path)
+        for path in [p for p in self.stats.unreadable if p not in present]:  # never had a cursor
+            del self.stats.unreadable[path]
 
 
 def _write_windows(conn: sqlite3.Connection, windows: list[tuple[str, float]], deletes: list[tuple[str]]) -> None:

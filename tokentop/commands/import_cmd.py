@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help=f"backfill agent logs ({', '.join(KNOWN_SOURCES)}) into the ledger (progress on stderr)")
     add_common(p)
-    p.add_argument("--days", type=float, default=None, help="backfill window in days (default: sources.backfill_days, 30)")
+    p.add_argument("--days", type=float, default=None, help="backfill window in days (default: sources.backfill_days, 30); a wider one than before also "
+                        "reads the older part of files already imported")
     p.add_argument("--source", action="append", choices=KNOWN_SOURCES, default=None,
                    help="only this source (repeatable; default: sources.enabled)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -9,6 +9,7 @@ import tomli_w
 
 from tokentop import config as config_mod
 from tokentop.commands._common import add_config_option, fail, load_config
+from tokentop.core.private import private_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "init":
         if path.exists() and not args.force:
             return fail(f"{path} exists; use --force to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         path.write_text(config_mod.default_file_text(), encoding="utf-8")
         print(f"wrote {path}")
         return 0

@@ -90,12 +90,25 @@ def build(ledger: Ledger, *, days: float, by: str, utc: bool = False, now: float
     out_rows = [{key: (r[0] if r[0] != "" else None), **fields(r[1:])} for r in rows]
     if by != "day":
         out_rows.sort(key=lambda r: (-r["usd"], -r["requests"]))
-    return {
+    out = {
         "since": _iso(since), "until": _iso(now), "days": days, "by": by, "timezone": "UTC" if utc else "local",
         "cost": "estimated from local logs and tokentop's prices unless an emitter provided it",
         "totals": fields(total),
         f"by_{by}": out_rows,
     }
+    out.update(_retention(ledger, since))
+    return out
+
+
+def _retention(ledger: Any, since: float) -> dict[str, Any]:
+    """``{"pruned": ...}`` when a retention deleted events inside the report's window (the report
+    would otherwise show those days as if nothing had happened)."""
+    from tokentop.core.retention import last_prune
+
+    pruned = last_prune(ledger)
+    if pruned is None or pruned.removed == 0 or pruned.cut <= since:
+        return {}
+    return {"pruned": {k: v for k, v in pruned.to_json().items() if k != "cut"}}
 
 
 def _iso(ts: float) -> str:
@@ -114,6 +127,10 @@ def _text(report: dict[str, Any], out: Any) -> None:
         unpriced = f"  ({r['unpriced_requests']} UNPRICED)" if r["unpriced_requests"] else ""
         print(f"{name:<36} {r['requests']:>9,} {r['input_tokens']:>14,} {r['output_tokens']:>12,} "
               f"{r['cache_read_tokens']:>14,} {r['cache_write_tokens']:>13,} {r['usd']:>12,.2f}{unpriced}", file=out)
+    pruned = report.get("pruned")
+    if pruned:
+        print(f"note: a feed {pruned['text']} on {pruned['at'][:10]}: this report has nothing before "
+              f"{pruned['before'][:10]}", file=out)
 
 
 def _chart(report: dict[str, Any]) -> None:

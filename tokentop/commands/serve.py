@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     listen = runner.listen
     host, _, port = listen.rpartition(":")
     if not listen.startswith("unix:") and host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
-        print(f"tokentop: warning: listening on {listen}, not loopback: anyone who can reach it can post events",
-              file=sys.stderr)
+        print(f"tokentop: warning: listening on {listen}, not loopback: anyone who can reach it can post events "
+              "(requests must name an IP address, the listen name or one of [feed] allowed_hosts)", file=sys.stderr)
     print(f"tokentop feed on {listen} (ledger {runner.ledger.path}, replayed {runner.replayed} events); Ctrl-C stops",
           file=sys.stderr)
     try:

@@ -21,6 +21,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     subprocess.run([sys.executable, str(GEN), "--out", str(out), "--lines", "5000", "--sessions", "40", "--seed", "42"],
                    check=True, capture_output=True)
+    # one malformed line that claims usage (the generator's own may all be ones the byte filter skips),
+    # so the summary has a malformed line to report; the ground truth does not count it
+    session = next(p for p in sorted((out / ".claude" / "projects").rglob("*.jsonl")) if "subagents" not in p.parts)
+    with open(session, "a") as fh:
+        fh.write('{"type":"assistant","message":{"usage":{"input_tokens":"NaN"}},"timestamp":"bad"}\n')
     return out
 
 

@@ -108,12 +108,14 @@ def run(args: argparse.Namespace) -> int:
             futures.append(ledger.submit([(e, price(e)) for e in batch]))
 
         sources.poll(sink, progress=bar)
-        new = dup = 0
+        new = dup = revised = 0
         for fut in futures:
-            flags = fut.result()
-            n = sum(flags)
+            outcomes = fut.result()
+            n = outcomes.count(True)
+            r = outcomes.count(False)
             new += n
-            dup += len(flags) - n
+            dup += r
+            revised += len(outcomes) - n - r
     finally:
         bar.close()
         ledger.close()
@@ -121,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         st = sources.stats.to_json()
         extra = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(st.items())
                           if k not in ("files", "files_read", "bytes_read", "lines", "events", "too_old") and v)
-        print(f"imported {new:,} new requests ({dup:,} already known) from {st['files_read']:,} of {st['files']:,} files, "
+        print(f"imported {new:,} new requests ({dup:,} already known"
+              + (f", {revised:,} revised with fuller usage" if revised else "")
+              + f") from {st['files_read']:,} of {st['files']:,} files, "
               f"{st['lines']:,} lines, {st['bytes_read'] / 1e6:,.1f} MB in {time.monotonic() - t0:.2f} s"
               f"; {st['too_old']:,} older than {settings.backfill_days:g} days skipped"
               + (f"; {extra}" if extra else ""), file=sys.stderr)

@@ -146,8 +146,6 @@ class LiveSources:
                                                 rust_timeout=1000, debounce=50, step=20, raise_interrupt=False):
                     if changes:
                         self.sources.poll_changed(self._sink, {p for _, p in changes})
-                    if self.sources.pending_count():
-                        self.sources.flush_pending(self._sink)
                     if time.monotonic() - last_scan >= RESCAN_WATCHING_S:
                         last_scan = time.monotonic()
                         self.sources.poll(self._sink)
@@ -175,7 +173,5 @@ class LiveSources:
                 self.sources.poll(self._sink)
             else:
                 self.sources.poll_recent(self._sink)
-            if self.sources.pending_count():
-                self.sources.flush_pending(self._sink)
             self._publish()
 

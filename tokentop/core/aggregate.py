@@ -206,7 +206,8 @@ class RowSum(Counts):
 
 
 def add_model_share(models: dict[str, list[int]], model: str, c: Counts, day: int) -> None:
-    if c.day != day or not c.requests:
+    # not "no requests": a cell a revision took a record out of can hold tokens and money at 0 requests
+    if c.day != day or not (c.requests or c.input or c.output or c.pusd_estimated or c.pusd_provided or c.unpriced):
         return
     share = models.get(model)
     if share is None:
@@ -331,6 +332,7 @@ class Aggregator:
         series_edge = now - SERIES_S
         old_key = _cell_key(old)
         new_key = _cell_key(new)
+        old_cell = self.cells.get(old_key)  # before the new record's cell may be made: a cold record stays cold
         new_cell = self.cells.get(new_key)
         if new_cell is None and (new.ts >= start or new.ts > series_edge):
             new_cell = self.cells[new_key] = Cell(new_key)
@@ -338,7 +340,6 @@ class Aggregator:
             _touch(new_cell, new)
             if new.ts >= start:
                 _count(new_cell, new, new_cost, day, 1)
-        old_cell = self.cells.get(old_key)
         if old.ts >= start:
             if old_cell is not None:
                 _count(old_cell, old, old_cost, day, -1)

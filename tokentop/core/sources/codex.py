@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
@@ -68,11 +69,14 @@ def uuid7_ms(value: object) -> int | None:
 
 class ThreadTotals:
     """The cumulative totals each thread's rollout went through (hashed), shared by every Codex
-    file of a process: a forked child's lines whose totals its parent had are the parent's history."""
+    file of a process: a forked child's lines whose totals its parent had are the parent's history.
+    A parent this process has not read (a restart, another worker's share) is looked up on disk."""
 
     def __init__(self, limit: int = MAX_REMEMBERED_THREADS) -> None:
         self.limit = limit
         self._threads: dict[str, set[int]] = {}
+        #: threads whose rollout was looked for and not found
+        self._absent: set[str] = set()
 
     def add(self, thread: str, total: tuple[int, int, int, int]) -> None:
         seen = self._threads.get(thread)
@@ -85,6 +89,33 @@ class ThreadTotals:
 
     def had(self, thread: str) -> set[int] | None:
         return self._threads.get(thread)
+
+    def had_or_load(self, thread: str, near: Path) -> set[int] | None:
+        """:meth:`had`, reading the thread's rollout first when this process never did (found under
+        the Codex home of ``near``, the child's rollout). ``None``: no such rollout."""
+        known = self._threads.get(thread)
+        if known is not None or thread in self._absent:
+            return known
+        path = find_rollout(thread, near)
+        if path is None:
+            self._absent.add(thread)
+            return None
+        try:
+            data = read_zstd(str(path)) if path.name.endswith(".zst") else path.read_bytes()
+        except Exception:  # noqa: BLE001 - unreadable: treated as absent (the fallbacks still count once)
+            self._absent.add(thread)
+            return None
+        for raw in data.split(b"\n"):
+            if b'"token_count"' not in raw or b'"total_token_usage"' not in raw:
+                continue
+            try:
+                obj = loads_line(raw)
+                total = _usage(obj["payload"]["info"]["total_token_usage"])
+            except (Malformed, KeyError, TypeError):
+                continue
+            if total is not None:
+                self.add(thread, total)
+        return self._threads.setdefault(thread, set())
 
     def export(self) -> dict[str, set[int]]:
         return self._threads
@@ -118,6 +149,32 @@ def _usage(obj: Any) -> tuple[int, int, int, int] | None:
                 raise Malformed(f"{name} is not a non-negative integer: {str(v)[:40]!r}")
         vals.append(v)
     return (vals[0], vals[1], vals[2], vals[3])
+
+
+def find_rollout(thread: str, near: Path) -> Path | None:
+    """The rollout of ``thread`` in the Codex home holding ``near``: the day directories around the
+    thread's creation (a UUIDv7's time; rollout paths use local dates), then the whole home."""
+    home = next((p.parent for p in near.parents if p.name in ("sessions", "archived_sessions")), None)
+    if home is None or not _UUID_TAIL.search(f"{thread}.jsonl"):
+        return None
+    names = (f"rollout-*-{thread}.jsonl", f"rollout-*-{thread}.jsonl.zst")
+    dirs: list[Path] = [home / "archived_sessions"]
+    ms = uuid7_ms(thread)
+    if ms is not None:
+        for shift in (0, -86400, 86400):
+            day = datetime.fromtimestamp(ms / 1000 + shift)
+            dirs.append(home / "sessions" / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}")
+    for d in dirs:
+        for name in names:
+            found = sorted(d.glob(name))
+            if found:
+                return found[0]
+    for sub in ("sessions", "archived_sessions"):
+        for name in names:
+            found = sorted((home / sub).rglob(name))
+            if found:
+                return found[0]
+    return None
 
 
 class CodexFile(LineReader):
@@ -270,7 +327,7 @@ class CodexFile(LineReader):
         ancestors = [t for t in self.threads if t != self.session]
         if self.parent and self.parent not in ancestors:
             ancestors.append(self.parent)
-        known = [self.totals.had(t) for t in ancestors]
+        known = [self.totals.had_or_load(t, self.path) for t in ancestors]
         if key is not None and any(k is not None and key in k for k in known):
             return ""
         own_ms = uuid7_ms(self.session)

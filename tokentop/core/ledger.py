@@ -1,4 +1,4 @@
-"""The ledger: every accepted event, appended to SQLite (WAL), idempotent by id.
+"""The ledger: every accepted event in SQLite (WAL), one record per id: the largest offered (revisions).
 
 One connection, owned by one worker thread; every call runs there, so the ledger is safe to use
 from the feed's event loop (``await ledger.append_async(...)``), from CLI code (``ledger.append``)

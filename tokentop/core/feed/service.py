@@ -94,9 +94,13 @@ class IngestCounters:
 
 def recent_request_json(item: RecentRequest) -> dict[str, Any]:
     """One recent request as the API and the detail screen show it: the event's contract fields plus
-    ``cost_kind`` and ``usd`` (``null`` when it could not be priced, never 0)."""
+    ``cost_kind``, ``usd`` (``null`` when it could not be priced, never 0) and, when tokentop priced
+    it in this run, ``priced_as`` (the price used: the model id, with ``(fast)`` for a fast-mode rate)."""
     cost = item.cost
-    return dict(item.event.to_dict(), cost_kind=cost.kind, usd=None if cost.pusd is None else float(cost.usd))  # type: ignore[arg-type]
+    out = dict(item.event.to_dict(), cost_kind=cost.kind, usd=None if cost.pusd is None else float(cost.usd))  # type: ignore[arg-type]
+    if cost.kind == "estimated" and cost.priced_as:
+        out["priced_as"] = cost.priced_as
+    return out
 
 
 #: Called with every record the ledger stored in one ingest: new ones and revisions (the new record).

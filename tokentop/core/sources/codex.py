@@ -438,7 +438,9 @@ def is_fork(path: str) -> bool:
                     head = fh.read(HEAD_BYTES)
         except Exception:  # noqa: BLE001 - unreadable now: ordered as a parent, not remembered
             return False
-        first = head.split(b"\n", 1)[0]
+        if b"\n" not in head and len(head) < HEAD_BYTES:
+            return False  # its first line is not written yet: ask again next time
+        first = head.split(b"\n", 1)[0]  # (a longer first line names its parent near its start)
         known = b'"forked_from_id"' in first or b'"thread_spawn"' in first or b'"subagent"' in first
         if len(_FORKS) > 100_000:
             _FORKS.clear()

@@ -105,7 +105,7 @@ def _event_columns() -> dict[str, str]:
             if defaults[name] is not dataclasses.MISSING:
                 sql += f" DEFAULT {_literal(defaults[name])}"
         out[name] = sql
-    out["id"] += " UNIQUE"  # idempotent appends: INSERT OR IGNORE by id
+    out["id"] += " UNIQUE"  # one record per id: INSERT OR IGNORE, then the revision rule (see above)
     return out
 
 

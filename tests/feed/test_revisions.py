@@ -115,3 +115,41 @@ def test_a_restarted_feed_remembers_the_stored_records_for_the_memory_check(tmp_
         service = FeedService(ledger, clock=lambda: now)
         service.rebuild()
         assert asyncio.run(service.ingest_events([e])).duplicates == 1 and ledger.appends == 0
+
+
+class FailingOnce(Ledger):
+    """A real ledger whose next append fails (a disk error), once."""
+
+    fail = True
+
+    def submit(self, items, received_at=None):  # noqa: ANN001, ANN201
+        if self.fail:
+            self.fail = False
+            from concurrent.futures import Future
+
+            from tokentop.core.ledger import LedgerError
+
+            fut: Future = Future()
+            fut.set_exception(LedgerError("ledger write failed: disk I/O error"))
+            return fut
+        return super().submit(items, received_at)
+
+
+def test_a_failed_append_forgets_the_batch_so_its_retry_is_stored(tmp_path: Path) -> None:
+    """Regression: an id offered twice in a failed batch (a record and its revision) must not stay
+    remembered as stored, or the retry would be answered as a duplicate and lost."""
+    import pytest
+
+    from tokentop.core.ledger import LedgerError
+
+    now = time.time()
+    ledger = FailingOnce(tmp_path / "l.db")
+    service = FeedService(ledger, clock=lambda: now)
+    first = Event(id="x", ts=now - 5, agent="a", input_tokens=10, output_tokens=5)
+    fuller = dataclasses.replace(first, output_tokens=50)
+    with pytest.raises(LedgerError):
+        asyncio.run(service.ingest_events([first, fuller]))
+    retry = asyncio.run(service.ingest_events([first, fuller]))
+    assert (retry.accepted, retry.revised, retry.duplicates) == (1, 1, 0)
+    assert ledger.get("x").event.output_tokens == 50
+    ledger.close()

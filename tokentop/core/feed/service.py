@@ -204,7 +204,9 @@ class FeedService:
         try:
             outcomes = await self.ledger.append_async(priced, received_at=now)
         except Exception:
-            for e, known in zip(candidates, before):  # not stored: a retry must not be taken for a duplicate
+            # not stored: a retry must not be taken for a duplicate. Newest first, so an id offered twice
+            # in the batch ends as it was before the batch.
+            for e, known in reversed(list(zip(candidates, before))):
                 if known is None:
                     seen.pop(e.id, None)
                 else:

@@ -18,7 +18,7 @@ from tokentop.core.aggregate import Aggregator
 from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.ledger import Ledger, Revised
-from tokentop.core.pricing import Cost, Pricer
+from tokentop.core.pricing import Pricer
 from tokentop.core.revision import known_no_larger, memory_key, memory_ts, order_key, wins
 from tokentop.core.team import outbox
 

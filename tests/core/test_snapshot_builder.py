@@ -17,6 +17,7 @@ from tokentop.core.aggregate import Aggregator, AggregatorConfig
 from tokentop.core.events import Event
 from tokentop.core.pricing import Cost, Pricer
 from tokentop.core.snapshot import DIMENSIONS, Snapshot
+from tokentop.core.feed.stream import shift_series
 from tokentop.core.snapshot_builder import build_full_snapshot
 
 TZ = timezone(timedelta(hours=1))
@@ -33,6 +34,30 @@ def assert_same(incremental: Snapshot, full: Snapshot) -> None:
         for a, b in zip(got, want):
             assert a == b, (dim, a.key)
     assert incremental == full
+
+
+class StampWatch:
+    """Holds each snapshot against the one before: a row that kept its stamp must read as the row
+    sent before with only its sparkline moved on by the seconds between (what a delta-stream reader
+    does with a row it is not sent again; ``docs/api.md``, delta frames)."""
+
+    def __init__(self) -> None:
+        self.prev: Snapshot | None = None
+        self.kept = 0
+
+    def see(self, snap: Snapshot) -> None:
+        prev, self.prev = self.prev, snap
+        if prev is None:
+            return
+        lag = int(snap.generated_at) - int(prev.generated_at)
+        for dim in DIMENSIONS:
+            before = {r.key: r for r in prev.view(dim)}
+            for row in snap.view(dim):
+                old = before.get(row.key)
+                if old is not None and row.stamp and row.stamp == old.stamp:
+                    assert lag >= 0, (dim, row.key)
+                    assert row == shift_series(old, lag), (dim, row.key, lag)
+                    self.kept += 1
 
 
 def event(i: int, ts: float, session: int, model: str, agent: str, project: int | None, inp: int, out: int,
@@ -82,6 +107,7 @@ def test_incremental_snapshots_equal_full_rebuilds(ops: list[tuple], windows: tu
     agg = Aggregator(cfg, tz=TZ)
     now = NOW
     applied: dict[str, tuple[Event, Cost]] = {}
+    watch = StampWatch()
     n = 0
     for item in ops:
         kind = item[0]
@@ -114,8 +140,12 @@ def test_incremental_snapshots_equal_full_rebuilds(ops: list[tuple], windows: tu
         elif kind == "bind":
             agg.bind_process(f"s{item[1]}", {"pid": item[2], "cmd": "agent --run"})
         if kind in ("snap", "tick", "back", "evict") or len(applied) % 5 == 0:
-            assert_same(agg.snapshot(now), build_full_snapshot(agg, now))
-    assert_same(agg.snapshot(now + 0.5), build_full_snapshot(agg, now + 0.5))
+            snap = agg.snapshot(now)
+            watch.see(snap)
+            assert_same(snap, build_full_snapshot(agg, now))
+    snap = agg.snapshot(now + 0.5)
+    watch.see(snap)
+    assert_same(snap, build_full_snapshot(agg, now + 0.5))
 
 
 def steady(agg: Aggregator, sessions: int, start: float, seconds: int, every: int = 1) -> float:
@@ -193,6 +223,9 @@ def test_time_alone_moves_rows_exactly_as_a_full_rebuild(traffic: list[tuple], s
         if snap:
             assert_same(agg.snapshot(start + at), build_full_snapshot(agg, start + at))
     now = start + max(t[0] for t in traffic)
+    watch = StampWatch()
     for step in steps:
         now += step
-        assert_same(agg.snapshot(now), build_full_snapshot(agg, now))
+        snap = agg.snapshot(now)
+        watch.see(snap)
+        assert_same(snap, build_full_snapshot(agg, now))

@@ -83,6 +83,10 @@ class SourceSet:
     def poll_recent(self, sink: Sink) -> int:
         return sum(m.poll_recent(sink) for m in self.members)
 
+    def poll_tick(self, sink: Sink) -> int:
+        # a source written before poll_tick existed (or one with nothing to check) may lack it
+        return sum(tick(sink) for m in self.members if (tick := getattr(m, "poll_tick", None)) is not None)
+
     def flush_pending(self, sink: Sink) -> int:
         return sum(m.flush_pending(sink) for m in self.members if m.pending_count())
 

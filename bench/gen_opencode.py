@@ -520,12 +520,16 @@ def live(args: argparse.Namespace) -> None:
                           "total_tokens": truth.tok["input_tokens"] + truth.tok["output_tokens"]}), flush=True)
         if args.busy and time.time() >= next_busy:
             # a moment of exclusive locking (as a migration or VACUUM would): readers get SQLITE_BUSY
+            conn.close()  # (the lock below needs the only connection)
             locker = sqlite3.connect(db_path, isolation_level=None, timeout=5)
+            locker.execute("SELECT count(*) FROM session").fetchone()  # joins the WAL first, then locks it
             locker.execute("PRAGMA locking_mode=EXCLUSIVE")
             locker.execute("BEGIN EXCLUSIVE")
+            locker.execute("INSERT OR REPLACE INTO event_sequence VALUES ('busy', 1, NULL)")
             time.sleep(0.3)
             locker.execute("COMMIT")
             locker.close()
+            conn = w.conn = new_db(db_path)
             next_busy = time.time() + 3.0
         time.sleep(max(0.0, interval - (time.time() - t0)))
     print(json.dumps({"done": True, "t": round(time.time(), 3), "requests": n, "truth": truth.to_json()}), flush=True)

@@ -32,7 +32,8 @@ def env_for(corpus: Path, dirs: Path, workers: int | None = None) -> dict[str, s
     env = dict(os.environ)
     env.update(HOME=str(corpus), TOKENTOP_DATA_DIR=str(dirs / "data"), TOKENTOP_STATE_DIR=str(dirs / "state"),
                TOKENTOP_CONFIG_DIR=str(dirs / "cfg"), PYTHONPATH=str(ROOT), TZ="UTC")
-    for var in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "TOKENTOP_FEED", "TOKENTOP_CONFIG"):
+    for var in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "TOKENTOP_FEED", "TOKENTOP_CONFIG", "XDG_DATA_HOME", "OPENCODE_DB",
+                "COPILOT_HOME", "COPILOT_OTEL_FILE_EXPORTER_PATH"):
         env.pop(var, None)
     if workers is not None:
         env["TOKENTOP_IMPORT_WORKERS"] = str(workers)

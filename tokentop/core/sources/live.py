@@ -136,13 +136,15 @@ class LiveSources:
         while not self.stop_event.is_set():
             roots = self._existing_roots()
             if not roots:
+                changed = self.mode != "waiting for log dirs"
                 self.mode = "waiting for log dirs"
-                self._publish()
+                self._publish(force=changed)
                 deadline = time.monotonic() + RESCAN_S
                 while time.monotonic() < deadline:
                     if self.stop_event.wait(TICK_S):
                         return True
                     self._tick()
+                    self._publish()
                 self.sources.poll(self._sink)
                 continue
             self.mode = "watching"

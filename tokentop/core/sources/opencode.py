@@ -802,6 +802,9 @@ class OpenCodeSource:
         self.dbs: dict[str, Database] = {}
         self.trees: dict[str, JsonTree] = {}
         self.emitter: Emitter | None = None
+        #: each root's mtime at the last discovery: a new database (a first run, a new channel) is
+        #: found by the next tick, not the next full scan
+        self.root_mtimes: dict[Path, int | None] = {}
 
     def _emitter(self) -> Emitter:
         cutoff = self.ctx.clock() - self.ctx.backfill_days * 86400.0
@@ -810,7 +813,17 @@ class OpenCodeSource:
         self.emitter.cutoff = cutoff
         return self.emitter
 
+    def _root_mtimes(self) -> dict[Path, int | None]:
+        out: dict[Path, int | None] = {}
+        for root in self.ctx.roots:
+            try:
+                out[root] = os.stat(root).st_mtime_ns
+            except OSError:
+                out[root] = None
+        return out
+
     def _discover(self) -> None:
+        self.root_mtimes = self._root_mtimes()
         found: set[str] = set()
         for root in self.ctx.roots:
             for path in databases(self.app, root):
@@ -873,6 +886,8 @@ class OpenCodeSource:
         return self.poll_tick(sink)
 
     def poll_tick(self, sink: Sink) -> int:
+        if self._root_mtimes() != self.root_mtimes:
+            self._discover()
         if not self.dbs and not self.trees:
             return 0
         return self._read(sink, force=False)

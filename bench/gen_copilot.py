@@ -291,7 +291,7 @@ def live(args: argparse.Namespace) -> None:
     with open(home / "otel" / "copilot-live.jsonl", "a") as fh:
         while time.time() < t_end:
             t0 = time.time()
-            g.turn(fh, sid, model, t0 - 2.0, 1, rng.randint(8000, 40000), True)
+            g.turn(fh, sid, model, t0 - 30.0, 1, rng.randint(8000, 40000), True)  # a call that just ended
             fh.flush()
             n += 1
             print(json.dumps({"t": round(time.time(), 3), "requests": n,

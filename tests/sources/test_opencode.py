@@ -381,3 +381,35 @@ def test_the_format_is_declared_once_and_on_by_default() -> None:
 
     assert {"opencode", "kilo"} <= set(KNOWN_SOURCES) and set(KNOWN_SOURCES) <= set(SourceSettings().enabled)
     assert opencode.FORMAT.config_keys.keys() == {"opencode_dir"}
+
+
+def test_a_real_1_18_database_dump_reads_to_its_session_totals(home: Path) -> None:
+    # Rows as OpenCode 1.18.33 wrote them (a public test fixture's dump, times moved to now): each call
+    # is its own assistant message with one step-finish part; the session row keeps running totals.
+    s = Store(home)
+    base = NOW_MS - 600_000
+    s.session("ses_f0de500f8ffeXvsiYJDOg5JtrU", directory="/work/proj")
+    w = s.start()
+    msgs = [("msg_0f21b0104001XDVLEwtN0JiIZk", 0, 533, "tool-calls", {"total": 128, "input": 120, "output": 8, "reasoning": 0,
+                                                                     "cache": {"write": 0, "read": 0}}),
+            ("msg_0f21b031b0014ZxYbhc4DxjZrb", 535, 569, "stop", {"total": 156, "input": 50, "output": 6, "reasoning": 0,
+                                                                 "cache": {"write": 0, "read": 100}})]
+    for mid, start, end, finish, tokens in msgs:
+        data = {"parentID": "msg_0f21aff2e001y84CAhBLtC5Dm9", "role": "assistant", "mode": "build", "agent": "build",
+                "path": {"cwd": "/work/proj", "root": "/"}, "cost": 0, "tokens": tokens, "modelID": "fake-model",
+                "providerID": "fake", "time": {"created": base + start, "completed": base + end}, "finish": finish}
+        w.execute("INSERT INTO message VALUES (?, 'ses_f0de500f8ffeXvsiYJDOg5JtrU', ?, ?, ?)",
+                  (mid, base + start, base + end, json.dumps(data)))
+        w.execute("INSERT INTO part VALUES (?, ?, 'ses_f0de500f8ffeXvsiYJDOg5JtrU', ?, ?, ?)",
+                  (f"prt_{mid[4:]}s", mid, base + start + 1, base + start + 1, '{"type":"step-start"}'))
+        w.execute("INSERT INTO part VALUES (?, ?, 'ses_f0de500f8ffeXvsiYJDOg5JtrU', ?, ?, ?)",
+                  (f"prt_{mid[4:]}f", mid, base + end - 3, base + end - 2,
+                   json.dumps({"reason": finish, "type": "step-finish", "tokens": tokens, "cost": 0})))
+    got = sorted(Reader(home).poll(), key=lambda e: e.ts)
+    assert [(e.input_tokens, e.cache_read_tokens, e.output_tokens) for e in got] == [(120, 0, 8), (150, 100, 6)]
+    assert {(e.session, e.project, e.provider, e.model) for e in got} == {
+        ("ses_f0de500f8ffeXvsiYJDOg5JtrU", "proj", "fake", "fake-model")}  # root "/" is not a project
+    # the session row's totals (tokens_input 170, tokens_output 14, tokens_cache_read 100) are the calls' sums
+    assert (sum(e.uncached_input_tokens for e in got), sum(e.output_tokens for e in got),
+            sum(e.cache_read_tokens for e in got)) == (170, 14, 100)
+    assert Pricer().price(got[0]).kind == "unpriced"

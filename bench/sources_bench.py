@@ -103,7 +103,7 @@ def check_agent_totals(corpus: Path, env: dict[str, str], days: float, agent: st
 
 
 GENERATORS = {"opencode": ("gen_opencode.py", ["--app", "opencode"]), "kilo": ("gen_opencode.py", ["--app", "kilo"]),
-              "copilot-cli": ("gen_copilot.py", [])}
+              "copilot-cli": ("gen_copilot.py", []), "droid": ("gen_droid.py", [])}
 
 
 def live_agent(corpus: Path, env: dict[str, str], seconds: float, agent: str) -> None:

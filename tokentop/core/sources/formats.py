@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from tokentop.core.sources import claude_code, codex, copilot_cli, kilo, opencode
+from tokentop.core.sources import claude_code, codex, copilot_cli, droid, kilo, opencode
 from tokentop.core.sources.protocol import Format
 
 FORMATS: Final[tuple[Format, ...]] = (
@@ -20,4 +20,5 @@ FORMATS: Final[tuple[Format, ...]] = (
     opencode.FORMAT,
     kilo.FORMAT,
     copilot_cli.FORMAT,
+    droid.FORMAT,
 )

@@ -47,11 +47,30 @@ def session_obj(label: str | None, provider: str, usage: list[int], started: flo
     return obj
 
 
+def price(model: str, provider: str, inp: int, out: int, cr: int, cw: int, ts: float) -> float:
+    """genai-prices for one event (0 when the model is unknown to it)."""
+    try:
+        from datetime import UTC, datetime
+
+        import genai_prices
+    except ImportError:  # pragma: no cover - the bench runs in tokentop's environment
+        return 0.0
+    usage = genai_prices.Usage(input_tokens=inp, output_tokens=out, cache_read_tokens=cr or None,
+                               cache_write_tokens=cw or None)
+    for pid in (provider, None):
+        try:
+            return float(genai_prices.calc_price(usage, model, provider_id=pid,
+                                                 genai_request_timestamp=datetime.fromtimestamp(ts, UTC)).total_price)
+        except LookupError:
+            continue
+    return 0.0
+
+
 def generate(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     root = Path(args.out) / ".factory" / "sessions"
     now = time.time()
-    truth = {"agent": "droid", "requests": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+    truth: dict[str, Any] = {"agent": "droid", "cost_usd": 0.0, "requests": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
              "cache_write_tokens": 0, "reasoning_tokens": 0, "traps": {}, "models": {}}
 
     def trap(name: str) -> None:
@@ -90,6 +109,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
             truth["cache_read_tokens"] += cr
             truth["cache_write_tokens"] += cw
             truth["reasoning_tokens"] += th
+            truth["cost_usd"] += price(model, provider, inp + cw + cr, out + th, cr, cw, started)
     truth["total_tokens"] = truth["input_tokens"] + truth["output_tokens"]
     truth["notes"] = ["one event per session here (each written once); input includes the cache; output includes thinking"]
     Path(args.out, "ground_truth.json").write_text(json.dumps(truth, indent=2) + "\n")

@@ -99,7 +99,8 @@ def check_agent_totals(corpus: Path, env: dict[str, str], days: float, agent: st
     bad = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
     usd = sum(r["usd"] for r in rows)
     verdict = "tokens EXACT" if not bad else f"tokens DIFFER {bad}"
-    return f"{verdict}; cost ${usd:,.4f} vs ground truth ${gt['cost_usd']:,.4f} (diff {usd - gt['cost_usd']:+.6f})"
+    want_usd = gt.get("cost_usd", 0.0)
+    return f"{verdict}; cost ${usd:,.4f} vs ground truth ${want_usd:,.4f} (diff {usd - want_usd:+.6f})"
 
 
 GENERATORS = {"opencode": ("gen_opencode.py", ["--app", "opencode"]), "kilo": ("gen_opencode.py", ["--app", "kilo"]),

@@ -130,6 +130,7 @@ def test_a_generated_droid_store_imports_to_its_ground_truth(isolated_dirs: Path
     assert sum(r["requests"] for r in rows) == gt["requests"]
     for field in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
         assert sum(r[field] for r in rows) == gt[field], field
+    assert sum(r["usd"] for r in rows) == pytest.approx(gt["cost_usd"], abs=1e-6)
 
 
 @pytest.mark.parametrize("watch", [True, False], ids=["watchfiles", "polling"])
@@ -150,3 +151,11 @@ def test_a_rewrite_reaches_the_snapshot_within_one_second(tmp_path: Path, isolat
 
 def test_declared_once() -> None:
     assert droid.FORMAT.roots({"factory_home": ""}, {"HOME": "/h"}) == (Path("/h/.factory/sessions"),)
+
+
+def test_the_transcript_model_ends_at_a_tag(tmp_path: Path) -> None:
+    root = tmp_path / "sessions"
+    write(root / "s-3.settings.json", {k: v for k, v in FIXTURE.items() if k != "model"})
+    (root / "s-3.jsonl").write_text(json.dumps({"text": "<system-reminder>Model: gpt-5.4-medium</system-reminder>"}) + "\n")
+    (e,) = poll(source(root))
+    assert e.model == "gpt-5.4"

@@ -39,7 +39,7 @@ HOT_S: Final = 3600.0
 _BRACKETS: Final = re.compile(r"\[[^\]]*\]")
 _EFFORT: Final = re.compile(r"-(?:x?high|medium|low|minimal|none)$")
 _THINKING: Final = re.compile(r"-thinking(?:-\d+)?$")
-_MODEL_LINE: Final = re.compile(rb"Model:\s*([^\[\\\"\n]+)")
+_MODEL_LINE: Final = re.compile(rb"Model:\s*([^\[\\\"\n<]+)")  # up to a [Provider] tag, a quote or a tag
 _CWD: Final = re.compile(rb'"cwd"\s*:\s*"([^"\\]{1,1024})"')
 
 

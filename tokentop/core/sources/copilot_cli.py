@@ -89,6 +89,11 @@ def _int(obj: Mapping[str, Any], *names: str) -> int:
     return 0
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    """``v`` when it is a JSON object, else an empty one (stores change shape between versions)."""
+    return v if isinstance(v, dict) else {}
+
+
 def _text(v: Any) -> str | None:
     if isinstance(v, str):
         v = v.strip()
@@ -235,7 +240,9 @@ class CopilotFile(LineReader):
         attrs = obj.get("attributes")
         if not isinstance(attrs, dict):
             return
-        name = obj.get("name") if isinstance(obj.get("name"), str) else ""
+        name = obj.get("name")
+        if not isinstance(name, str):
+            name = ""
         op = attrs.get("gen_ai.operation.name")
         if op != "chat" and not (op is None and name.startswith("chat ")):
             if op == "invoke_agent" or name.startswith("invoke_agent"):
@@ -251,7 +258,7 @@ class CopilotFile(LineReader):
             stats["input_without_cache"] = stats.get("input_without_cache", 0) + 1
         if not (inp or output):
             return
-        ctx = obj.get("spanContext") if isinstance(obj.get("spanContext"), dict) else {}
+        ctx = _dict(obj.get("spanContext"))
         trace = _text(obj.get("traceId")) or _text(ctx.get("traceId"))
         span_id = _text(obj.get("spanId")) or _text(ctx.get("spanId")) or _text(obj.get("id"))
         start = _hrtime(obj.get("startTime")) or _hrtime(obj.get("timestamp"))  # (the console exporter's name)
@@ -291,7 +298,7 @@ class CopilotFile(LineReader):
                         break
                     if b'"session.start"' in line:
                         data = _loads(line).get("data") or {}
-                        ctx = data.get("context") if isinstance(data.get("context"), dict) else {}
+                        ctx = _dict(data.get("context"))
                         project = project_of(_text(ctx.get("cwd")))
                         break
         except (OSError, ValueError, AttributeError):
@@ -310,10 +317,10 @@ class CopilotFile(LineReader):
         if not isinstance(obj, dict):
             raise Malformed("line is not a JSON object")
         kind = obj.get("type")
-        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+        data = _dict(obj.get("data"))
         if kind in ("session.start", "session.resume"):
             self.session = _text(data.get("sessionId")) or self.session
-            ctx = data.get("context") if isinstance(data.get("context"), dict) else {}
+            ctx = _dict(data.get("context"))
             self.cwd = _text(ctx.get("cwd")) or self.cwd
             self.branch = _text(ctx.get("branch")) or self.branch
             self.started = parse_ts(obj.get("timestamp")) if obj.get("timestamp") else self.started

@@ -153,8 +153,8 @@ class DroidSource:
             self.cursors.put(path, state)
             return
         prev = tuple((cur or {}).get("usage") or (0, 0, 0, 0, 0))
-        delta = tuple(max(0, a - b) for a, b in zip(counts, prev))
-        if any(a < b for a, b in zip(counts, prev)):
+        delta = tuple(max(0, a - b) for a, b in zip(counts, prev, strict=True))
+        if any(a < b for a, b in zip(counts, prev, strict=True)):
             self.stats.counters["decreased_totals"] = self.stats.counters.get("decreased_totals", 0) + 1
         if state["model"] is None or isinstance(obj.get("model"), str):
             state["model"] = self._model(path, obj)
@@ -172,8 +172,8 @@ class DroidSource:
         provider = obj.get("providerLock") if isinstance(obj.get("providerLock"), str) else None
         out.append(Event(
             id=f"droid:{session}:{':'.join(map(str, counts))}"[:512], ts=ts, agent=AGENT, session=session[:512],
-            project=state["project"], host=self.ctx.host, provider=(provider or "").strip().lower()[:512] or None,
-            model=state["model"], input_tokens=inp + read + write, output_tokens=output + thinking,
+            project=state["project"] if isinstance(state["project"], str) else None, host=self.ctx.host, provider=(provider or "").strip().lower()[:512] or None,
+            model=state["model"] if isinstance(state["model"], str) else None, input_tokens=inp + read + write, output_tokens=output + thinking,
             cache_read_tokens=read, cache_write_tokens=write, reasoning_tokens=thinking, source="droid-settings",
         ))
 

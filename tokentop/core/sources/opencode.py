@@ -245,8 +245,8 @@ class Message:
         """``None`` for a message that is not the assistant's."""
         if not isinstance(data, dict) or data.get("role") != "assistant":
             return None
-        t = data.get("time") if isinstance(data.get("time"), dict) else {}
-        path = data.get("path") if isinstance(data.get("path"), dict) else {}
+        t = _dict(data.get("time"))
+        path = _dict(data.get("path"))
         cwd = path.get("cwd") if isinstance(path.get("cwd"), str) else None
         root = path.get("root") if isinstance(path.get("root"), str) and path.get("root") != "/" else None
         completed = t.get("completed")
@@ -265,6 +265,11 @@ class Message:
     def created_s(self) -> float | None:
         c = self.created
         return c / 1000.0 if isinstance(c, (int, float)) and c > 0 else None
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    """``v`` when it is a JSON object, else an empty one (stores change shape between versions)."""
+    return v if isinstance(v, dict) else {}
 
 
 def _text(v: Any) -> str | None:
@@ -478,7 +483,7 @@ class Database:
             em.malformed()
             self.pending.pop(mid, None)
             return
-        t = data.get("time") if isinstance(data.get("time"), dict) else {}
+        t = _dict(data.get("time"))
         if tokens is None or tokens.empty():
             if not t.get("completed") and mid not in self.pending:
                 self.pending[mid] = now  # the call is running: its tokens arrive with its end
@@ -486,7 +491,7 @@ class Database:
                 self.pending.pop(mid, None)
             return
         self.pending.pop(mid, None)
-        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        model = _dict(data.get("model"))
         completed = t.get("completed")
         ts = completed / 1000.0 if isinstance(completed, (int, float)) and completed > 0 else (updated or 0) / 1000.0
         em.add(created=t.get("created"), provider=_text(model.get("providerID")), model=_text(model.get("id")),
@@ -712,16 +717,16 @@ class JsonTree:
             stats.counters["json_in_database"] = stats.counters.get("json_in_database", 0) + len(in_db)
         with_steps: set[str] = set()
         for data, mtime in steps:
-            mid, session = _text(data.get("messageID")), _text(data.get("sessionID"))
-            if mid is None or mid in in_db:
+            step_of, step_session = _text(data.get("messageID")), _text(data.get("sessionID"))
+            if step_of is None or step_of in in_db:
                 continue
-            msg = self._message(session, mid, em)
+            msg = self._message(step_session, step_of, em)
             try:
                 tokens = Tokens.of(data.get("tokens"))
             except Malformed:
                 em.malformed()
                 continue
-            with_steps.add(mid)
+            with_steps.add(step_of)
             if msg is None or tokens is None:
                 continue
             em.add(created=msg.created, provider=msg.provider, model=msg.model, tokens=tokens, v2=False, ts=mtime,

@@ -141,18 +141,21 @@ def write_store(root: Path, records: list[tuple[str, int]]) -> None:
 # -- the list is the only place that names agents -----------------------------------------------------
 
 def test_known_sources_and_the_config_section_derive_from_the_one_list() -> None:
-    assert KNOWN_SOURCES == tuple(f.name for f in FORMATS) == ("claude-code", "codex")
+    assert KNOWN_SOURCES == tuple(f.name for f in FORMATS)
+    assert KNOWN_SOURCES[:2] == ("claude-code", "codex")
     keys = list(SECTIONS["sources"])
-    assert keys == ["enabled", "backfill_days", "claude_roots", "codex_home", "watch", "poll_interval_s"]
+    own = [k for f in FORMATS for k in f.config_keys]
+    assert own[:2] == ["claude_roots", "codex_home"]
+    assert keys == ["enabled", "backfill_days", *own, "watch", "poll_interval_s"]
     assert config_mod.SCHEMA["sources"] is SECTIONS["sources"]
 
 
 def test_a_third_agent_adds_its_name_and_config_key_to_the_section() -> None:
     section = sections(FORMATS + (TOY,))["sources"]
-    assert section["enabled"].default == ["claude-code", "codex", "toy-agent"]
+    assert section["enabled"].default == [*KNOWN_SOURCES, "toy-agent"]
     assert section["enabled"].check is not None and section["enabled"].check(["toy-agent"]) is None
     assert "unknown source(s) ['toy']" in (section["enabled"].check(["toy"]) or "")
-    assert list(section)[2:5] == ["claude_roots", "codex_home", "toy_home"]
+    assert list(section)[2:-2] == [*(k for f in FORMATS for k in f.config_keys), "toy_home"]
     with pytest.raises(ValueError, match="share a name"):
         sections(FORMATS + (TOY, TOY))
 
@@ -160,7 +163,7 @@ def test_a_third_agent_adds_its_name_and_config_key_to_the_section() -> None:
 def test_format_declarations_pickle_for_the_backfill_worker() -> None:
     settings = SourceSettings(roots={"claude-code": (Path("/x"),)})
     back = pickle.loads(pickle.dumps(settings))
-    assert [f.name for f in back.formats] == ["claude-code", "codex"] and back.roots == settings.roots
+    assert [f.name for f in back.formats] == list(KNOWN_SOURCES) and back.roots == settings.roots
 
 
 AGENT_WORDS = ("claude", "codex", ".zst", "zstandard")

@@ -12,9 +12,13 @@ from __future__ import annotations
 from typing import Final
 
 from tokentop.core.sources import claude_code, codex
+from tokentop.core.sources import gemini_cli, pi, qwen_code
 from tokentop.core.sources.protocol import Format
 
 FORMATS: Final[tuple[Format, ...]] = (
     claude_code.FORMAT,
     codex.FORMAT,
+    gemini_cli.FORMAT,
+    qwen_code.FORMAT,
+    pi.FORMAT,
 )

@@ -166,18 +166,25 @@ def split(total: int, parts: int, rng: random.Random) -> list[int]:
     return sizes
 
 
-class Context:
-    """A conversation's prompt: grows per call, mostly read back from the cache."""
+#: context windows (tokens) by model family: agents compress or compact the conversation before it fills
+WINDOWS = {"claude": 200_000, "gpt-5": 272_000, "gpt-4.1": 1_000_000, "gemini": 1_000_000, "qwen": 1_000_000}
 
-    def __init__(self, rng: random.Random) -> None:
+
+class Context:
+    """A conversation's prompt: grows per call, mostly read back from the cache, compressed when it
+    reaches 70 % of the model's window (Gemini CLI's and Qwen Code's default threshold; pi compacts
+    before the window fills too)."""
+
+    def __init__(self, rng: random.Random, model: str = "gemini") -> None:
         self.rng = rng
+        self.limit = int(0.7 * next((w for k, w in WINDOWS.items() if model.startswith(k)), 200_000))
         self.size = lognorm(rng, 9000, 0.5, 2000, 60000)
 
     def call(self) -> tuple[int, int]:
         """(prompt tokens incl. cache, of them cached)"""
         rng = self.rng
         self.size += lognorm(rng, 1500, 1.0, 50, 40000)
-        if self.size > 900_000 or rng.random() < 0.01:
+        if self.size > self.limit or rng.random() < 0.01:
             self.size = lognorm(rng, 12000, 0.4, 3000, 40000)  # compressed
             return self.size, 0
         cached = 0 if rng.random() < 0.12 else int(self.size * rng.uniform(0.55, 0.97))
@@ -259,7 +266,7 @@ class Gemini:
         the lines are written (a legacy document keeps only the final messages)."""
         rng, g, truth = self.rng, self.g, self.g.truth
         model = weighted(rng, GEMINI_MODELS)[0]
-        ctx = Context(rng)
+        ctx = Context(rng, model)
         meta = {"sessionId": sid, "projectHash": hashlib.sha256(project.encode()).hexdigest(), "startTime": iso(t0),
                 "lastUpdated": iso(t0), "kind": kind}
         if kind == "subagent":
@@ -305,8 +312,9 @@ class Gemini:
                 lines.append(dumps({"$rewindTo": final[-2]["id"]}))  # rewound: still billed
                 if count_lines:
                     truth.trap(self.AGENT, "rewinds")
-            elif r < 0.06:
-                lines.append(dumps({"$set": {"messages": final, "lastUpdated": iso(t)}}))  # a checkpoint
+            elif r < 0.035:
+                # a checkpoint (a resume, an aborted turn rolled back, a compression): the whole conversation
+                lines.append(dumps({"$set": {"messages": final, "lastUpdated": iso(t)}}))
                 if count_lines:
                     truth.trap(self.AGENT, "checkpoints")
             if rng.random() < 0.01:
@@ -433,7 +441,7 @@ class Qwen:
     def session(self, sid: str, cwd: str, t0: float, n_calls: int) -> tuple[list[dict], float]:
         rng, g, truth = self.rng, self.g, self.g.truth
         model, shape, auth, _ = weighted(rng, QWEN_MODELS)
-        ctx = Context(rng)
+        ctx = Context(rng, model)
         recs: list[dict] = []
         last: str | None = None
         t = t0
@@ -577,7 +585,7 @@ class Pi:
     def session(self, sid: str, cwd: str, t0: float, n_calls: int) -> tuple[list[dict], float]:
         rng, g, truth = self.rng, self.g, self.g.truth
         provider, model, api, _ = weighted(rng, PI_MODELS)
-        ctx = Context(rng)
+        ctx = Context(rng, model)
         entries = [{"type": "session", "version": 3, "id": sid, "timestamp": iso(t0), "cwd": cwd}]
         leaf: str | None = None
         t = t0
@@ -723,7 +731,7 @@ class Live:
     def __init__(self, g: Gen, name: str) -> None:
         self.g, self.name = g, name
         self.rng = random.Random(g.seed + 4242 + len(name))
-        self.ctx = Context(self.rng)
+        self.ctx = Context(self.rng, {"gemini": "gemini", "qwen": "qwen", "pi": "claude"}[name])
         sep = os.sep
         if name == "gemini":
             self.target = newest(os.path.join(g.out, ".gemini", "tmp"),

@@ -3,6 +3,8 @@
 
     python3 bench/gen_agent_logs.py --out /tmp/d100k --lines 100000 --sessions 500 --seed 42 --end 2026-11-26T12:00:00Z
     /work/venv/bin/python bench/sources_bench.py --corpus /tmp/d100k --days 31 [--live 30] [--workers 0]
+    python3 bench/gen_agents.py all --out /tmp/a100k --records 100000 --seed 42 --end 2026-11-26T12:00:00Z
+    /work/venv/bin/python bench/sources_bench.py --corpus /tmp/a100k --days 31 --agent gemini-cli --agent qwen-code --agent pi
 
 Each figure is one run of the real CLI in a subprocess (``tokentop import``, ``tokentop serve``)
 with HOME pointing at the corpus and private tokentop dirs. CPU = user+sys of the process and its
@@ -162,13 +164,48 @@ def live(corpus: Path, env: dict[str, str], seconds: float) -> None:
         feed.wait(10)
 
 
+def agent_imports(corpus: Path, days: float, agents: list[str], workers: int | None) -> None:
+    """``--agent NAME``: a cold ``tokentop import --source NAME`` per agent, on a private ledger each,
+    with CPU per imported request; totals checked against the agent's key in ``ground_truth.json``
+    (written by ``bench/gen_agents.py``) when it has one."""
+    gt_path = corpus / "ground_truth.json"
+    gt = json.loads(gt_path.read_text()) if gt_path.exists() else {}
+    fields = ("requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
+    for agent in agents:
+        with tempfile.TemporaryDirectory(prefix="tokentop-bench-") as tmp:
+            env = env_for(corpus, Path(tmp), workers)
+            wall, cpu, rss, err = timed([PY, "-m", "tokentop", "import", "--source", agent, "--days", str(days)], env)
+            last = err.splitlines()[-1] if err else ""
+            words = last.split()
+            n = int(words[1].replace(",", "")) if len(words) > 1 and words[0] == "imported" else 0
+            per = f"{cpu / n * 1e6:.1f} CPU-us and {wall / n * 1e6:.1f} wall-us per request" if n else "no requests"
+            print(f"{agent}: cold import {wall:.2f} s wall, {cpu:.2f} CPU-s, peak RSS {rss:.0f} MiB, {n:,} requests: {per}")
+            print(f"  {last}")
+            want = gt.get(agent)
+            if want:
+                out = subprocess.run([PY, "-m", "tokentop", "report", "--json", "--utc", "--days", str(days), "--by", "agent"],
+                                     env=env, capture_output=True, text=True, check=True).stdout
+                rows = [r for r in json.loads(out)["by_agent"] if r["agent"] == agent or r["agent"].startswith(agent + "/")]
+                got = {f: sum(r[f] for r in rows) for f in fields}
+                bad = {f: (got[f], want[f]) for f in fields if got[f] != want[f]}
+                print(f"  totals: {'tokens EXACT' if not bad else f'DIFFER {bad}'} "
+                      f"({got['requests']:,} requests, ${sum(r['usd'] for r in rows):,.2f} estimated, "
+                      f"{sum(r['unpriced_requests'] for r in rows):,} unpriced)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True, type=Path)
     ap.add_argument("--days", type=float, default=31)
     ap.add_argument("--workers", type=int, default=None, help="parser processes besides the main one (default 1)")
     ap.add_argument("--live", type=float, default=0, help="seconds of live appends at 5 lines/s (modifies the corpus)")
+    ap.add_argument("--agent", action="append", default=None,
+                    help="only a cold `tokentop import --source NAME` of this agent, per request (repeatable)")
     args = ap.parse_args()
+    if args.agent:
+        agent_imports(args.corpus, args.days, args.agent, args.workers)
+        print(f"(load average during the run: {os.getloadavg()[0]:.2f}; 2 cores shared)")
+        return 0
     with tempfile.TemporaryDirectory(prefix="tokentop-bench-") as tmp:
         env = env_for(args.corpus, Path(tmp), args.workers)
         cmd = [PY, "-m", "tokentop", "import", "--days", str(args.days)]

@@ -369,7 +369,7 @@ class Gemini:
                     new = uuid4(rng)
                     meta = dict(json.loads(lines[0]), sessionId=new, startTime=iso(t_end + 30))
                     info = {"id": uuid4(rng), "timestamp": iso(t_end + 30), "type": "info",
-                            "content": f"Imported session from {base}.jsonl"}
+                            "content": f"Imported session from {os.path.basename(base)}.jsonl"}
                     copy = [dumps(meta)] + [dumps(m) for m in final] + [dumps(info)]
                     stamp2 = time.strftime("%Y-%m-%dT%H-%M", time.gmtime(t_end + 30))
                     self._write(os.path.join(chats, f"session-{stamp2}-{new[:8]}.jsonl"), copy)
@@ -654,7 +654,7 @@ class Pi:
                 cut = rng.randrange(3, len(entries))
                 to_cwd = cwd if rng.random() < 0.6 else f"/home/dev/code/{rng.choice(PROJECTS)}-fork"
                 head = {"type": "session", "version": 3, "id": new, "timestamp": iso(t_end + 60), "cwd": to_cwd,
-                        "parentSession": os.path.join(d, name)}
+                        "parentSession": "/home/dev/" + os.path.relpath(os.path.join(d, name), g.out)}
                 copies = entries[1:cut]
                 more, _ = self.session(new, to_cwd, t_end + 60, max(1, size // 5))
                 fork = [dumps(head)] + [dumps(e) for e in copies] + [dumps(e) for e in more[1:]]

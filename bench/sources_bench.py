@@ -193,6 +193,67 @@ def agent_imports(corpus: Path, days: float, agents: list[str], workers: int | N
                       f"{sum(r['unpriced_requests'] for r in rows):,} unpriced)")
 
 
+def agent_live(corpus: Path, env: dict[str, str], agents: list[str], seconds: float) -> None:
+    """``--agent NAME --live S``: a feed follows the corpus while ``bench/gen_agents.py`` appends 2
+    responses/s to the newest session of each agent (round robin); how long until the snapshot
+    shows what was written, and the feed's CPU. Modifies the corpus."""
+    import httpx
+    import psutil
+
+    gen_names = {"gemini-cli": "gemini", "qwen-code": "qwen", "pi": "pi"}
+    names = [gen_names[a] for a in agents if a in gen_names]
+    if not names:
+        return
+    port = free_port()
+    feed = subprocess.Popen([PY, "-m", "tokentop", "serve", "--listen", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                status = httpx.get(url + "/v1/snapshot", timeout=2).json().get("status", {})
+                if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                sys.exit("feed did not finish its backfill in 300 s")
+            time.sleep(0.1)
+        proc = psutil.Process(feed.pid)
+        tokens0 = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"]
+        cpu0, t0 = sum(proc.cpu_times()[:2]), time.perf_counter()
+        gen = subprocess.Popen([PY, str(ROOT / "bench" / "gen_agents.py"), "all" if len(names) == 3 else names[0],
+                                "--out", str(corpus), "--append-rate", "2", "--duration", str(seconds),
+                                "--seed", str(int(time.time()) % 100000)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        latencies = []
+        assert gen.stdout is not None
+        for line in gen.stdout:
+            rec = json.loads(line)
+            if rec.get("done"):
+                break
+            while True:
+                got = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"] - tokens0
+                if got >= rec["total_tokens"]:
+                    latencies.append(time.time() - rec["t"])
+                    break
+                if time.time() - rec["t"] > 5:
+                    latencies.append(float("inf"))
+                    break
+                time.sleep(0.02)
+        gen.wait()
+        busy = (sum(proc.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0) * 100
+        latencies.sort()
+        if latencies:
+            print(f"live ({', '.join(agents)}): reflect latency median {latencies[len(latencies) // 2]:.3f} s, "
+                  f"max {latencies[-1]:.3f} s ({len(latencies)} samples, 2 responses/s for {seconds:g} s; "
+                  f"includes the 20 ms snapshot polling); feed CPU {busy:.1f} % of a core while appending and polled")
+    finally:
+        feed.terminate()
+        feed.wait(10)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True, type=Path)
@@ -204,6 +265,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.agent:
         agent_imports(args.corpus, args.days, args.agent, args.workers)
+        if args.live:
+            with tempfile.TemporaryDirectory(prefix="tokentop-bench-") as tmp:
+                agent_live(args.corpus, env_for(args.corpus, Path(tmp), args.workers), args.agent, args.live)
         print(f"(load average during the run: {os.getloadavg()[0]:.2f}; 2 cores shared)")
         return 0
     with tempfile.TemporaryDirectory(prefix="tokentop-bench-") as tmp:

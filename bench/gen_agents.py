@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Deterministic generator of Gemini CLI, Qwen Code and pi session stores (Python stdlib only).
+"""Deterministic generator of Gemini CLI, Qwen Code, pi, Amp and Kimi stores (Python stdlib only).
 
-Writes a fake HOME-like tree, one subcommand per agent (``all`` writes the three):
+Writes a fake HOME-like tree, one subcommand per agent (``all`` writes all five):
 
     OUT/.gemini/tmp/<slug>/chats/session-<time>-<id8>.jsonl      Gemini CLI chat recordings (JSONL)
     OUT/.gemini/tmp/<slug>/chats/<parent id>/<id>.jsonl           Gemini CLI subagent recordings
@@ -9,9 +9,12 @@ Writes a fake HOME-like tree, one subcommand per agent (``all`` writes the three
     OUT/.gemini/tmp/<slug>/.project_root, OUT/.gemini/projects.json  the project registry
     OUT/.qwen/projects/<sanitised cwd>/chats/<session id>.jsonl   Qwen Code chat recordings
     OUT/.pi/agent/sessions/--<cwd>--/<time>_<uuid>.jsonl          pi sessions (v3, and a few v1)
+    OUT/.local/share/amp/threads/T-<uuid>.json                    Amp threads (whole JSON documents)
+    OUT/.kimi-code/sessions/wd_<project>_<key>/<session>/agents/<agent>/wire.jsonl   Kimi Code wire logs
+    OUT/.kimi/sessions/<hash>/<session>/wire.jsonl                Kimi CLI (legacy) wire logs
     OUT/ground_truth.json                                         what a correct reader must count
 
-``ground_truth.json`` gets one key per agent (``gemini-cli``, ``qwen-code``, ``pi``) and keeps the
+``ground_truth.json`` gets one key per agent (``gemini-cli``, ``qwen-code``, ``pi``, ``amp``, ``kimi``) and keeps the
 other keys it already has (run ``gen_agent_logs.py`` first: it rewrites the file whole). Token
 counts follow tokentop's event contract: ``input_tokens`` includes cache reads and writes,
 ``output_tokens`` includes reasoning. Each request is counted once, at its final state.
@@ -33,13 +36,19 @@ The traps each agent's real store has, written here on purpose (counts in ``trap
   in the same project dir, ``forkFrom`` under another cwd); v1 files (no entry ids) beside v3 ones;
   older Google records whose ``input`` includes the cache (``totalTokens`` shows it); ``error``
   answers with tokens (count) and aborted ones with none (do not); malformed lines.
+* amp: threads rewritten whole; older threads whose ``usageLedger`` wins over the messages (the cache
+  split joined from the message); records whose ``totalInputTokens`` equal ``inputTokens`` (the
+  cache already inside); a record of the wrong shape inside a thread; a thread left broken.
+* kimi: Kimi Code turns whose ``step.end`` events repeat the usage (only ``usage.record`` counts),
+  model aliases resolved through ``config.toml``, a subagent profile; Kimi CLI sessions whose model
+  is the configured default; malformed lines.
 
 Determinism: the same arguments (with ``--end``) write byte-identical trees.
 
 Examples:
     python3 bench/gen_agents.py all --out /tmp/a10k --records 10000 --seed 1 --end 2026-11-26T12:00:00Z
     python3 bench/gen_agents.py gemini --out /tmp/g100k --records 100000 --sessions 400 --seed 7
-    # live mode: append R responses/s to the newest session of each chosen agent, for D seconds
+    # live mode: add R responses/s to the newest session of each chosen agent, for D seconds
     python3 bench/gen_agents.py all --out /tmp/a10k --append-rate 2 --duration 30
 """
 
@@ -335,7 +344,7 @@ class Gemini:
         n_projects = max(3, min(12, n_sessions // 6))
         projects = [self.project_dir(i) for i in range(n_projects)]
         sizes = split(n_records, n_sessions, rng)
-        starts = sorted(g.start + rng.random() * (g.end - g.start - 3600) for _ in range(n_sessions))
+        starts = g.starts(sizes, rng)
         for i, (size, t0) in enumerate(zip(sizes, starts)):
             pdir, project = projects[rng.randrange(n_projects)]
             chats = os.path.join(pdir, "chats")
@@ -490,7 +499,7 @@ class Qwen:
     def run(self, n_records: int, n_sessions: int) -> None:
         rng, g, truth = self.rng, self.g, self.g.truth
         sizes = split(n_records, n_sessions, rng)
-        starts = sorted(g.start + rng.random() * (g.end - g.start - 3600) for _ in range(n_sessions))
+        starts = g.starts(sizes, rng)
         for size, t0 in zip(sizes, starts):
             name = rng.choice(PROJECTS)
             cwd = f"/home/dev/code/{name}"
@@ -628,7 +637,7 @@ class Pi:
     def run(self, n_records: int, n_sessions: int) -> None:
         rng, g, truth = self.rng, self.g, self.g.truth
         sizes = split(n_records, n_sessions, rng)
-        starts = sorted(g.start + rng.random() * (g.end - g.start - 3600) for _ in range(n_sessions))
+        starts = g.starts(sizes, rng)
         for size, t0 in zip(sizes, starts):
             cwd = f"/home/dev/code/{rng.choice(PROJECTS)}"
             d = self.dir_for(self.root, cwd)
@@ -669,9 +678,176 @@ class Pi:
             fh.write("\n".join(lines) + "\n")
 
 
+# -- Amp -------------------------------------------------------------------------------------------------
+
+class Amp:
+    AGENT = "amp"
+    MODELS = [("claude-sonnet-4-5", 45), ("claude-opus-4-6", 25), ("claude-haiku-4-5-20251001", 20), ("gpt-5", 10)]
+
+    def __init__(self, g: Gen) -> None:
+        self.g = g
+        self.rng = random.Random(g.seed * 4001 + 29)
+        self.root = os.path.join(g.out, ".local", "share", "amp", "threads")
+
+    def run(self, n_records: int, n_sessions: int) -> None:
+        rng, g, truth = self.rng, self.g, self.g.truth
+        os.makedirs(self.root, exist_ok=True)
+        sizes = split(n_records, n_sessions, rng)
+        starts = g.starts(sizes, rng)
+        for size, t0 in zip(sizes, starts):
+            tid = "T-" + uuid4(rng)
+            project = rng.choice(PROJECTS)
+            ledger = rng.random() < 0.15  # an older thread: usage in a ledger, the cache split on the messages
+            model = weighted(rng, self.MODELS)[0]
+            ctx = Context(rng, model)
+            messages: list[dict] = []
+            events: list[dict] = []
+            t = t0
+            for _ in range(size):
+                t += rng.uniform(5, 90)
+                messages.append({"role": "user", "messageId": len(messages),
+                                 "content": [{"type": "text", "text": g.text.get(rng, lognorm(rng, 200, 1.0, 5, 2000))}]})
+                prompt, cached = ctx.call()
+                out = lognorm(rng, 350, 1.0, 1, 20000)
+                write = 0 if rng.random() < 0.5 else min(prompt - cached, lognorm(rng, 2000, 1.0, 1, 30000))
+                inp = prompt - cached - write
+                u = {"model": model, "inputTokens": inp, "outputTokens": out, "cacheCreationInputTokens": write,
+                     "cacheReadInputTokens": cached, "totalInputTokens": prompt, "timestamp": iso(t)}
+                if model == "gpt-5" and rng.random() < 0.5:
+                    u["inputTokens"] = u["totalInputTokens"] = prompt  # input already holding the cache
+                    u["cacheCreationInputTokens"] = 0
+                    write = 0
+                    truth.trap(self.AGENT, "input_including_cache")
+                mid = len(messages)
+                msg = {"role": "assistant", "messageId": mid, "content": [{"type": "text", "text":
+                       g.text.get(rng, lognorm(rng, 400, 1.0, 5, 5000))}], "state": {"type": "complete",
+                       "stopReason": "end_turn"}, "usage": u}
+                if rng.random() < 0.01:
+                    msg["usage"] = dict(u, outputTokens="lots")  # a record of the wrong shape: counted, skipped
+                    truth.trap(self.AGENT, "malformed_records")
+                    messages.append(msg)
+                    continue
+                messages.append(msg)
+                if ledger:
+                    events.append({"id": f"ev-{mid}", "timestamp": iso(t), "model": model, "credits": round(out / 1e4, 4),
+                                   "tokens": {"input": u["inputTokens"], "output": out}, "toMessageId": mid})
+                truth.add(self.AGENT, model, t, tid, prompt, cached, write, out, 0)
+            if rng.random() < 0.05:
+                messages.append({"role": "assistant", "messageId": len(messages), "state": {"type": "cancelled"},
+                                 "usage": {"model": model, "inputTokens": 0, "outputTokens": 0, "timestamp": iso(t)}})
+                truth.trap(self.AGENT, "cancelled_without_usage")
+            doc: dict[str, Any] = {"v": 1, "id": tid, "created": int(t0 * 1000), "title": "work", "agentMode": "smart",
+                                   "env": {"initial": {"trees": [{"displayName": project,
+                                                                  "uri": f"file:///home/dev/code/{project}"}]}},
+                                   "messages": messages}
+            if ledger:
+                doc["usageLedger"] = {"events": events}
+                truth.trap(self.AGENT, "ledger_threads")
+            with open(os.path.join(self.root, f"{tid}.json"), "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, ensure_ascii=False, indent=2)
+        if n_sessions:
+            with open(os.path.join(self.root, "T-00000000-0000-4000-8000-00000000dead.json"), "w") as fh:
+                fh.write('{"id": "T-00000000-0000-4000-8000-00000000dead", "messages": [')  # left broken
+            old = g.end - 86400
+            os.utime(os.path.join(self.root, "T-00000000-0000-4000-8000-00000000dead.json"), (old, old))
+            truth.trap(self.AGENT, "unreadable_threads")
+
+
+# -- Kimi ------------------------------------------------------------------------------------------------
+
+class Kimi:
+    AGENT = "kimi"
+
+    def __init__(self, g: Gen) -> None:
+        self.g = g
+        self.rng = random.Random(g.seed * 5003 + 31)
+        self.code = os.path.join(g.out, ".kimi-code")
+        self.legacy = os.path.join(g.out, ".kimi")
+
+    def usage(self, ctx: Context) -> tuple[int, int, int, int]:
+        """(uncached input, cache read, cache creation, output) of one step"""
+        rng = self.rng
+        prompt, cached = ctx.call()
+        write = 0 if rng.random() < 0.7 else min(prompt - cached, lognorm(rng, 1500, 1.0, 1, 20000))
+        return prompt - cached - write, cached, write, lognorm(rng, 300, 1.0, 1, 16000)
+
+    def run(self, n_records: int, n_sessions: int) -> None:
+        rng, g, truth = self.rng, self.g, self.g.truth
+        os.makedirs(self.code, exist_ok=True)
+        os.makedirs(self.legacy, exist_ok=True)
+        with open(os.path.join(self.code, "config.toml"), "w", encoding="utf-8") as fh:
+            fh.write('default_model = "kimi-code/kimi-for-coding"\n\n[models."kimi-code/kimi-for-coding"]\n'
+                     'provider = "moonshotai"\nmodel = "kimi-k2-0905-preview"\n\n[models."openai-pro/gpt-5.5"]\n'
+                     'provider = "openai"\nmodel = "gpt-5"\n')
+        with open(os.path.join(self.legacy, "config.json"), "w", encoding="utf-8") as fh:
+            json.dump({"default_model": "kimi-k2-0905-preview"}, fh)
+        sizes = split(n_records, n_sessions, rng)
+        starts = g.starts(sizes, rng)
+        for size, t0 in zip(sizes, starts):
+            project = rng.choice(PROJECTS)
+            sid = uuid4(rng)
+            if rng.random() < 0.25:
+                self.legacy_session(sid, t0, size)
+                continue
+            alias, model = ("openai-pro/gpt-5.5", "gpt-5") if rng.random() < 0.2 else \
+                ("kimi-code/kimi-for-coding", "kimi-k2-0905-preview")
+            base = os.path.join(self.code, "sessions", f"wd_{project}_{rng.getrandbits(24):06x}", sid, "agents")
+            n_sub = size // 4 if size >= 8 and rng.random() < 0.3 else 0
+            for agent, profile, n in (("main", "agent", size - n_sub), ("agent-0", "explore", n_sub)):
+                if n <= 0:
+                    continue
+                ctx = Context(rng, "gpt-5" if model == "gpt-5" else "qwen")
+                lines = [dumps({"type": "metadata", "protocol_version": "1.5"}),
+                         dumps({"type": "config.update", "profileName": profile}),
+                         dumps({"type": "config.update", "modelAlias": alias, "thinkingLevel": "high"})]
+                t = t0
+                for _ in range(n):
+                    t += rng.uniform(5, 120)
+                    turn = [0, 0, 0, 0]
+                    for _step in range(rng.randint(1, 3)):  # each step's usage again inside the turn: not counted
+                        step = self.usage(ctx)
+                        turn = [a + b for a, b in zip(turn, step)]
+                        lines.append(dumps({"type": "context.append_loop_event", "time": int(t * 1000), "event": {
+                            "type": "step.end", "usage": {"inputOther": step[0], "output": step[3],
+                                                          "inputCacheRead": step[1], "inputCacheCreation": step[2]}}}))
+                        truth.trap(self.AGENT, "step_end_usage")
+                    other, read, write, out = turn
+                    lines.append(dumps({"type": "usage.record", "time": int(t * 1000), "model": alias,
+                                        "usageScope": "turn", "usage": {"inputOther": other, "output": out,
+                                                                        "inputCacheRead": read,
+                                                                        "inputCacheCreation": write}}))
+                    truth.add(self.AGENT, model, t, sid, other + read + write, read, write, out, 0)
+                    if rng.random() < 0.01:
+                        lines.append(g.malformed(lines[-1]).replace('"output":', '"output":-'))
+                        truth.trap(self.AGENT, "malformed_lines")
+                self._write(os.path.join(base, agent, "wire.jsonl"), lines)
+
+    def legacy_session(self, sid: str, t0: float, n: int) -> None:
+        rng, truth = self.rng, self.g.truth
+        ctx = Context(rng, "qwen")
+        lines = [dumps({"type": "metadata", "protocol_version": "1.3"})]
+        t = t0
+        for i in range(n):
+            t += rng.uniform(5, 120)
+            lines.append(dumps({"timestamp": round(t, 3), "message": {"type": "TurnBegin", "payload": {
+                "user_input": self.g.text.get(rng, 80)}}}))
+            other, read, write, out = self.usage(ctx)
+            lines.append(dumps({"timestamp": round(t + 2, 3), "message": {"type": "StatusUpdate", "payload": {
+                "token_usage": {"input_other": other, "output": out, "input_cache_read": read,
+                                "input_cache_creation": write}, "message_id": f"chatcmpl-{rng.getrandbits(64):x}"}}}))
+            truth.add(self.AGENT, "kimi-k2-0905-preview", t + 2, sid, other + read + write, read, write, out, 0)
+        truth.trap(self.AGENT, "legacy_sessions")
+        self._write(os.path.join(self.legacy, "sessions", f"{rng.getrandbits(64):016x}", sid, "wire.jsonl"), lines)
+
+    def _write(self, path: str, lines: list[str]) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
 # -- driver ----------------------------------------------------------------------------------------------
 
-AGENTS: dict[str, type] = {"gemini": Gemini, "qwen": Qwen, "pi": Pi}
+AGENTS: dict[str, type] = {"gemini": Gemini, "qwen": Qwen, "pi": Pi, "amp": Amp, "kimi": Kimi}
 
 
 class Gen:
@@ -683,6 +859,13 @@ class Gen:
         self.text = Text(random.Random(args.seed))
         self.truth = Truth()
         self.mal = random.Random(args.seed + 99)
+
+    def starts(self, sizes: list[int], rng: random.Random) -> list[float]:
+        """A start time per session, early enough for the whole session to end before ``--end`` (a
+        response takes at most ~170 s of session time, its user turn included; a fork or resumed copy
+        goes on for up to a fifth more, an hour of margin besides)."""
+        span = self.end - self.start
+        return [self.start + rng.random() * max(0.0, span - size * 170.0 * 1.25 - 3600.0) for size in sizes]
 
     def malformed(self, line: str) -> str:
         """A damaged copy of a line: cut short, or a count that is not a number."""
@@ -713,12 +896,12 @@ def write_truth(out: str, truth: Truth, agents: list[str]) -> None:
 
 # -- live mode -------------------------------------------------------------------------------------------
 
-def newest(root: str, accept: Callable[[str], bool]) -> str | None:
+def newest(root: str, accept: Callable[[str], bool], suffix: str = ".jsonl") -> str | None:
     best: tuple[float, str] | None = None
     for dp, _, fns in os.walk(root):
         for fn in fns:
             p = os.path.join(dp, fn)
-            if fn.endswith(".jsonl") and accept(p):
+            if fn.endswith(suffix) and accept(p):
                 m = os.path.getmtime(p)
                 if best is None or m > best[0]:
                     best = (m, p)
@@ -726,20 +909,24 @@ def newest(root: str, accept: Callable[[str], bool]) -> str | None:
 
 
 class Live:
-    """Appends one response at a time to the newest session of one agent, stamped with the wall clock."""
+    """Adds one response at a time to the newest session of one agent, stamped with the wall clock:
+    appended lines for the JSONL stores, the whole thread rewritten for Amp (as Amp does)."""
+
+    MODELS = {"gemini": "gemini", "qwen": "qwen", "pi": "claude", "amp": "claude", "kimi": "qwen"}
 
     def __init__(self, g: Gen, name: str) -> None:
         self.g, self.name = g, name
         self.rng = random.Random(g.seed + 4242 + len(name))
-        self.ctx = Context(self.rng, {"gemini": "gemini", "qwen": "qwen", "pi": "claude"}[name])
+        self.ctx = Context(self.rng, self.MODELS[name])
         sep = os.sep
-        if name == "gemini":
-            self.target = newest(os.path.join(g.out, ".gemini", "tmp"),
-                                 lambda p: p.endswith(".jsonl") and f"{sep}chats{sep}" in p and p.rsplit(sep, 2)[-2] == "chats")
-        elif name == "qwen":
-            self.target = newest(os.path.join(g.out, ".qwen", "projects"), lambda p: f"{sep}chats{sep}" in p)
-        else:
-            self.target = newest(os.path.join(g.out, ".pi", "agent", "sessions"), lambda p: True)
+        roots = {"gemini": (os.path.join(g.out, ".gemini", "tmp"),
+                            lambda p: f"{sep}chats{sep}" in p and p.rsplit(sep, 2)[-2] == "chats"),
+                 "qwen": (os.path.join(g.out, ".qwen", "projects"), lambda p: f"{sep}chats{sep}" in p),
+                 "pi": (os.path.join(g.out, ".pi", "agent", "sessions"), lambda p: True),
+                 "amp": (os.path.join(g.out, ".local", "share", "amp", "threads"), lambda p: "dead" not in p),
+                 "kimi": (os.path.join(g.out, ".kimi-code", "sessions"), lambda p: p.endswith(f"{sep}main{sep}wire.jsonl"))}
+        root, accept = roots[name]
+        self.target = newest(root, accept, ".json" if name == "amp" else ".jsonl")
         if self.target is None:
             sys.exit(f"no {name} session under {g.out}: generate one first")
         self.session = None
@@ -753,32 +940,60 @@ class Live:
         self.session = self.session or uuid4(self.rng)
         self.leaf: str | None = None
 
-    def lines(self, t: float) -> tuple[list[str], int]:
-        """The lines of one new response and its tokens (input + output, the contract's)."""
+    def add(self, t: float) -> int:
+        """Writes one new response; returns its tokens (input + output, the contract's)."""
         rng = self.rng
+        if self.name == "amp":
+            with open(self.target, encoding="utf-8") as fh:
+                doc = json.load(fh)
+            prompt, cached = self.ctx.call()
+            out = lognorm(rng, 300, 1.0, 1, 8000)
+            doc["messages"].append({"role": "assistant", "messageId": len(doc["messages"]), "content": [],
+                                    "state": {"type": "complete"}, "usage": {
+                                        "model": "claude-sonnet-4-5", "inputTokens": prompt - cached, "outputTokens": out,
+                                        "cacheCreationInputTokens": 0, "cacheReadInputTokens": cached,
+                                        "totalInputTokens": prompt, "timestamp": iso(t)}})
+            tmp = self.target + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=2)
+            os.replace(tmp, self.target)
+            return prompt + out
         if self.name == "gemini":
             gm = Gemini(self.g)
             gm.rng = rng
             msg, extra, tr = gm.message(self.ctx, "gemini-2.5-pro", t, with_tools=False)
-            return [dumps(msg), dumps(dict(msg, tokens=extra["tokens"])), dumps({"$set": {"lastUpdated": iso(t)}})], tr[0] + tr[3]
-        if self.name == "qwen":
+            lines, tokens = [dumps(msg), dumps(dict(msg, tokens=extra["tokens"])),
+                             dumps({"$set": {"lastUpdated": iso(t)}})], tr[0] + tr[3]
+        elif self.name == "qwen":
             q = Qwen(self.g)
             q.rng = rng
             u, tr = q.usage(self.ctx, "openai")
             rec = q.record("assistant", self.session, self.leaf, t, "/home/dev/code/live", model="qwen3-coder-plus",
                            message={"role": "model", "parts": [{"text": "ok"}]}, usageMetadata=u)
             self.leaf = rec["uuid"]
-            return [dumps(rec)], tr[0] + tr[3]
-        p = Pi(self.g)
-        p.rng = rng
-        while True:
-            msg, tr = p.assistant(self.ctx, "anthropic", "claude-sonnet-4-5", "anthropic-messages", t)
-            if tr is not None:
-                break
-        entry = {"type": "message", "id": "%08x" % rng.getrandbits(32), "parentId": self.leaf, "timestamp": iso(t),
-                 "message": msg}
-        self.leaf = entry["id"]
-        return [dumps(entry)], tr[0] + tr[3]
+            lines, tokens = [dumps(rec)], tr[0] + tr[3]
+        elif self.name == "kimi":
+            k = Kimi(self.g)
+            k.rng = rng
+            other, read, write, out = k.usage(self.ctx)
+            lines = [dumps({"type": "usage.record", "time": int(t * 1000), "model": "kimi-code/kimi-for-coding",
+                            "usageScope": "turn", "usage": {"inputOther": other, "output": out, "inputCacheRead": read,
+                                                            "inputCacheCreation": write}})]
+            tokens = other + read + write + out
+        else:
+            p = Pi(self.g)
+            p.rng = rng
+            while True:
+                msg, tr = p.assistant(self.ctx, "anthropic", "claude-sonnet-4-5", "anthropic-messages", t)
+                if tr is not None:
+                    break
+            entry = {"type": "message", "id": "%08x" % rng.getrandbits(32), "parentId": self.leaf,
+                     "timestamp": iso(t), "message": msg}
+            self.leaf = entry["id"]
+            lines, tokens = [dumps(entry)], tr[0] + tr[3]
+        with open(self.target, "a", encoding="utf-8", newline="\n") as fh:
+            fh.write("\n".join(lines) + "\n")
+        return tokens
 
 
 def live(g: Gen, names: list[str], rate: float, duration: float) -> int:
@@ -789,28 +1004,19 @@ def live(g: Gen, names: list[str], rate: float, duration: float) -> int:
     written = 0
     total = 0
     i = 0
-    handles = {w.name: open(w.target, "a", encoding="utf-8", newline="\n") for w in writers}
-    try:
-        while time.time() < t_end:
-            now = time.time()
-            if now < next_t:
-                time.sleep(min(next_t - now, 0.05))
-                continue
-            w = writers[i % len(writers)]
-            i += 1
-            lines, tokens = w.lines(now)
-            fh = handles[w.name]
-            fh.write("\n".join(lines) + "\n")
-            fh.flush()
-            written += 1
-            total += tokens
-            next_t += 1.0 / rate
-            if now - last_report >= 1.0:
-                last_report = now
-                print(json.dumps({"t": round(now, 3), "records": written, "total_tokens": total}), flush=True)
-    finally:
-        for fh in handles.values():
-            fh.close()
+    while time.time() < t_end:
+        now = time.time()
+        if now < next_t:
+            time.sleep(min(next_t - now, 0.05))
+            continue
+        w = writers[i % len(writers)]
+        i += 1
+        total += w.add(now)
+        written += 1
+        next_t += 1.0 / rate
+        if now - last_report >= 1.0:
+            last_report = now
+            print(json.dumps({"t": round(now, 3), "records": written, "total_tokens": total}), flush=True)
     print(json.dumps({"done": True, "t": round(time.time(), 3), "records": written, "total_tokens": total,
                       "files": {w.name: w.target for w in writers}}), flush=True)
     return 0

@@ -194,13 +194,14 @@ def agent_imports(corpus: Path, days: float, agents: list[str], workers: int | N
 
 
 def agent_live(corpus: Path, env: dict[str, str], agents: list[str], seconds: float) -> None:
-    """``--agent NAME --live S``: a feed follows the corpus while ``bench/gen_agents.py`` appends 2
-    responses/s to the newest session of each agent (round robin); how long until the snapshot
-    shows what was written, and the feed's CPU. Modifies the corpus."""
+    """``--agent NAME --live S``: a feed follows the corpus while ``bench/gen_agents.py`` adds 2
+    responses/s to the newest session of the agent (of every agent it writes when more than one is
+    named, round robin); how long until the snapshot shows what was written, and the feed's CPU.
+    Modifies the corpus."""
     import httpx
     import psutil
 
-    gen_names = {"gemini-cli": "gemini", "qwen-code": "qwen", "pi": "pi"}
+    gen_names = {"gemini-cli": "gemini", "qwen-code": "qwen", "pi": "pi", "amp": "amp", "kimi": "kimi"}
     names = [gen_names[a] for a in agents if a in gen_names]
     if not names:
         return
@@ -223,7 +224,7 @@ def agent_live(corpus: Path, env: dict[str, str], agents: list[str], seconds: fl
         proc = psutil.Process(feed.pid)
         tokens0 = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"]
         cpu0, t0 = sum(proc.cpu_times()[:2]), time.perf_counter()
-        gen = subprocess.Popen([PY, str(ROOT / "bench" / "gen_agents.py"), "all" if len(names) == 3 else names[0],
+        gen = subprocess.Popen([PY, str(ROOT / "bench" / "gen_agents.py"), "all" if len(names) > 1 else names[0],
                                 "--out", str(corpus), "--append-rate", "2", "--duration", str(seconds),
                                 "--seed", str(int(time.time()) % 100000)],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)

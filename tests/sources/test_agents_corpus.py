@@ -1,5 +1,5 @@
-"""Generated Gemini CLI, Qwen Code and pi stores (bench/gen_agents.py), imported with `tokentop import`,
-equal their ground truth — every trap the generator writes included."""
+"""Generated Gemini CLI, Qwen Code, pi, Amp and Kimi stores (bench/gen_agents.py), imported with
+`tokentop import`, equal their ground truth — every trap the generator writes included."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from tokentop import cli
 
 GEN = Path(__file__).resolve().parents[2] / "bench" / "gen_agents.py"
-AGENTS = ("gemini-cli", "qwen-code", "pi")
+AGENTS = ("gemini-cli", "qwen-code", "pi", "amp", "kimi")
 FIELDS = ("requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 
 
@@ -47,8 +48,9 @@ def totals(rows: list[dict], agent: str) -> dict[str, int]:
 def test_import_equals_the_ground_truth_of_every_agent(corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setenv("HOME", str(corpus))
     gt = json.loads((corpus / "ground_truth.json").read_text())
-    for agent in AGENTS:  # the generated stores hold every trap at least once
-        assert gt[agent]["requests"] > 1000 and gt[agent]["traps"]
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    for agent in AGENTS:  # the generated stores hold traps, and nothing from the future
+        assert gt[agent]["requests"] > 1000 and gt[agent]["traps"] and gt[agent]["last"] < now
     assert cli.main(["import"]) == 0
     err = capsys.readouterr().err
     assert "imported" in err
@@ -56,7 +58,7 @@ def test_import_equals_the_ground_truth_of_every_agent(corpus: Path, monkeypatch
     for agent in AGENTS:
         assert totals(rows, agent) == {f: gt[agent][f] for f in FIELDS}, agent
     # a second import reads nothing new and changes nothing
-    assert cli.main(["import", "--source", "gemini-cli", "--source", "qwen-code", "--source", "pi"]) == 0
+    assert cli.main(["import", *(arg for a in AGENTS for arg in ("--source", a))]) == 0
     assert "imported 0 new requests" in capsys.readouterr().err
     assert report("--by", "agent")["by_agent"] == rows
 

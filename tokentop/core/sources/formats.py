@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 from tokentop.core.sources import claude_code, codex
-from tokentop.core.sources import gemini_cli, pi, qwen_code
+from tokentop.core.sources import amp, gemini_cli, kimi, pi, qwen_code
 from tokentop.core.sources.protocol import Format
 
 FORMATS: Final[tuple[Format, ...]] = (
@@ -21,4 +21,6 @@ FORMATS: Final[tuple[Format, ...]] = (
     gemini_cli.FORMAT,
     qwen_code.FORMAT,
     pi.FORMAT,
+    amp.FORMAT,
+    kimi.FORMAT,
 )

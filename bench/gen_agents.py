@@ -805,6 +805,10 @@ class Kimi:
                     t += rng.uniform(5, 120)
                     turn = [0, 0, 0, 0]
                     for _step in range(rng.randint(1, 3)):  # each step's usage again inside the turn: not counted
+                        # the step's output (the shape of these events is filler: readers skip them unparsed)
+                        lines.append(dumps({"type": "context.append_loop_event", "time": int(t * 1000), "event": {
+                            "type": "message.part", "part": {"type": "text", "text": g.text.get(
+                                rng, lognorm(rng, 1200, 1.1, 20, 30000))}}}))
                         step = self.usage(ctx)
                         turn = [a + b for a, b in zip(turn, step)]
                         lines.append(dumps({"type": "context.append_loop_event", "time": int(t * 1000), "event": {
@@ -831,6 +835,8 @@ class Kimi:
             t += rng.uniform(5, 120)
             lines.append(dumps({"timestamp": round(t, 3), "message": {"type": "TurnBegin", "payload": {
                 "user_input": self.g.text.get(rng, 80)}}}))
+            lines.append(dumps({"timestamp": round(t + 1, 3), "message": {"type": "ContentPart", "payload": {
+                "type": "text", "text": self.g.text.get(rng, lognorm(rng, 1200, 1.1, 20, 30000))}}}))
             other, read, write, out = self.usage(ctx)
             lines.append(dumps({"timestamp": round(t + 2, 3), "message": {"type": "StatusUpdate", "payload": {
                 "token_usage": {"input_other": other, "output": out, "input_cache_read": read,

@@ -115,6 +115,21 @@ def test_an_older_ledger_wins_and_takes_the_cache_split_from_its_message(tmp_pat
         h.close()
 
 
+def test_a_ledger_event_whose_message_input_already_holds_the_cache(tmp_path: Path, home: Path) -> None:
+    # found by the generated 100k corpus: the ledger path must look at the message's totalInputTokens too
+    ledger = {"events": [{"id": "e1", "timestamp": iso(NOW - 600), "model": "gpt-5",
+                          "tokens": {"input": 12000, "output": 50}, "toMessageId": 1}]}
+    write_thread(home, [assistant(1, usage(inp=12000, out=50, write=0, read=9000, total_in=12000, model="gpt-5"))],
+                 usageLedger=ledger)
+    h = Home(tmp_path, home, ("amp",))
+    try:
+        h.read()
+        (e,) = h.stored().values()
+        assert (e.input_tokens, e.cache_read_tokens) == (12000, 9000)
+    finally:
+        h.close()
+
+
 def test_a_bad_record_is_counted_and_the_thread_still_read(tmp_path: Path, home: Path) -> None:
     bad = assistant(2, usage())
     bad["usage"]["outputTokens"] = "many"

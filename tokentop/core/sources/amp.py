@@ -157,7 +157,8 @@ def _rows(thread: Thread, tid: str) -> list[Row]:
                 out = tokens.total  # only a total: counted as output, the split is unknown
             rows.append((f"amp:{tid}:{target}" if target is not None else f"amp:{tid}:ledger:{le.id}",
                          le.timestamp, _text(le.model), tokens.input or 0, out,
-                         (u.cacheCreationInputTokens or 0) if u else 0, (u.cacheReadInputTokens or 0) if u else 0, None))
+                         (u.cacheCreationInputTokens or 0) if u else 0, (u.cacheReadInputTokens or 0) if u else 0,
+                         u.totalInputTokens if u else None))
         return rows
     for i, m in enumerate(messages):
         u = m.usage

@@ -4,7 +4,8 @@
     python3 bench/gen_agent_logs.py --out /tmp/d100k --lines 100000 --sessions 500 --seed 42 --end 2026-11-26T12:00:00Z
     /work/venv/bin/python bench/sources_bench.py --corpus /tmp/d100k --days 31 [--live 30] [--workers 0]
     python3 bench/gen_agents.py all --out /tmp/a100k --records 100000 --seed 42 --end 2026-11-26T12:00:00Z
-    /work/venv/bin/python bench/sources_bench.py --corpus /tmp/a100k --days 31 --agent gemini-cli --agent qwen-code --agent pi
+    /work/venv/bin/python bench/sources_bench.py --corpus /tmp/a100k --days 31 --agent gemini-cli --agent qwen-code \
+        --agent pi --agent amp --agent kimi [--live 15]
 
 Each figure is one run of the real CLI in a subprocess (``tokentop import``, ``tokentop serve``)
 with HOME pointing at the corpus and private tokentop dirs. CPU = user+sys of the process and its

@@ -8,7 +8,6 @@ cachedContentTokenCount; ``anthropicContentGenerator/usage.ts``: the prompt sums
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

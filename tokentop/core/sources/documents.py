@@ -62,9 +62,10 @@ SETTLE_S: Final = 5.0
 #: of what was handed.
 HOT_S: Final = 3600.0
 
-#: ``parse(content, path, host)`` → the document's events. Raises ``ValueError`` for a document that
-#: cannot be read (not JSON, not the expected shape); a record it cannot read is skipped and counted
-#: by the parser in ``counters`` (the third argument's stats dict is passed as ``counters``).
+#: ``parse(content, path, host, counters)`` → the document's events. Raises ``ValueError`` (e.g.
+#: :class:`Unreadable`) for a document that cannot be read as a whole (not JSON, not the expected
+#: shape); a record inside it that cannot be read is skipped and counted in ``counters`` (the
+#: source's ``stats.counters``, e.g. ``"malformed"``).
 Parse = Callable[[bytes, str, "str | None", "dict[str, int]"], list[Event]]
 
 

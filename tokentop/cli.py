@@ -17,6 +17,7 @@ from tokentop import __version__
 #: Command modules under ``tokentop.commands``, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
     "serve", "proxy", "emit", "report", "import_cmd", "run", "control_cmd", "log_cmd", "check", "config_cmd", "demo",
+    "doctor",
 ]
 
 

@@ -164,7 +164,7 @@ def test_format_declarations_pickle_for_the_backfill_worker() -> None:
     assert [f.name for f in back.formats] == list(KNOWN_SOURCES) and back.roots == settings.roots
 
 
-AGENT_WORDS = ("claude", "codex", ".zst", "zstandard", "opencode", "kilo", "copilot")
+AGENT_WORDS = ("claude", "codex", ".zst", "zstandard", "opencode", "kilo", "copilot", "gemini", "qwen", "droid", "kimi")
 
 
 def _agent_specifics(path: Path) -> list[str]:
@@ -195,7 +195,7 @@ def _agent_specifics(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("module", ["tailer.py", "backfill.py", "sourceset.py", "protocol.py", "settings.py", "live.py",
-                                    "attach.py", "status.py", "store.py"])
+                                    "attach.py", "status.py", "store.py", "documents.py", "diagnose.py"])
 def test_the_shared_modules_name_no_agent(module: str) -> None:
     assert _agent_specifics(SOURCES_DIR / module) == []
 

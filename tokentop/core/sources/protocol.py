@@ -157,6 +157,14 @@ class LogFormat:
     whole: tuple[tuple[str, Callable[[str], bytes]], ...] = ()
     #: builds the state the format's readers share (passed to ``reader`` as ``shared``)
     shared: Callable[[], SharedState] | None = None
+    #: keeps only these paths among the files whose names match (e.g. files under a ``chats/`` dir,
+    #: where the agent writes other JSONL files beside them); applied to discovery and to a watcher's
+    #: reports alike
+    accept: Callable[[str], bool] | None = None
+    #: a source for the same agent's files that are not appended lines (e.g. an older release's
+    #: whole-JSON sessions, rewritten in place), built from the same roots and driven beside the
+    #: tailer; it is on and off with the format
+    companion: Callable[[SourceContext], Source] | None = None
 
     def find(self, root: Path) -> list[Found]:
         """The files to read under one root. A root that is a file (an agent told to write one
@@ -171,6 +179,8 @@ class LogFormat:
         for sub in self.subdirs:
             got: list[Found] = []
             walk(str(root / sub) if sub else str(root), self.suffixes, self.prefix, got)
+            if self.accept is not None:
+                got = [f for f in got if self.accept(f[0])]
             per_dir.append(got)
         if self.pick is not None:
             return self.pick(per_dir)
@@ -187,8 +197,11 @@ class LogFormat:
                 out.extend(root / sub if sub else root for sub in self.subdirs)
         return out
 
-    def matches(self, name: str) -> bool:
-        return name.endswith(self.suffixes) and name.startswith(self.prefix)
+    def matches(self, name: str, path: str | None = None) -> bool:
+        """Whether a file named ``name`` (at ``path``, when known) is one of this format's."""
+        if not (name.endswith(self.suffixes) and name.startswith(self.prefix)):
+            return False
+        return self.accept is None or path is None or self.accept(path)
 
     def loader(self, path: str) -> Callable[[str], bytes] | None:
         """How to read ``path`` whole, or ``None`` to tail it."""

@@ -1,9 +1,9 @@
 """The enabled sources, opened from the settings and driven as one (the live loop, ``tokentop import``).
 
 Every enabled :class:`~tokentop.core.sources.protocol.LogFormat` is read by one shared tailer
-(:class:`~tokentop.core.sources.tailer.LogSources`); every enabled
-:class:`~tokentop.core.sources.protocol.StoreFormat` builds its own source. Callers see one
-:class:`~tokentop.core.sources.protocol.Source`.
+(:class:`~tokentop.core.sources.tailer.LogSources`), plus its ``companion`` source if it declares one;
+every enabled :class:`~tokentop.core.sources.protocol.StoreFormat` builds its own source. Callers see
+one :class:`~tokentop.core.sources.protocol.Source`.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ class SourceSet:
             members.append(LogSources(ledger, settings, host=host, clock=clock, batch_events=batch_events,
                                       backfill=backfill))
         for fmt in active:
-            if isinstance(fmt, StoreFormat):
-                members.append(fmt.source(SourceContext(ledger, settings.roots_of(fmt), settings.backfill_days, host,
-                                                        clock, batch_events)))
+            build = fmt.source if isinstance(fmt, StoreFormat) else fmt.companion
+            if build is not None:
+                members.append(build(SourceContext(ledger, settings.roots_of(fmt), settings.backfill_days, host,
+                                                   clock, batch_events)))
         return cls(members)
 
     @property

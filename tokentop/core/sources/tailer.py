@@ -284,7 +284,7 @@ class LogSources:
                 continue
             name = path.rsplit(os.sep, 1)[-1]
             for prefix, fmt in self._dirs:
-                if path.startswith(prefix) and fmt.matches(name):
+                if path.startswith(prefix) and fmt.matches(name, path):
                     out.append((LogFile(fmt, path), None))
                     break
         out.sort(key=read_order)

@@ -19,6 +19,10 @@ In short:
   (clamped to it), ``output_tokens`` includes ``reasoning_output_tokens``.
 * Files: ``sessions/`` wins over ``archived_sessions/`` for the same file name, and a plain
   ``.jsonl`` over its ``.jsonl.zst`` (:func:`pick_rollouts`); ``.zst`` rollouts are read whole.
+* Every ``token_count`` line's ``rate_limits`` (the plan's 5-hour and weekly windows) goes to the
+  format's shared :class:`~tokentop.core.limits.codex.RateLimitLog` as the line is read, repeats and
+  ``info: null`` lines included (:meth:`CodexFile._rate_limits`); the feed's limits part takes it
+  from there (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from tokentop.core.events import Event
+from tokentop.core.limits.codex import RateLimitLog, account_of
 from tokentop.core.setting import Setting
 from tokentop.core.sources.claude_code import Malformed, _loads, parse_ts, project_of
 from tokentop.core.sources.protocol import Found, LineReader, LogFormat
@@ -86,6 +91,9 @@ class CodexFile(LineReader):
         self.forked: bool = bool(st.get("forked"))
         self.replay_second: int | None = st.get("replay_second")
         self.replaying: bool = bool(st.get("replaying"))
+        #: where this file's quota figures go (the format's shared state), and its account
+        self.rate_log: RateLimitLog | None = shared if isinstance(shared, RateLimitLog) else None
+        self.account: str | None = None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -129,6 +137,7 @@ class CodexFile(LineReader):
         info = payload.get("info")
         if not isinstance(info, dict):
             stats["info_null"] = stats.get("info_null", 0) + 1
+            self._rate_limits(payload, obj)
             return
         total = _usage(info.get("total_token_usage"))
         last = _usage(info.get("last_token_usage"))
@@ -148,6 +157,7 @@ class CodexFile(LineReader):
                 stats["fork_replays"] = stats.get("fork_replays", 0) + 1
                 return
             self.replaying = False
+        self._rate_limits(payload, obj, ts)
         if total is None:
             if last is None:
                 return
@@ -185,6 +195,25 @@ class CodexFile(LineReader):
             source="codex-log",
             branch=self.branch,
         ))
+
+    def _rate_limits(self, payload: dict[str, Any], obj: dict[str, Any], ts: float | None = None) -> None:
+        """Hand this token_count line's ``rate_limits`` to the quota log, whether or not the line
+        added usage (a repeat of the previous totals often carries refreshed windows). A fork's
+        replay of its parent's lines is skipped: those figures are the parent's, restamped."""
+        if self.rate_log is None or "rate_limits" not in payload or self._in_replay():
+            return
+        if ts is None:
+            try:
+                ts = parse_ts(obj.get("timestamp"))
+            except Malformed:
+                return
+        if self.account is None:
+            self.account = account_of(self.path)
+        self.rate_log.read(payload["rate_limits"], ts, self.account)
+
+    def _in_replay(self) -> bool:
+        """A forked thread still replaying (or about to replay) its parent's token_count lines."""
+        return self.forked and (self.replay_second is None or self.replaying)
 
     def _meta(self, payload: dict[str, Any]) -> None:
         sid = payload.get("id")
@@ -249,4 +278,5 @@ FORMAT: Final = LogFormat(
     subdirs=("sessions", "archived_sessions"),
     pick=pick_rollouts,
     whole=((".zst", read_zstd),),
+    shared=RateLimitLog,
 )

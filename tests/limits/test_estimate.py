@@ -102,7 +102,9 @@ def test_the_estimate_from_the_ledger_and_kept_up_by_accepted_events(ledger: Led
     # an event older than the newest block marks the agent for a re-read instead of guessing
     old = _event(3000, DAY0 + 3 * H, 1, 0, 0)
     est.on_accepted([(old, pricer.price(old))], now + 62)
-    assert est.due(now + 62) == ["claude-code"]
+    # (the last full read was at `now`): not at once — a backfill brings many such events ...
+    assert est.due(now + 29) == []
+    assert est.due(now + 30) == ["claude-code"]  # ... one re-read for all of them
     # idle for five hours: no active block, no estimate
     assert est.observation("claude-code", now + 6 * H) is None
 

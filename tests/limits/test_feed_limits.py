@@ -280,3 +280,21 @@ def test_window_rules_in_config_are_validated(tmp_path: Path) -> None:
     import tomli_w
 
     assert "[limits.w]" in tomli_w.dumps(cfg.as_dict())
+
+
+def test_a_window_rule_alerts_from_the_feeds_policy_task(tmp_path: Path) -> None:
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "p.db")}, "control": {"desktop_notify": False},
+                                   "limits": {"claude-5h": {"window": "5h", "agent": "claude-code", "warn_at": 50}}})
+    runner = FeedRunner(cfg, listen="127.0.0.1:0").start_in_thread(require_listen=True)
+    try:
+        assert runner.parts.policy is not None  # window rules alone start the policy task
+        httpx.post(f"{runner.url}/v1/limits/statusline", json=statusline_payload(62))
+        alerts = wait_for(lambda: (runner.snapshot().status.get("policy") or {}).get("alerts"))
+        (alert,) = alerts
+        assert (alert["kind"], alert["level"], alert["view"], alert["key"]) == (
+            "window", "warning", "limits", "claude-code 5h ~/.claude")
+        assert alert["message"].startswith("Claude 5h window is at 62 %")
+        budgets = runner.snapshot().status["policy"]["budgets"]
+        assert any(f["view"] == "limits" and f["level"] == "warning" for f in budgets)
+    finally:
+        runner.stop()

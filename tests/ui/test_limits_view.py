@@ -132,9 +132,10 @@ def test_plain_frame_lists_the_windows_and_the_column() -> None:
     assert "5H%" in lines[at + 2] and lines[at + 3].startswith("cc-1")
 
 
-async def test_a_codex_rollout_appended_live_shows_in_the_header(tmp_path: Path) -> None:
+async def test_a_codex_rollout_appended_live_and_a_statusline_show_in_the_header(tmp_path: Path) -> None:
     """End to end: a real feed embedded in the app reads ~/.codex; a line with rate_limits appended
-    to a live rollout reaches the lines under the header."""
+    to a live rollout reaches the lines under the header, and so does a statusLine payload piped to
+    a real ``tokentop statusline`` process."""
     from tokentop import config as config_mod
     from tokentop.core.feed.runner import FeedRunner
     from tokentop.ui.source import EmbeddedSource
@@ -169,6 +170,27 @@ async def test_a_codex_rollout_appended_live_shows_in_the_header(tmp_path: Path)
             assert lines and lines[0].startswith("Codex 5h  23 % ▕██▎"), lines
             assert "Codex log" in lines[0]
             assert elapsed < 5  # ~0.1 s here: the watcher's debounce; a stall would take the 30 s rescan
+            # Claude Code runs its statusLine command: the figures reach the same lines
+            import asyncio
+            import os
+            import subprocess
+            import sys
+
+            script = Path(sys.executable).with_name("tokentop")
+            argv = [str(script)] if script.exists() else [sys.executable, "-m", "tokentop"]
+            data = json.loads((Path(__file__).parents[1] / "limits" / "fixtures" /
+                               "statusline_2.1.x_rate_limits_filled_COMPOSED.json").read_text())
+            data["rate_limits"]["five_hour"]["resets_at"] = int(time.time()) + 4000
+            data["rate_limits"]["seven_day"]["resets_at"] = int(time.time()) + 86400
+            done = await asyncio.to_thread(
+                subprocess.run, [*argv, "statusline"], input=json.dumps(data).encode(), capture_output=True,
+                env=dict(os.environ, TOKENTOP_FEED=str(runner.url), NO_COLOR="1"), timeout=30)
+            assert done.stdout.decode().startswith("Opus 4.7 (1M context) · 5h 62%")
+            app.refresh_now()
+            await pilot.pause()
+            lines = app.query_one(LimitsBar).plain()
+            assert [line.split("  ")[0] for line in lines] == ["Claude 5h", "Claude 7d", "Codex 5h"]
+            assert lines[0].startswith("Claude 5h  62 % ▕") and lines[0].endswith("Claude Code")
     finally:
         runner.stop()
 

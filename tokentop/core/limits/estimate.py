@@ -45,8 +45,11 @@ HIT_FRACTION: Final = 0.95
 FLOOR_TOKENS: Final = 44_000
 #: completed blocks needed before anything is estimated
 MIN_BLOCKS: Final = 2
-#: a full re-read of the look-back this often (and when an event arrived out of order)
+#: a full re-read of the look-back this often ...
 RESCAN_S: Final = 600.0
+#: ... and after an event arrived out of order, but not sooner than this after the last one (a
+#: backfill hands over weeks of events in file order, not time order)
+DIRTY_RESCAN_S: Final = 30.0
 #: the account an estimate is published under
 ACCOUNT: Final = "local"
 SOURCE: Final = "estimated"
@@ -124,6 +127,8 @@ class AgentBlocks:
             self.limit = learned_limit(self.blocks, now)
         if ts >= now - RECENT_S:
             self.recent.append((ts, tokens))
+            while self.recent and self.recent[0][0] < now - RECENT_S:
+                self.recent.popleft()
 
     def observation(self, now: float) -> Observation | None:
         """The estimated 5-hour window now, or ``None`` (no active block, or nothing learned yet)."""
@@ -164,7 +169,8 @@ class Estimator:
                 state.add(e.ts, quota_tokens(e), now)
 
     def due(self, now: float) -> list[str]:
-        return [a for a, s in self.agents.items() if s.dirty or now - s.scanned_at >= RESCAN_S]
+        return [a for a, s in self.agents.items()
+                if now - s.scanned_at >= RESCAN_S or (s.dirty and now - s.scanned_at >= DIRTY_RESCAN_S)]
 
     @staticmethod
     def _scan(agent: str, now: float) -> Callable[[sqlite3.Connection], AgentBlocks]:

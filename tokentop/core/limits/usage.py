@@ -61,6 +61,8 @@ class Tally:
         self.total += tokens
         if ts >= now - RECENT_S:
             self.recent.append((ts, tokens))
+            while self.recent and self.recent[0][0] < now - RECENT_S:
+                self.recent.popleft()
 
     def recent_tokens(self, now: float) -> int:
         recent = self.recent

@@ -298,3 +298,15 @@ def test_a_window_rule_alerts_from_the_feeds_policy_task(tmp_path: Path) -> None
         assert any(f["view"] == "limits" and f["level"] == "warning" for f in budgets)
     finally:
         runner.stop()
+
+
+def test_the_statusline_route_needs_the_token_when_ingest_does(tmp_path: Path) -> None:
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "t.db")}, "feed": {"ingest_requires_token": True}})
+    runner = FeedRunner(cfg, listen="127.0.0.1:0").start_in_thread(require_listen=True)
+    try:
+        url = f"{runner.url}/v1/limits/statusline"
+        assert httpx.post(url, json=statusline_payload()).status_code == 401
+        ok = httpx.post(url, json=statusline_payload(), headers={"Authorization": f"Bearer {runner.token}"})
+        assert ok.status_code == 200
+    finally:
+        runner.stop()

@@ -5,7 +5,8 @@
 * the Codex log reader's figures (the format's shared :class:`~tokentop.core.limits.codex.RateLimitLog`,
   reached through the sources part, so this part is listed after it) go straight into the store;
 * ``POST /v1/limits/statusline`` takes Claude Code's statusLine JSON from ``tokentop statusline``
-  (the local token, or a loopback client) and answers with Claude's windows; ``GET /v1/limits``
+  (the local token, or a loopback client unless ``[feed] ingest_requires_token``) and answers with
+  Claude's windows; ``GET /v1/limits``
   lists the current windows;
 * the OAuth usage poller runs when ``[limits] claude_oauth = true``;
 * the 5-hour estimate and the per-session window usage follow the ledger (a slow timer) and every
@@ -43,7 +44,6 @@ from tokentop.core.limits.usage import RECENT_S, Tally, WindowUsage
 from tokentop.core.limits.windows import (
     Observation, Window, average_burn, observed_burn, window_at,
 )
-from tokentop.core.sources.settings import sources_off
 
 if TYPE_CHECKING:
     from tokentop.core.events import Event
@@ -88,8 +88,11 @@ class LimitsPart:
     """The feed's subscription windows: sources in, :meth:`current_windows` out."""
 
     def __init__(self, settings: LimitSettings, service: FeedService, ledger: Ledger | None, *,
-                 gate: TokenGate | None = None, clock: Callable[[], float] | None = None) -> None:
+                 gate: TokenGate | None = None, clock: Callable[[], float] | None = None,
+                 require_token: bool = False) -> None:
         self.settings = settings
+        #: ``[feed] ingest_requires_token``: loopback clients need the token too
+        self.require_token = require_token
         self.service = service
         self.clock = clock or service.clock
         self.gate = gate or TokenGate(None)
@@ -134,7 +137,8 @@ class LimitsPart:
                 continue
             obs = self.estimator.observation(agent, now)
             if obs is not None:
-                tally = self.usage.get(agent, obs.resets_at - obs.window_minutes * 60.0) if obs.resets_at else None
+                start = obs.starts_at
+                tally = self.usage.get(agent, start) if start is not None else None
                 out.append(window_at(obs, now, burn=self.estimator.burn(agent, now),
                                      tokens=tally.total if tally else None, eaten_by=tally.shares() if tally else ()))
         return tuple(sorted(out, key=_window_order))
@@ -157,9 +161,10 @@ class LimitsPart:
                          eaten_by=tally.shares() if tally else ())
 
     def _tally(self, obs: Observation) -> Tally | None:
-        if obs.window != "5h" or obs.resets_at is None or not obs.window_minutes:
+        start = obs.starts_at
+        if obs.window != "5h" or start is None:
             return None
-        return self.usage.get(obs.agent, obs.resets_at - obs.window_minutes * 60.0)
+        return self.usage.get(obs.agent, start)
 
     @staticmethod
     def _ledger_burn(tally: Tally, obs: Observation, now: float) -> float | None:
@@ -173,16 +178,17 @@ class LimitsPart:
 
     def _wanted(self, now: float) -> list[tuple[str, float]]:
         """(agent, start) of the 5-hour windows being shown: their per-session usage is kept."""
-        wanted = []
-        for o in self.store.latest():
-            if o.window == "5h" and o.resets_at is not None and o.window_minutes and not o.stale(now) \
-                    and now < o.resets_at:
-                wanted.append((o.agent, o.resets_at - o.window_minutes * 60.0))
-        covered = {o.agent for o in self.store.latest() if not o.stale(now)}
+        wanted: list[tuple[str, float]] = []
+        latest = [o for o in self.store.latest() if not o.stale(now)]
+        for o in latest:
+            start = o.starts_at
+            if o.window == "5h" and start is not None and now < o.resets_at:  # type: ignore[operator]
+                wanted.append((o.agent, start))
+        covered = {o.agent for o in latest}
         for agent in self.estimator.agents:
             obs = None if agent in covered else self.estimator.observation(agent, now)
-            if obs is not None and obs.resets_at is not None:
-                wanted.append((agent, obs.resets_at - obs.window_minutes * 60.0))  # type: ignore[operator]
+            if obs is not None and obs.starts_at is not None:
+                wanted.append((agent, obs.starts_at))
         return wanted
 
     def _fill_now(self, now: float) -> None:
@@ -214,7 +220,8 @@ class LimitsPart:
         return report
 
     async def post_statusline(self, request: Request) -> Response:
-        if not (self.gate.authorised(request.headers, request.query_params) or _loopback(request)):
+        if not (self.gate.authorised(request.headers, request.query_params)
+                or (_loopback(request) and not self.require_token)):
             self.statusline_refused += 1
             return JSONResponse({"error": "missing or wrong local token (Authorization: Bearer <token>)"}, 401)
         try:
@@ -315,9 +322,10 @@ def attach(feed: FeedBase) -> Attached:
     settings = LimitSettings.from_config(feed.config)
     if not settings.enabled:
         return Attached()
-    part = LimitsPart(settings, feed.service, feed.ledger, gate=feed.gate)
+    part = LimitsPart(settings, feed.service, feed.ledger, gate=feed.gate,
+                      require_token=feed.settings.ingest_requires_token)
     sources = feed.parts.sources
-    if sources is not None and not sources_off():
+    if sources is not None:
         rate_log = sources.sources.shared_state("codex")
         if isinstance(rate_log, RateLimitLog):
             part.bind_codex(rate_log)

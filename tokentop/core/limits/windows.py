@@ -121,6 +121,13 @@ class Observation:
     def official(self) -> bool:
         return self.source in OFFICIAL
 
+    @property
+    def starts_at(self) -> float | None:
+        """When the window started (its reset minus its length), when both are known."""
+        if self.resets_at is None or not self.window_minutes:
+            return None
+        return self.resets_at - self.window_minutes * 60.0
+
     def same_window(self, other: Observation) -> bool:
         """Both figures are of one window (not one before and one after a reset)."""
         if self.resets_at is None or other.resets_at is None:

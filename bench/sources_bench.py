@@ -174,7 +174,8 @@ def main() -> int:
         cmd = [PY, "-m", "tokentop", "import", "--days", str(args.days)]
         wall, cpu, rss, err = timed(cmd, env)
         print(f"cold import: {wall:.2f} s wall, {cpu:.2f} CPU-s, peak RSS {rss:.0f} MiB")
-        print(f"  {err.splitlines()[-1] if err else ''}")
+        summary = err[err.rfind("imported "):] if "imported " in err else err  # after the progress bar
+        print("\n".join(f"  {line.strip()}" for line in summary.splitlines()))
         wall2, cpu2, _, err2 = timed(cmd, env)
         print(f"restart, nothing new: {wall2:.3f} s wall, {cpu2:.2f} CPU-s (whole `tokentop import` process)")
         print(f"totals: {check_totals(args.corpus, env, args.days)}")

@@ -100,3 +100,173 @@ def test_demo_sessions_are_controllable_before_their_first_live_request(feed) ->
         assert {k: rows[k].pid for k in expected} == expected
     finally:
         stop_fleet(children)
+
+
+# -- the agents and their models ----------------------------------------------------------------
+
+def test_each_agent_runs_only_models_it_really_uses() -> None:
+    from tokentop.demo.fleet import AGENT_MODELS
+
+    assert "goose" not in AGENT_MODELS  # tokentop cannot read Goose
+    assert {p for p, _ in AGENT_MODELS["claude-code"]} == {"anthropic"}
+    assert {p for p, _ in AGENT_MODELS["codex"]} == {"openai"}
+    for seed in range(40):
+        for agent in fleet(seed):
+            assert (agent.provider, agent.model) in AGENT_MODELS[agent.agent], agent
+
+
+def test_no_agent_row_shows_a_model_its_agent_does_not_use() -> None:
+    """Through the real aggregator: the Agents view's MODEL cell of every demo agent."""
+    from tokentop.core.aggregate import Aggregator
+    from tokentop.demo.fleet import AGENT_MODELS
+
+    pricer = Pricer()
+    now = time.time()
+    for seed in (1, 2, 3, 7, 42):
+        agg = Aggregator()
+        for agent in fleet(seed):
+            for n, req in enumerate(itertools.islice(schedule(agent, seed), 5)):
+                event = parse_event({"id": f"{seed}-{agent.index}-{n}", "ts": now - 60 + req.at_s % 50,
+                                     "agent": agent.agent, "session": session_id(agent, "t"), "model": agent.model,
+                                     "provider": agent.provider, "input_tokens": req.input_tokens,
+                                     "output_tokens": req.output_tokens}, now=now)
+                agg.apply(event, pricer.price(event), now)
+        for row in agg.snapshot(now).agents:
+            used = {m for _, m in AGENT_MODELS[row.key]}
+            assert {m.model for m in row.models} <= used, (row.key, row.model_names)
+
+
+# -- simulated provider billing -------------------------------------------------------------------
+
+def _billing(tmp_path, seed: int, now: float, *, local: list[dict] | None = None):  # noqa: ANN202
+    from tokentop.core.ledger import Ledger
+    from tokentop.demo.billing import SimulatedBilling
+
+    ledger = Ledger(tmp_path / f"billing-{seed}-{len(local or [])}.db")
+    pricer = Pricer()
+    events = [parse_event(dict(e, id=f"ev-{i}"), now=now) for i, e in enumerate(local or [])]
+    if events:
+        ledger.append([(e, pricer.price(e)) for e in events])
+    billing = SimulatedBilling(ledger, seed, clock=lambda: now)
+    billing.started = now - 600  # the demo has been running ten minutes
+    billing.backfill()
+    billing.tick()
+    return ledger, billing
+
+
+def test_simulated_billing_has_30_days_and_the_last_hour_with_unattributed_spend(tmp_path) -> None:  # noqa: ANN001
+    from tokentop.core.providers.panel import build_panel
+    from tokentop.core.providers.report import build_report
+    from tokentop.demo.billing import ELSEWHERE
+
+    now = 1_795_694_400.0  # 2026-11-26, a Thursday, noon UTC
+    local = [{"ts": now - 300 + k, "agent": "claude-code", "session": "cc-1", "provider": "anthropic",
+              "model": "claude-sonnet-4-5", "input_tokens": 40_000, "output_tokens": 900, "cache_read_tokens": 20_000}
+             for k in range(0, 120, 6)]
+    ledger, billing = _billing(tmp_path, 5, now, local=local)
+    try:
+        for provider in ("anthropic", "openai"):
+            report = build_report(billing.store, provider, 30, now)
+            assert report.complete and len(report.by_day) == 30
+            assert all(d.pusd > 0 for d in report.by_day)  # a spend figure every day
+            weekdays = [d.pusd for d in report.by_day[:-1] if (d.day_start // 86400 + 3) % 7 < 5]
+            weekends = [d.pusd for d in report.by_day[:-1] if (d.day_start // 86400 + 3) % 7 >= 5]
+            assert min(weekdays) > max(weekends)  # a working week shows in the chart
+            panel = build_panel(billing.store, provider, now, Pricer())
+            assert panel.costs_fetched_today and panel.pusd_today > 0 and panel.pusd_month >= panel.pusd_today
+            assert all(len(m.tokens_per_minute) == 60 for m in panel.by_model)
+            u = panel.unattributed
+            assert 0 < u.unattributed_pusd <= u.billed_pusd  # billed > what the watched agents explain
+            elsewhere = next(m for m in panel.by_model if m.model == ELSEWHERE[provider])
+            assert elsewhere.tokens > 0
+        # Anthropic's usage report has no request counts; OpenAI's does
+        assert build_report(billing.store, "anthropic", 30, now).requests_total is None
+        assert build_report(billing.store, "openai", 30, now).requests_total > 0
+        # the agents' own usage is billed too, and explained: only the usage from elsewhere is unattributed
+        panel = build_panel(billing.store, "anthropic", now, Pricer())
+        assert "claude-sonnet-4-5" in {m.model for m in panel.by_model}
+        assert panel.unattributed.local_pusd > 0
+        assert panel.unattributed.billed_pusd - panel.unattributed.unattributed_pusd == panel.unattributed.local_pusd
+        status = billing.status().to_json()
+        assert status["anthropic"]["enabled"] and "simulated" in status["anthropic"]["key_source"]
+        assert status["openai"]["unattributed"]["unattributed_usd"] != "0"
+    finally:
+        ledger.close()
+
+
+def test_simulated_billing_is_deterministic_by_seed(tmp_path) -> None:  # noqa: ANN001
+    from tokentop.core.providers.report import build_report
+
+    now = 1_795_694_400.0 + 9 * 3600
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        sub = tmp_path / name
+        sub.mkdir()
+        ledger, billing = _billing(sub, seed, now)
+        try:
+            runs[name] = [(d.pusd, d.input_tokens) for p in ("anthropic", "openai")
+                          for d in build_report(billing.store, p, 30, now).by_day]
+            runs[name].append(billing.store.minutes("openai", int(now) - 3600, int(now)))
+        finally:
+            ledger.close()
+    assert runs["a"] == runs["b"] and runs["a"] != runs["c"]
+
+
+async def test_providers_screen_in_the_demo_says_simulated_where_it_would_say_billed(tmp_path) -> None:  # noqa: ANN001
+    from dataclasses import replace as dc_replace
+
+    from tests.ui.helpers import NOW, fleet_events, make_app, snapshot_of
+    from tokentop.ui.app import default_screen_views
+    from tokentop.ui.screens.provider_dashboard import ProviderDashboardScreen
+    from tokentop.ui.screens.providers import ProviderCard, ProvidersScreen
+    from tokentop.ui.source import ManualSource
+
+    ledger, billing = _billing(tmp_path, 1, NOW)
+    try:
+        snap = snapshot_of(fleet_events())
+        snap = dc_replace(snap, status=dict(snap.status, providers=billing.status().to_json()))
+        app = make_app(source=ManualSource(snap, label="demo"), screen_views=default_screen_views(ledger, simulated=True))
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.refresh_now()
+            await pilot.press("5")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, ProvidersScreen)
+            assert [c.panel.provider for c in screen.query(ProviderCard)] == ["anthropic", "openai"]
+            text = " ".join(str(s.render()) for s in screen.query("Static"))
+            assert "SIMULATED" in text and "billed (provider API)" not in text and " billed " not in text
+            assert "unattributed: $" in text
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, ProviderDashboardScreen)
+            head = str(app.screen.query_one("#dashboard-totals").render())
+            assert "SIMULATED" in head and "billed" not in head
+            assert app.screen.report.complete and len(app.screen.report.by_day) == 30
+    finally:
+        ledger.close()
+
+
+def test_the_demo_feed_publishes_simulated_providers(tmp_path) -> None:  # noqa: ANN001
+    """The part runs in a real feed: status["providers"] appears with both providers polled."""
+    from tokentop import config as config_mod
+    from tokentop.core.feed.assemble import HOST_FEED
+    from tokentop.core.feed.runner import FeedRunner
+    from tokentop.core.providers.status import ProvidersStatus
+    from tokentop.demo import billing
+
+    cfg = config_mod.from_mapping({"ledger": {"path": str(tmp_path / "demo.db")},
+                                   "providers": {name: {"enabled": False} for name in ("openai", "anthropic")}})
+    runner = FeedRunner(cfg, listen="127.0.0.1:0", host_name="demo", attachments=(*HOST_FEED, billing.attach_for(2)))
+    runner.start_in_thread(require_listen=True)
+    try:
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            status = ProvidersStatus.of(runner.service.snapshot())
+            if status is not None and status.providers:
+                break
+            time.sleep(0.1)
+        assert status is not None and set(status.providers) == {"anthropic", "openai"}
+        assert all(p.enabled and p.polls >= 1 for p in status.providers.values())
+    finally:
+        runner.stop()

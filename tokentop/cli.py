@@ -26,18 +26,12 @@ COMMANDS: list[str] = [
 
 
 def add_common(parser: argparse.ArgumentParser, *, sub: bool = True) -> None:
-    """Options every command that talks to a feed or reads config accepts.
+    """``--config`` and ``--feed`` (:func:`tokentop.commands._common.add_feed_options`): for every
+    command that talks to a feed. Commands that only read the config or the ledger take
+    :func:`~tokentop.commands._common.add_config_option` instead."""
+    from tokentop.commands._common import add_feed_options
 
-    On subcommands the defaults are suppressed so ``tokentop --config X serve`` keeps ``X``.
-    """
-    import argparse
-
-    default = argparse.SUPPRESS if sub else None
-    parser.add_argument("--config", metavar="PATH", default=default, help="config file (env TOKENTOP_CONFIG)")
-    parser.add_argument(
-        "--feed", metavar="URL", default=default,
-        help="feed to use: http://HOST:PORT or unix:/path (env TOKENTOP_FEED)",
-    )
+    add_feed_options(parser, sub=sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

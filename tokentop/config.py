@@ -25,7 +25,7 @@ from tokentop.core.control import settings as control_settings
 from tokentop.core.limits import settings as limits_settings
 from tokentop.core.providers import settings as providers_settings
 from tokentop.core.proxy import settings as proxy_settings
-from tokentop.core.setting import NUM, ConfigError, Setting, between, non_negative, one_of, positive
+from tokentop.core.setting import NUM, ConfigError, Setting, between, non_negative, one_of, positive, string_list
 from tokentop.core.sources import settings as sources_settings
 from tokentop.core.team import settings as team_settings
 
@@ -72,6 +72,7 @@ CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
         "stream_interval_s": Setting(NUM, 1.0, "seconds between snapshots on WS /v1/stream", positive),
         "max_stream_rows": Setting(int, 2000, "rows per view in streamed/served snapshots", positive),
         "host_name": Setting(str, "", "this host's name in events (default: the machine's hostname)"),
+        "allowed_hosts": Setting(list, [], "Host names answered besides localhost and IP addresses (DNS-rebinding guard; \"*.example.com\", \"*\": any)", string_list),
     },
     "aggregate": {
         "rate_window_s": Setting(int, 10, "sliding window for requests/s and tokens/s", between(1, 120, "seconds")),
@@ -81,7 +82,7 @@ CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
     },
     "ledger": {
         "path": Setting(str, "", "SQLite file (default: tokentop.db in the user data dir)"),
-        "retention_days": Setting(NUM, 90, "events older than this are deleted", positive),
+        "retention_days": Setting(NUM, 0, "days of events the ledger keeps (0: everything, the default); a feed deletes older ones at start", non_negative),
     },
     "ui": {
         "theme": Setting(str, "tokentop", "theme name (shipped, user or Textual built-in)"),
@@ -91,6 +92,7 @@ CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
         "sort_reverse": Setting(bool, False, "invert the sort"),
         "readonly": Setting(bool, False, "hide kill/pause actions"),
         "daily_budget_usd": Setting(NUM, 0, "daily budget shown in the header meter (0: none)", non_negative),
+        "key_line": Setting(bool, True, "show the main keys on the bottom line (hidden anyway below 16 rows)"),
     },
 }
 
@@ -331,7 +333,7 @@ def save_choices(path: Path, choices: Mapping[str, Mapping[str, Any]]) -> None:
     for section, values in choices.items():
         raw.setdefault(section, {}).update(values)
     validate(raw, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # created private (core/private.py)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(tomli_w.dumps(raw), encoding="utf-8")
     os.replace(tmp, path)

@@ -78,7 +78,7 @@ def test_run_registers_child_and_cli_pauses_resumes_kills_it(feed):
         lines = [line for line in log.stdout.splitlines() if "cli-1" in line]
         assert len(lines) == 4
         assert "ok" in lines[0] and "pause" in lines[0] and "by cli" in lines[0]
-        assert "terminate" in lines[2] and "TERM" in lines[2]
+        assert "kill (TERM)" in lines[2] and "terminate" not in lines[2]  # as the user asked for it
         assert "REFUSED" in lines[3]
     finally:
         if p.poll() is None:

@@ -94,3 +94,19 @@ def names_in_order(app) -> list[str]:
     from tokentop.ui.table import BurnTable
 
     return [r.key for r in app.query_one(BurnTable).rows]
+
+
+def screen_text(app) -> list[str]:
+    """The screen's text rows as a person sees them, from the app's own SVG screenshot (each glyph
+    sits at x = column * 12.2 px, Rich's SVG cell width)."""
+    import html
+    import re
+
+    rows: dict[int, dict[int, str]] = {}
+    pattern = r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="[\d.]+" clip-path="url\(#[\w-]*line-(\d+)\)">([^<]*)</text>'
+    for m in re.finditer(pattern, app.export_screenshot()):
+        col, row = round(float(m.group(1)) / 12.2), int(m.group(2))
+        for i, ch in enumerate(html.unescape(m.group(3)).replace("\xa0", " ")):
+            rows.setdefault(row, {})[col + i] = ch
+    return ["".join(r.get(i, " ") for i in range(max(r) + 1)).rstrip() if (r := rows.get(n)) else ""
+            for n in range(app.size.height)]

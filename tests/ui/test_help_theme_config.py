@@ -20,7 +20,7 @@ async def test_help_lists_the_active_bindings() -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         rows = dict((d, k) for k, d in app.screen.rows)
-        assert rows["Kill"] == "k f9"
+        assert rows["Kill"] == "k F9"  # function keys as printed on the keyboard
         assert rows["Pause display"] == "p Z"
         assert rows["Filter"] == "/"
         assert rows["Agents view"] == "1" and rows["Projects view"] == "4"

@@ -79,6 +79,10 @@ async def test_key_5_without_provider_keys_says_how_to_set_them(tmp_path) -> Non
             await pilot.pause()
             assert isinstance(app.screen, ProvidersScreen)
             text = " ".join(str(s.render()) for s in app.screen.query("Static"))
-            assert "OPENAI_ADMIN_KEY" in text
+            # what the screen is for, how to turn it on, where the docs are
+            for part in ("Billed truth", "admin usage and cost APIs", "unattributed", "OPENAI_ADMIN_KEY",
+                         "ANTHROPIC_ADMIN_KEY", "[providers.openai] key_file", "0600", "docs/providers.md"):
+                assert part in text, part
+            assert "SIMULATED" not in text
     finally:
         ledger.close()

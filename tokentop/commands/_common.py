@@ -10,6 +10,25 @@ from tokentop import config as config_mod
 from tokentop.config import Config, ConfigError
 
 
+def add_config_option(parser: argparse.ArgumentParser, *, sub: bool = True) -> None:
+    """``--config PATH``, for every command that reads the config.
+
+    On subcommands the default is suppressed so ``tokentop --config X serve`` keeps ``X``.
+    """
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS if sub else None,
+                        help="config file (env TOKENTOP_CONFIG)")
+
+
+def add_feed_options(parser: argparse.ArgumentParser, *, sub: bool = True) -> None:
+    """``--config PATH`` and ``--feed URL``: every command that talks to a feed takes both after its
+    name (``tokentop log --feed URL``), as well as before it (``tokentop --feed URL log``)."""
+    add_config_option(parser, sub=sub)
+    parser.add_argument(
+        "--feed", metavar="URL", default=argparse.SUPPRESS if sub else None,
+        help="feed to use: http://HOST:PORT or unix:/path (env TOKENTOP_FEED)",
+    )
+
+
 def fail(message: str, code: int = 2) -> int:
     print(f"tokentop: {message}", file=sys.stderr)
     return code

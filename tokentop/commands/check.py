@@ -20,11 +20,11 @@ EXIT_CODES: Final = {"ok": 0, "warning": 10, "over": 20}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_feed_options
 
     p = sub.add_parser("check", help="exit 0 under budget, 10 at a warning, 20 over budget or window "
                                      "([budget.*], [limits.*] in config)")
-    add_common(p)
+    add_feed_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

@@ -8,12 +8,13 @@ import sys
 import tomli_w
 
 from tokentop import config as config_mod
-from tokentop.commands._common import fail, load_config
+from tokentop.commands._common import add_config_option, fail, load_config
+from tokentop.core.private import private_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="create, locate or show the config file")
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (env TOKENTOP_CONFIG)")
+    add_config_option(p)
     p.add_argument("action", choices=("init", "path", "show"))
     p.add_argument("--force", action="store_true", help="init: overwrite an existing file")
     p.set_defaults(func=run)
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "init":
         if path.exists() and not args.force:
             return fail(f"{path} exists; use --force to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         path.write_text(config_mod.default_file_text(), encoding="utf-8")
         print(f"wrote {path}")
         return 0

@@ -22,11 +22,11 @@ HELP = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_feed_options
 
     for name in ("pause", "resume", "kill"):
         p = sub.add_parser(name, help=HELP[name], description=HELP[name])
-        add_common(p)
+        add_feed_options(p)
         p.add_argument("session", help="session id (as shown in the sessions view)")
         p.add_argument("--pid", type=int, default=None,
                        help="when discovery found several candidate processes: the one to act on")

@@ -2,23 +2,28 @@
 
 A private feed (its own ledger in a temporary directory, a free loopback port) runs embedded; a
 dozen child processes (:mod:`tokentop.demo.agent`) post events to it with their own pids, so the
-kill flow can act on them for real once process control is installed. Children are stopped on exit.
+kill flow can act on them for real. The feed also simulates provider billing
+(:mod:`tokentop.demo.billing`), so the Providers screen (key 5) has figures without admin keys,
+labelled as simulated. Children are stopped on exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tokentop.commands._common import add_config_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the live view over a simulated fleet of agents (nothing real is spent)")
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file (env TOKENTOP_CONFIG)")
+    add_config_option(p)
     p.add_argument("--seed", type=int, default=1, help="same seed, same fleet and traffic (default 1)")
     p.add_argument("--agents", type=int, default=12, help="how many simulated agents (default 12)")
     p.add_argument("--headless", action="store_true", help="run the fleet and feed only; print the feed URL")
@@ -107,9 +112,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         demo_cfg = config_mod.from_mapping(raw)
     except config_mod.ConfigError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
         print(f"tokentop: {exc}", file=sys.stderr)
         return 2
-    runner = FeedRunner(demo_cfg, listen="127.0.0.1:0", host_name="demo", token_dir=Path(workdir))
+    from tokentop.core.feed.assemble import HOST_FEED
+    from tokentop.demo import billing
+
+    runner = FeedRunner(demo_cfg, listen="127.0.0.1:0", host_name="demo", token_dir=Path(workdir),
+                        attachments=(*HOST_FEED, billing.attach_for(args.seed)))
     runner.start_in_thread(require_listen=True)
     run_tag = f"{args.seed}{os.getpid() % 10000:04d}"
     children = spawn_fleet(runner.address or "", args.seed, args.agents, run_tag)
@@ -128,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         source = EmbeddedSource(runner)
         app = TokentopApp(
             source,
-            screen_views=default_screen_views(runner.ledger),
+            screen_views=default_screen_views(runner.ledger, simulated=True),
             refresh_s=float(cfg.ui.refresh_s),
             controller=make_controller(source),
             readonly=bool(args.readonly or cfg.ui.readonly),
@@ -137,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             sort_reverse=cfg.ui.sort_reverse,
             theme=args.theme or cfg.ui.theme,
             daily_budget_usd=float(cfg.ui.daily_budget_usd) or 50.0,
+            key_line=bool(cfg.ui.key_line),
             config_path=config_mod.config_path(getattr(args, "config", None)),
         )
         app.run()
@@ -144,3 +155,4 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop_fleet(children)
         runner.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the private ledger and token: nothing to keep

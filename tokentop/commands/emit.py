@@ -10,10 +10,10 @@ from tokentop.commands._common import fail, feed_url, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_feed_options
 
     p = sub.add_parser("emit", help="post one event to the feed")
-    add_common(p)
+    add_feed_options(p)
     p.add_argument("--agent", default=None)
     p.add_argument("--model", default=None)
     p.add_argument("--session", default=None)

@@ -1,18 +1,25 @@
 """``tokentop import``: backfill the agents' logs (every source in ``sources.enabled``) into the ledger.
 
-Reads every log file from its cursor (nothing is read twice across runs), writes the events straight
-into the ledger (the same ids the live feed uses, so a feed importing the same files at the same
-time cannot double-count), and prints what it read. ``docs/sources.md``.
+Reads every log file from its cursor (nothing is read twice across runs; a wider ``--days`` than a
+file was read with reads its older part), writes the events straight into the ledger (the same ids
+the live feed uses, so a feed importing the same files at the same time cannot double-count), and
+prints what it read, what it skipped and why (``--json``: the same as one object on stdout).
+``docs/sources.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Final
 
 from tokentop.commands._common import fail, load_config
+
+if TYPE_CHECKING:
+    from tokentop.core.sources.protocol import Stats
 
 
 #: Events per ledger transaction during an import (the feed's live path uses 5000).
@@ -22,15 +29,17 @@ IMPORT_CACHE_KIB = 65_536
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_config_option
     from tokentop.core.sources.settings import KNOWN_SOURCES
 
     p = sub.add_parser("import", help=f"backfill agent logs ({', '.join(KNOWN_SOURCES)}) into the ledger (progress on stderr)")
-    add_common(p)
-    p.add_argument("--days", type=float, default=None, help="backfill window in days (default: sources.backfill_days, 30)")
+    add_config_option(p)
+    p.add_argument("--days", type=float, default=None, help="backfill window in days (default: sources.backfill_days, 30); a wider one than before also "
+                        "reads the older part of files already imported")
     p.add_argument("--source", action="append", choices=KNOWN_SOURCES, default=None,
                    help="only this source (repeatable; default: sources.enabled)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (docs/sources.md)")
     p.add_argument("--workers", type=int, default=None,
                    help="extra parser processes for a large backlog (default 1, env TOKENTOP_IMPORT_WORKERS; 0 = none)")
     p.set_defaults(func=run)
@@ -87,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     except (LedgerError, PermissionError) as exc:
         return fail(str(exc))
     t0 = time.monotonic()
-    bar = ProgressBar(enabled=not args.quiet)
+    bar = ProgressBar(enabled=not args.quiet and not args.json)
+    sources = None
+    new = dup = 0
+    interrupted = False
     try:
         pricers: list[Pricer] = []  # built on first use: a run with nothing new skips its import cost
         workers = args.workers if args.workers is not None else int(os.environ.get("TOKENTOP_IMPORT_WORKERS", "1") or 1)
@@ -107,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
             price = pricers[0].price
             futures.append(ledger.submit([(e, price(e)) for e in batch]))
 
-        sources.poll(sink, progress=bar)
-        new = dup = 0
+        try:
+            sources.poll(sink, progress=bar)
+        except KeyboardInterrupt:  # what was handed over is stored (and its cursors): the next run resumes
+            interrupted = True
         for fut in futures:
             flags = fut.result()
             n = sum(flags)
@@ -117,12 +131,87 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         ledger.close()
-    if not args.quiet:
-        st = sources.stats.to_json()
-        extra = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(st.items())
-                          if k not in ("files", "files_read", "bytes_read", "lines", "events", "too_old") and v)
-        print(f"imported {new:,} new requests ({dup:,} already known) from {st['files_read']:,} of {st['files']:,} files, "
-              f"{st['lines']:,} lines, {st['bytes_read'] / 1e6:,.1f} MB in {time.monotonic() - t0:.2f} s"
-              f"; {st['too_old']:,} older than {settings.backfill_days:g} days skipped"
-              + (f"; {extra}" if extra else ""), file=sys.stderr)
-    return 0
+    assert sources is not None
+    summary = build_summary(sources.stats, new=new, known=dup, days=settings.backfill_days,
+                            seconds=time.monotonic() - t0, held_files=sources.pending_count(),
+                            retention_days=float(cfg.ledger.retention_days), interrupted=interrupted)
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        print(summary_text(summary), file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+#: counters shown in the summary's own clauses, not again among the others
+_SHOWN: Final = frozenset({"files", "files_read", "bytes_read", "lines", "events", "too_old", "files_too_old",
+                           "partial_lines", "unreadable_files", "malformed", "rewound_files"})
+
+
+def build_summary(stats: Stats, *, new: int, known: int, days: float, seconds: float, held_files: int,
+                  retention_days: float = 0.0, interrupted: bool = False, now: float | None = None) -> dict[str, Any]:
+    """What an import read, added and skipped, and why (the ``--json`` object, docs/sources.md)."""
+    st = stats.to_json()
+    now = time.time() if now is None else now
+    out: dict[str, Any] = {
+        "new": new, "known": known, "seconds": round(seconds, 3),
+        "window": {"days": days, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - days * 86400.0))},
+        "files": st["files"], "files_read": st["files_read"], "lines": st["lines"], "bytes_read": st["bytes_read"],
+        "rewound_files": st.get("rewound_files", 0),
+        "skipped": {
+            "too_old": {"requests": st["too_old"], "files": st["files_too_old"]},
+            "pending": {"partial_lines": st["partial_lines"], "held_files": held_files},
+            "unreadable": {"files": st["unreadable_files"], "paths": dict(sorted(stats.unreadable.items())[:20])},
+            "malformed_lines": st.get("malformed", 0),
+        },
+        "counters": {k: v for k, v in sorted(st.items()) if k not in _SHOWN},
+    }
+    if retention_days > 0:
+        out["retention_days"] = retention_days
+    if interrupted:
+        out["interrupted"] = True
+    return out
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    """The summary for a person: what was added, from what, then each reason something was skipped."""
+    days = s["window"]["days"]
+    lines = [f"imported {s['new']:,} new requests ({s['known']:,} already known) from {s['files_read']:,} of "
+             f"{s['files']:,} files, {s['lines']:,} lines, {s['bytes_read'] / 1e6:,.1f} MB in {s['seconds']:.2f} s"
+             f" (window: {days:g} days, since {s['window']['since'][:10]})"]
+    if s.get("interrupted"):
+        lines.append("  interrupted: what was read so far is stored; run tokentop import again to go on")
+    if s["rewound_files"]:
+        lines.append(f"  re-read {_n(s['rewound_files'], 'file', 'files')} from the start for the wider window (read before with a "
+                     "narrower one); the requests already stored count once")
+    sk = s["skipped"]
+    why = []
+    old = [_n(n, one, many) for n, one, many in ((sk["too_old"]["requests"], "request", "requests"),
+                                                 (sk["too_old"]["files"], "file last written", "files last written"))
+           if n]
+    if old:
+        why.append(f"{' and '.join(old)} before the window (a larger --days imports them)")
+    pend = sk["pending"]
+    if pend["partial_lines"]:
+        why.append(f"{_n(pend['partial_lines'], 'unfinished last line', 'unfinished last lines')} (still being written; read once complete)")
+    if pend["held_files"]:
+        why.append(f"{_n(pend['held_files'], 'file', 'files')} with a response still streaming (read again next time)")
+    if sk["unreadable"]["files"]:
+        paths = "; ".join(f"{p}: {reason}" for p, reason in list(sk["unreadable"]["paths"].items())[:3])
+        why.append(f"{_n(sk['unreadable']['files'], 'unreadable file', 'unreadable files')} ({paths})")
+    if sk["malformed_lines"]:
+        why.append(f"{_n(sk['malformed_lines'], 'malformed line', 'malformed lines')}")
+    if why:
+        lines.append("  skipped: " + "; ".join(why))
+    other = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in s["counters"].items() if v)
+    if other:
+        lines.append(f"  also: {other}")
+    retention = s.get("retention_days")
+    if retention and days > retention:
+        lines.append(f"  note: [ledger] retention_days = {retention:g}: a feed deletes events older than that when it "
+                     "starts (set it to 0 to keep everything)")
+    return "\n".join(lines)
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"

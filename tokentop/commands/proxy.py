@@ -16,9 +16,12 @@ import json
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentop.commands._common import fail, find_feed, load_config
+
+if TYPE_CHECKING:
+    from tokentop.core.feed.runner import FeedRunner
 
 SCOPE_FLAGS = ("session", "agent", "project", "model")
 
@@ -77,7 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         token = load_or_create_token(state_dir())
     except (ValueError, PermissionError) as exc:
         return fail(str(exc))
-    runner: Any = None
+    runner: FeedRunner | None = None
     sink: EventSink
     explicit = getattr(args, "feed", None)
     if explicit:

@@ -12,9 +12,12 @@ import json
 import sys
 import time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentop.commands._common import fail, load_config
+
+if TYPE_CHECKING:
+    from tokentop.core.ledger import Ledger
 
 FIELDS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
           "reasoning_tokens", "usd", "unpriced_requests")
@@ -22,10 +25,10 @@ KEYS = {"day": "date", "model": "model", "agent": "agent", "session": "session",
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_config_option
 
     p = sub.add_parser("report", help="usage and cost from the ledger by day/model/agent/session/project")
-    add_common(p)
+    add_config_option(p)
     p.add_argument("--days", type=float, default=30.0, help="how many days back (default 30)")
     p.add_argument("--by", choices=tuple(KEYS), default="day", help="breakdown (default: day)")
     p.add_argument("--utc", action="store_true", help="days are UTC days (default: local time)")
@@ -55,7 +58,7 @@ def _usd(pusd: int) -> float:
     return float((Decimal(pusd).scaleb(-12)).quantize(Decimal("0.000001")))
 
 
-def build(ledger: Any, *, days: float, by: str, utc: bool = False, now: float | None = None) -> dict[str, Any]:
+def build(ledger: Ledger, *, days: float, by: str, utc: bool = False, now: float | None = None) -> dict[str, Any]:
     """The report as the JSON object documented in docs/api.md."""
     now = time.time() if now is None else now
     since = now - days * 86400.0
@@ -87,12 +90,25 @@ def build(ledger: Any, *, days: float, by: str, utc: bool = False, now: float | 
     out_rows = [{key: (r[0] if r[0] != "" else None), **fields(r[1:])} for r in rows]
     if by != "day":
         out_rows.sort(key=lambda r: (-r["usd"], -r["requests"]))
-    return {
+    out = {
         "since": _iso(since), "until": _iso(now), "days": days, "by": by, "timezone": "UTC" if utc else "local",
         "cost": "estimated from local logs and tokentop's prices unless an emitter provided it",
         "totals": fields(total),
         f"by_{by}": out_rows,
     }
+    out.update(_retention(ledger, since))
+    return out
+
+
+def _retention(ledger: Any, since: float) -> dict[str, Any]:
+    """``{"pruned": ...}`` when a retention deleted events inside the report's window (the report
+    would otherwise show those days as if nothing had happened)."""
+    from tokentop.core.retention import last_prune
+
+    pruned = last_prune(ledger)
+    if pruned is None or pruned.removed == 0 or pruned.cut <= since:
+        return {}
+    return {"pruned": {k: v for k, v in pruned.to_json().items() if k != "cut"}}
 
 
 def _iso(ts: float) -> str:
@@ -111,6 +127,10 @@ def _text(report: dict[str, Any], out: Any) -> None:
         unpriced = f"  ({r['unpriced_requests']} UNPRICED)" if r["unpriced_requests"] else ""
         print(f"{name:<36} {r['requests']:>9,} {r['input_tokens']:>14,} {r['output_tokens']:>12,} "
               f"{r['cache_read_tokens']:>14,} {r['cache_write_tokens']:>13,} {r['usd']:>12,.2f}{unpriced}", file=out)
+    pruned = report.get("pruned")
+    if pruned:
+        print(f"note: a feed {pruned['text']} on {pruned['at'][:10]}: this report has nothing before "
+              f"{pruned['before'][:10]}", file=out)
 
 
 def _chart(report: dict[str, Any]) -> None:

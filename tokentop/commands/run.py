@@ -27,14 +27,14 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_feed_options
 
     p = sub.add_parser(
         "run", help="run an agent under tokentop (registered, controllable, telemetry to the feed)",
         description="Run CMD in its own process group, registered with the feed so tokentop can pause or "
                     "stop it, with its telemetry pointed at the feed.",
     )
-    add_common(p)
+    add_feed_options(p)
     p.add_argument("--agent", default=None, help="agent name for its events (default: the command's name)")
     p.add_argument("--session", default=None, help="session id (default: run-<random>)")
     p.add_argument("--no-telemetry", action="store_true",

@@ -10,10 +10,10 @@ from tokentop.commands._common import fail, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tokentop.cli import add_common
+    from tokentop.commands._common import add_config_option
 
     p = sub.add_parser("serve", help="run the feed (HTTP/WebSocket ingest, snapshots, OTLP) in the foreground")
-    add_common(p)
+    add_config_option(p)
     p.add_argument("--listen", metavar="ADDR", help="HOST:PORT or unix:/path (default from config: 127.0.0.1:7411)")
     p.add_argument("--host-name", metavar="NAME", help="this host's name on events (default: hostname)")
     from tokentop.commands.team_cli import add_serve_arguments
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     listen = runner.listen
     host, _, port = listen.rpartition(":")
     if not listen.startswith("unix:") and host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
-        print(f"tokentop: warning: listening on {listen}, not loopback: anyone who can reach it can post events",
-              file=sys.stderr)
+        print(f"tokentop: warning: listening on {listen}, not loopback: anyone who can reach it can post events "
+              "(requests must name an IP address, the listen name or one of [feed] allowed_hosts)", file=sys.stderr)
     print(f"tokentop feed on {listen} (ledger {runner.ledger.path}, replayed {runner.replayed} events); Ctrl-C stops",
           file=sys.stderr)
     try:

@@ -117,6 +117,7 @@ def run_live(args: argparse.Namespace, *, controller: Controller | None = None) 
         sort_reverse=cfg.ui.sort_reverse,
         theme=args.theme or cfg.ui.theme,
         daily_budget_usd=float(cfg.ui.daily_budget_usd),
+        key_line=bool(cfg.ui.key_line),
         config_path=config_path(getattr(args, "config", None)),
     )
     from tokentop.ui.gc_tuning import tune_for_live_view

@@ -32,7 +32,6 @@ import itertools
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
 import typing
@@ -44,6 +43,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Sequence, TypeVar
 from tokentop import __version__
 from tokentop.core.events import EVENT_FIELDS, ROW_FIELDS, Event, event_from_row, event_row
 from tokentop.core.pricing import Cost
+from tokentop.core.private import PRIVATE_FILE, private_sqlite
 
 T = TypeVar("T")
 log = logging.getLogger("tokentop.ledger")
@@ -230,10 +230,9 @@ def _backup(path: str, version: int, now: float | None = None) -> str | None:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     target = f"{path}.v{version}-backup-{stamp}"
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
         for n in itertools.count(2):
             try:
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))  # as private as the ledger
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))  # a private copy
                 break
             except FileExistsError:
                 target = f"{path}.v{version}-backup-{stamp}-{n}"
@@ -305,7 +304,7 @@ def _stored(r: Sequence[Any]) -> Stored:
 class Ledger:
     """SQLite event store. ``path=":memory:"`` gives a private in-memory ledger (tests, ``--no-ledger``)."""
 
-    def __init__(self, path: str | Path, *, retention_days: float = 90.0) -> None:
+    def __init__(self, path: str | Path, *, retention_days: float = 0.0) -> None:
         self.path = str(path)
         self.retention_days = retention_days
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentop-ledger")
@@ -331,7 +330,7 @@ class Ledger:
     # -- thread-side ---------------------------------------------------------------------------
     def _open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(Path(self.path))  # 0600 file (and -wal/-shm), 0700 dir: core/private.py
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout=5000")
@@ -460,9 +459,16 @@ class Ledger:
         return self.call(lambda c: c.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def prune(self, now: float) -> int:
-        """Delete events older than the retention window. Returns how many were removed."""
-        cutoff = now - self.retention_days * 86400.0
-        return self.call(lambda c: c.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount)
+        """Delete events older than ``retention_days`` (nothing when it is 0, the default: the ledger
+        keeps everything). Returns how many were removed. A feed prunes through
+        :func:`tokentop.core.retention.apply_retention`, which also reports it."""
+        if self.retention_days <= 0:
+            return 0
+        return self.prune_before(now - self.retention_days * 86400.0)
+
+    def prune_before(self, cut: float) -> int:
+        """Delete the events dated before ``cut`` (epoch seconds). Returns how many were removed."""
+        return self.call(lambda c: c.execute("DELETE FROM events WHERE ts < ?", (cut,)).rowcount)
 
     def get_meta(self, key: str) -> str | None:
         row = self.call(lambda c: c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone())

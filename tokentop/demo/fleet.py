@@ -15,21 +15,24 @@ import random
 from dataclasses import dataclass
 from typing import Final, Iterator
 
-#: (provider, model) pairs that genai-prices knows, so every demo dollar is a real estimate
-MODELS: Final = (
-    ("anthropic", "claude-sonnet-4-5"),
-    ("anthropic", "claude-opus-4-1"),
-    ("anthropic", "claude-haiku-4-5"),
-    ("openai", "gpt-4o"),
-    ("openai", "gpt-4o-mini"),
-    ("openai", "gpt-4.1"),
-    ("openai", "o3"),
-    ("openai", "gpt-5-mini"),
-    ("google", "gemini-2.5-pro"),
-    ("google", "gemini-2.5-flash"),
-    ("deepseek", "deepseek-chat"),
-)
-AGENTS: Final = ("claude-code", "codex", "aider", "cursor-agent", "goose", "opencode", "cline", "gemini-cli")
+#: The demo's agents and the models each one really runs, as (provider, model): a claude-code row
+#: never shows an OpenAI model, nor codex a Claude one. Only agents tokentop can watch (Claude Code,
+#: Codex; OpenCode and Gemini CLI, whose sources are being added) — nothing tokentop cannot read
+#: (Goose). Every model id is one genai-prices knows, so every demo dollar is a real estimate.
+AGENT_MODELS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "claude-code": (("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-opus-4-1"),
+                    ("anthropic", "claude-haiku-4-5")),
+    "codex": (("openai", "gpt-5-codex"), ("openai", "gpt-5"), ("openai", "o4-mini")),
+    "opencode": (("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-5")),
+    "gemini-cli": (("google", "gemini-2.5-pro"), ("google", "gemini-2.5-flash")),
+}
+AGENTS: Final = tuple(AGENT_MODELS)
+#: how often each agent appears in a fleet (Claude Code and Codex are the common ones)
+AGENT_WEIGHTS: Final = (4, 3, 2, 1)
+#: every (provider, model) some demo agent runs
+MODELS: Final = tuple(dict.fromkeys(pair for pairs in AGENT_MODELS.values() for pair in pairs))
+#: models with reasoning tokens (part of their output)
+REASONING_MODELS: Final = frozenset({"gpt-5-codex", "gpt-5", "o4-mini"})
 PROJECTS: Final = ("billing-api", "web-frontend", "infra", "data-pipeline", "docs-site", "mobile-app")
 FLEET_SIZE: Final = 12
 
@@ -69,13 +72,15 @@ def fleet(seed: int, size: int = FLEET_SIZE) -> list[SimAgent]:
     runaway = rng.randrange(size)
     out: list[SimAgent] = []
     for i in range(size):
-        provider, model = MODELS[rng.randrange(len(MODELS))]
+        agent = rng.choices(AGENTS, AGENT_WEIGHTS)[0]
+        models = AGENT_MODELS[agent]
+        provider, model = models[rng.randrange(len(models))]
         if i == runaway:
+            # a Claude Code loop re-sending a swelling context: the classic runaway
             profile = "runaway"
-            provider, model = "anthropic", "claude-sonnet-4-5"
+            agent, (provider, model) = "claude-code", ("anthropic", "claude-sonnet-4-5")
         else:
             profile = "bursty" if rng.random() < 0.35 else "steady"
-        agent = AGENTS[rng.randrange(len(AGENTS))]
         out.append(
             SimAgent(
                 index=i,
@@ -118,7 +123,7 @@ def schedule(agent: SimAgent, seed: int) -> Iterator[SimRequest]:
             inp = int(agent.input_tokens * rng.uniform(0.85, 1.15))
             out = int(agent.output_tokens * rng.uniform(0.8, 1.2))
         cache_read = int(inp * rng.uniform(0.3, 0.8)) if agent.provider == "anthropic" else int(inp * rng.uniform(0.0, 0.5))
-        reasoning = int(out * rng.uniform(0.2, 0.6)) if agent.model in ("o3", "gpt-5-mini") else 0
+        reasoning = int(out * rng.uniform(0.2, 0.6)) if agent.model in REASONING_MODELS else 0
         status = "error" if rng.random() < 0.01 else "ok"
         yield SimRequest(
             at_s=round(t, 3), input_tokens=inp, output_tokens=out, cache_read_tokens=cache_read,

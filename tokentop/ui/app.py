@@ -23,7 +23,8 @@ from tokentop.core.control.policy_task import PolicyStatus
 from tokentop.core.control.port import Controller, NoController, Target
 from tokentop.core.snapshot import SORT_KEYS, Row, Snapshot, SortKey, sort_rows
 from tokentop.ui import providers_view
-from tokentop.ui.header import HeaderState, Meters
+from tokentop.ui.header import CONDENSE_BELOW_HEIGHT, CONDENSE_BELOW_WIDTH, HeaderState, Meters
+from tokentop.ui.keyline import KEY_LINE_MIN_HEIGHT, KeyLine
 from tokentop.ui.limits_bar import LimitsBar
 from tokentop.ui.source import SnapshotSource
 from tokentop.ui.table import BurnTable
@@ -40,11 +41,13 @@ if TYPE_CHECKING:
 ScreenView = tuple[str, Callable[["TokentopApp"], Screen | None]]
 
 
-def default_screen_views(ledger: Ledger | None = None) -> dict[str, ScreenView]:
+def default_screen_views(ledger: Ledger | None = None, *, simulated: bool = False) -> dict[str, ScreenView]:
     """The screen views the live view has: key 5, Providers (billed spend from the provider APIs).
     ``ledger``: the embedded feed's ledger, which the Providers screen then reads as is (without it,
-    the screen opens this machine's ledger while it is shown)."""
-    return {"5": ("Providers (billed)", providers_view.opener(ledger))}
+    the screen opens this machine's ledger while it is shown). ``simulated``: ``tokentop demo``'s
+    simulated billing, labelled as such on every screen."""
+    title = "Providers (simulated billing)" if simulated else "Providers (billed)"
+    return {"5": (title, providers_view.opener(ledger, simulated=simulated))}
 
 
 #: refresh interval steps for + / -
@@ -70,11 +73,15 @@ class TokentopApp(App[None]):
     CSS_PATH = "tokentop.tcss"
     TITLE = "tokentop"
     ENABLE_COMMAND_PALETTE = True
+    #: size classes on the screen (Textual breakpoints), so a resize in either direction restyles
+    #: at once: ``-short`` hides the key line; ``-narrow`` / ``-short`` / ``-low`` condense the header
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (CONDENSE_BELOW_WIDTH, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (KEY_LINE_MIN_HEIGHT, "-low"), (CONDENSE_BELOW_HEIGHT, "-tall")]
 
     BINDINGS = [
         Binding("q", "quit", "Quit", id="quit"),
         Binding("f10", "quit", "Quit", show=False, id="quit-f10"),
-        Binding("question_mark,f1,h", "help", "Help", id="help"),
+        Binding("f1,question_mark,h", "help", "Help", id="help"),
         *[Binding(str(n), f"view('{n}')", f"View {n}", show=False, id=f"view-{n}") for n in range(1, 10)],
         Binding("B", "sort('burn')", "Sort by $/h", id="sort-burn"),
         Binding("T", "sort('tokens')", "Sort by tok/s", id="sort-tokens"),
@@ -116,6 +123,7 @@ class TokentopApp(App[None]):
         shipped_themes: Path | None = None,
         user_themes: Path | None = None,
         screen_views: Mapping[str, ScreenView] | None = None,
+        key_line: bool = True,
     ) -> None:
         views = default_screen_views() if screen_views is None else dict(screen_views)
         for key in views:
@@ -139,6 +147,8 @@ class TokentopApp(App[None]):
         self.paused = False
         self.daily_budget_usd = daily_budget_usd
         self.config_path = config_path
+        #: show the key line at the bottom (``ui.key_line``); hidden anyway on short panes
+        self.key_line = key_line
         #: newest snapshot pulled from the source (keeps moving while paused)
         self.latest: Snapshot | None = None
         #: snapshot on screen (frozen while paused)
@@ -174,6 +184,7 @@ class TokentopApp(App[None]):
         yield LimitsBar(id="limits")
         yield BurnTable(self.view_spec, id="table")
         yield Static("", id="empty", markup=False)
+        yield KeyLine(id="key-line")
         yield Input(placeholder="filter: name, agent, model, project or host — Enter keeps it, Esc clears", id="filter")
 
     def on_mount(self) -> None:
@@ -203,6 +214,8 @@ class TokentopApp(App[None]):
     def _apply_condensed(self) -> None:
         meters = self.query_one(Meters)
         meters.set_class(meters.condensed, "-condensed")
+        if not self.key_line:
+            self.query_one(KeyLine).display = False  # else the screen's size class decides (tokentop.tcss)
 
     # -- the tick -------------------------------------------------------------------------------
     def refresh_now(self) -> None:

@@ -28,41 +28,104 @@ def burn_level(usd_per_hour: float) -> str:
     return "low"
 
 
-def usd(amount: Decimal | float) -> str:
-    """Dollars with cents; sub-cent amounts keep enough digits to be non-zero."""
+#: SI suffixes for compact figures: thousand, million, billion, trillion
+_SUFFIXES: Final = ("", "k", "M", "B", "T")
+
+
+def compact(value: float, significant: int = 3) -> str:
+    """``value`` with an SI suffix and about ``significant`` digits: ``950``, ``1.23k``, ``12.3k``,
+    ``123k``, ``1.20M``, ``10.0B`` (``significant=2``: ``1.2k``, ``12k``, ``123k``). A mantissa that
+    rounds up to 1000 moves to the next suffix (``999,999`` is ``1.00M``, not ``1000k``)."""
+    sign = "-" if value < 0 else ""
+    mag = abs(float(value))
+    if mag < 1000:
+        return f"{sign}{mag:.0f}"
+    tier = 0
+    while mag >= 1000 and tier < len(_SUFFIXES) - 1:
+        mag /= 1000.0
+        tier += 1
+    while True:
+        decimals = max(0, significant - len(str(int(mag))))
+        text = f"{mag:.{decimals}f}"
+        grown = len(str(int(float(text))))
+        if grown > len(str(int(mag))):  # 99.99 rounds to 100.0: one digit fewer after the point
+            text = f"{mag:.{max(0, significant - grown)}f}"
+        if float(text) < 1000 or tier == len(_SUFFIXES) - 1:
+            return f"{sign}{text}{_SUFFIXES[tier]}"
+        mag /= 1000.0
+        tier += 1
+
+
+def fit(forms: Sequence[str], width: int) -> str:
+    """The first of ``forms`` (most precise first) that fits in ``width`` cells, else the shortest."""
+    for text in forms:
+        if len(text) <= width:
+            return text
+    return min(forms, key=len) if forms else ""
+
+
+def usd_forms(amount: Decimal | float) -> tuple[str, ...]:
+    """Ways to write an amount of dollars, most precise first: ``$22,230.41``, ``$22,230``,
+    ``$22.2k``, ``$22k``. A cell shows the first that fits its width (never a cut number)."""
     value = float(amount)
-    if value == 0:
-        return "$0.00"
     mag = abs(value)
-    if mag >= 100_000:
-        return f"${value / 1000:,.0f}k"
-    if mag >= 0.01:
-        return f"${value:,.2f}"
-    if mag >= 0.0001:
-        return f"${value:.4f}"
-    return "<$0.0001"
+    sign = "-" if value < 0 else ""
+    if mag == 0:
+        return ("$0.00", "$0")
+    if mag < 0.0001:
+        return ("<$0.0001", "<$0.01")
+    if mag < 0.01:
+        return (f"{sign}${mag:.4f}", f"{sign}<$0.01")
+    if mag < 1000:
+        return (f"{sign}${mag:,.2f}", f"{sign}${mag:.0f}")
+    forms = [] if mag >= 100_000 else [f"{sign}${mag:,.2f}", f"{sign}${mag:,.0f}"]
+    return (*forms, f"{sign}${compact(mag, 3)}", f"{sign}${compact(mag, 2)}")
+
+
+def usd(amount: Decimal | float) -> str:
+    """Dollars with cents below $100,000 (``$22,230.41``), compact above (``$123k``, ``$1.20M``);
+    sub-cent amounts keep enough digits to be non-zero."""
+    return usd_forms(amount)[0] if abs(float(amount)) < 100_000 else usd_forms(amount)[-2]
+
+
+def usd_fit(amount: Decimal | float, width: int) -> str:
+    """:func:`usd` in at most ``width`` cells: compact (``$22.2k``) rather than cut."""
+    return fit(usd_forms(amount), width)
+
+
+def rate_forms(value: float) -> tuple[str, ...]:
+    """A per-second rate: ``0.3``, ``12.5``, ``950``, ``12.3k``, ``1.53M`` (then 2 digits: ``12k``)."""
+    if value == 0:
+        return ("0",)
+    if value < 10:
+        return (f"{value:.1f}", f"{value:.0f}" if value >= 0.5 else "0") if value >= 0.05 else ("<0.1",)
+    if value < 1000:
+        return (f"{value:.0f}",)
+    return (compact(value, 3), compact(value, 2))
 
 
 def rate(value: float) -> str:
-    """A per-second rate in at most 6 characters: ``0.3``, ``12.5``, ``1.2k``, ``3.4M``."""
-    if value == 0:
-        return "0"
-    if value < 10:
-        return f"{value:.1f}" if value >= 0.05 else "<0.1"
+    """A per-second rate in at most 5 characters: ``0.3``, ``12.5``, ``1.23k``, ``3.40M``."""
+    return rate_forms(value)[0]
+
+
+def rate_fit(value: float, width: int) -> str:
+    return fit(rate_forms(value), width)
+
+
+def count_forms(value: int) -> tuple[str, ...]:
     if value < 1000:
-        return f"{value:.0f}"
-    return count(int(value))
+        return (str(value),)
+    return (compact(value, 3), compact(value, 2))
 
 
 def count(value: int) -> str:
-    """Token counts: ``950``, ``12.3k``, ``4.56M``, ``1.20B``."""
-    if value < 1000:
-        return str(value)
-    if value < 1_000_000:
-        return f"{value / 1000:.1f}k"
-    if value < 1_000_000_000:
-        return f"{value / 1_000_000:.2f}M"
-    return f"{value / 1_000_000_000:.2f}B"
+    """Token counts: ``950``, ``12.3k``, ``4.56M``, ``10.0B``."""
+    return count_forms(value)[0]
+
+
+def count_fit(value: int, width: int) -> str:
+    return fit(count_forms(value), width)
 
 
 def age(seconds: float) -> str:

@@ -8,6 +8,7 @@ restyle it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -144,34 +145,49 @@ class Meters(Widget):
         return self.condensed_text() if self.condensed else self.full_text()
 
     # -- pieces ---------------------------------------------------------------------------------
-    def _badges(self, text: Text) -> None:
+    def _t(self, *parts: tuple[str, str]) -> Text:
+        """A Text from (text, component style name) pairs; style ``""`` is unstyled."""
+        text = Text(no_wrap=True)
+        for chunk, name in parts:
+            text.append(chunk, self._s(name) if name else Style())
+        return text
+
+    def _badge_pieces(self, *, condensed: bool = False) -> list[Piece]:
         st = self.state
+        out: list[Piece] = []
         if st.paused:
-            text.append(" PAUSED ", self._s("badge"))
-            text.append(" ")
+            out.append(Piece(P_PAUSED, self._t(("PAUSED" if condensed else " PAUSED ", "badge"))))
+        if st.flagged:
+            if condensed:
+                out.append(Piece(P_FLAGGED, self._t((f"⚠{st.flagged}", "bad"))))
+            else:
+                out.append(Piece(P_FLAGGED, self._t((f" {st.flagged} OVER/RUNAWAY ", "bad")),
+                                 self._t((f" ⚠{st.flagged} ", "bad"))))
         if st.filter_text:
-            text.append(" FILTER ", self._s("badge"))
-            text.append(f" {fmt.printable(st.filter_text)} ", self._s("value"))
+            needle = fmt.printable(st.filter_text)
+            if condensed:
+                out.append(Piece(P_FILTER, self._t(("FILTER", "badge"))))
+            else:
+                out.append(Piece(P_FILTER, self._t((" FILTER ", "badge"), (f" {needle}", "value")),
+                                 self._t((" FILTER ", "badge"))))
         if st.sort != "burn" or st.sort_reverse:
             arrow = "▲" if ((st.sort == "name") != st.sort_reverse) else "▼"
-            text.append(f" SORT {st.sort}{arrow} ", self._s("badge"))
-            text.append(" ")
-        if st.flagged:
-            text.append(f" {st.flagged} OVER/RUNAWAY ", self._s("bad"))
-            text.append(" ")
-        if st.readonly:
-            text.append(" READ-ONLY ", self._s("dim"))
+            out.append(Piece(P_SORT, self._t((f"SORT {st.sort}" if condensed else f" SORT {st.sort}{arrow} ", "badge"))))
+        if st.readonly and not condensed:
+            out.append(Piece(P_READONLY, self._t((" READ-ONLY ", "dim"))))
+        return out
 
-    def _feed(self, text: Text) -> None:
+    def _feed_piece(self) -> Piece:
         st = self.state
+        label = fmt.printable(st.source_label)
         if st.connected:
-            text.append("● ", self._s("ok"))
-            text.append(fmt.printable(st.source_label), self._s("dim"))
-        else:
-            text.append("● disconnected ", self._s("bad"))
-            text.append(fmt.printable(st.source_label), self._s("dim"))
-            if st.error:
-                text.append(f" ({fmt.printable(st.error)}; retrying)", self._s("dim"))
+            return Piece(P_FEED, self._t(("● ", "ok"), (label, "dim")), self._t(("●", "ok")))
+        forms = [self._t(("● disconnected ", "bad"), (label, "dim"))]
+        if st.error:
+            forms.insert(0, self._t(("● disconnected ", "bad"), (label, "dim"),
+                                    (f" ({fmt.printable(st.error)}; retrying)", "dim")))
+        forms.append(self._t(("● disconnected", "bad")))
+        return Piece(P_DISCONNECTED, *forms)
 
     def _age(self) -> str:
         snap = self.snapshot
@@ -182,147 +198,247 @@ class Meters(Widget):
     def _burn_style(self, usd_per_hour: float) -> Style:
         return self._s("burn-" + fmt.burn_level(usd_per_hour))
 
-    def full_text(self) -> Text:
+    def _line1(self) -> list[Piece]:
         st = self.state
-        snap = self.snapshot
-        t = snap.totals if snap is not None else None
-        width = max(20, self.size.width)
-        text = Text(no_wrap=True, overflow="ellipsis")
-        # line 1: where / when / badges
-        text.append("tokentop ", self._s("title"))
-        text.append(f"{st.view_title}  ", self._s("label"))
-        self._feed(text)
-        text.append(f"  {self._age()} · every {st.refresh_s:g} s  ", self._s("dim"))
-        self._badges(text)
-        text.append("\n")
-        if t is None:
-            text.append("waiting for the first snapshot…", self._s("dim"))
-            text.append("\n")
-            return text
-        # line 2: rates, each with a sparkline sized to what is left of the line
-        burn_txt = f"{fmt.usd(t.usd_per_hour)}/h"
-        tok_txt = fmt.rate(t.tokens_per_s)
-        split_txt = f" (in {fmt.rate(t.input_tokens_per_s)} out {fmt.rate(t.output_tokens_per_s)}) "
-        req_txt = fmt.rate(t.requests_per_s)
-        fixed = len("burn ") + len(burn_txt) + len(" est ") + len("  tok/s ") + len(tok_txt) + len(split_txt) \
-            + len("  req/s ") + len(req_txt) + 1 + 2
-        spare = max(0, width - fixed)
-        spark_w = min(30, spare // 3)
-        text.append("burn ", self._s("label"))
-        text.append(burn_txt, self._burn_style(t.usd_per_hour))
-        text.append(" est ", self._s("dim"))
-        if spark_w >= 4:
-            text.append(fmt.sparkline(t.burn_series, spark_w), self._burn_style(t.usd_per_hour))
-        text.append("  tok/s ", self._s("label"))
-        text.append(tok_txt, self._s("value"))
-        text.append(split_txt, self._s("dim"))
-        if spark_w >= 4:
-            text.append(fmt.sparkline(t.tokens_series, spark_w), self._s("spark"))
-        text.append("  req/s ", self._s("label"))
-        text.append(req_txt, self._s("value"))
-        text.append(" ")
-        if spark_w >= 4:
-            text.append(fmt.sparkline(t.requests_series, spark_w), self._s("spark"))
-        text.append("\n")
-        # line 3: money today
-        text.append("today ", self._s("label"))
-        text.append(fmt.usd(t.usd_today), self._s("value"))
-        text.append(" est", self._s("dim"))
-        if t.usd_provided_today:
-            text.append(f" (incl. {fmt.usd(t.usd_provided_today)} reported by agents)", self._s("dim"))
+        every = f"every {st.refresh_s:g} s"
+        return [
+            Piece(P_TITLE, self._t(("tokentop ", "title"), (st.view_title, "label")), self._t((st.view_title, "label"))),
+            self._feed_piece(),
+            Piece(P_AGE, self._t((f"{self._age()} · {every}", "dim")), self._t((self._age(), "dim"))),
+            *self._badge_pieces(),
+        ]
+
+    def _line2(self, snap: Snapshot) -> list[Piece]:
+        t = snap.totals
+        burn = self._burn_style(t.usd_per_hour)
+        split = f" (in {fmt.rate(t.input_tokens_per_s)} out {fmt.rate(t.output_tokens_per_s)})"
+        tok = fmt.rate(t.tokens_per_s)
+        return [
+            Piece(P_BURN, self._t(("burn ", "label"), (f"{fmt.usd(t.usd_per_hour)}/h", ""), (" est", "dim")),
+                  spark=(t.burn_series, burn)),
+            Piece(P_TOK, self._t(("tok/s ", "label"), (tok, "value"), (split, "dim")),
+                  self._t(("tok/s ", "label"), (tok, "value")), spark=(t.tokens_series, self._s("spark"))),
+            Piece(P_REQ, self._t(("req/s ", "label"), (fmt.rate(t.requests_per_s), "value")),
+                  spark=(t.requests_series, self._s("spark"))),
+        ]
+
+    def _line3(self, snap: Snapshot) -> list[Piece]:
+        st = self.state
+        t = snap.totals
+        today = self._t(("today ", "label"), (fmt.usd(t.usd_today), "value"), (" est", "dim"))
+        forms = [today]
         if st.daily_budget_usd > 0:
             share = float(t.usd_today) / st.daily_budget_usd
             bar_w = 10
             filled = min(bar_w, int(share * bar_w + 0.5))
-            style = self._s("burn-high" if share >= 1 else "burn-mid" if share >= 0.8 else "burn-low")
-            text.append(f" of {fmt.usd(st.daily_budget_usd)} ", self._s("dim"))
-            text.append("█" * filled + "░" * (bar_w - filled), style)
-            text.append(f" {share * 100:.0f}%", style)
+            level = "burn-high" if share >= 1 else "burn-mid" if share >= 0.8 else "burn-low"
+            bar = today.copy()
+            bar.append(f" of {fmt.usd(st.daily_budget_usd)} ", self._s("dim"))
+            bar.append("█" * filled + "░" * (bar_w - filled), self._s(level))
+            percent = f"{share * 100:.0f}%" if share < 10 else ">999%"
+            bar.append(f" {percent}", self._s(level))
+            short = today.copy()
+            short.append(f" {percent} of budget", self._s(level))
+            forms = [bar, short, today]
+        out = [Piece(P_TODAY, *forms)]
+        if t.usd_provided_today:
+            out.append(Piece(P_PROVIDED, self._t((f"(incl. {fmt.usd(t.usd_provided_today)} reported by agents)", "dim"))))
         projected = projected_today_usd(t.usd_today, t.usd_per_hour, st.now)
-        text.append("  projected ", self._s("label"))
         over = st.daily_budget_usd > 0 and projected > st.daily_budget_usd
-        text.append(fmt.usd(projected), self._s("bad") if over else self._s("value"))
-        text.append("  sessions ", self._s("label"))
-        text.append(f"{t.active_sessions} active", self._s("value"))
-        text.append(f"  requests {fmt.count(t.requests_today)}  tokens {fmt.count(t.tokens_today)}", self._s("dim"))
+        out.append(Piece(P_PROJECTED, self._t(("projected ", "label"), (fmt.usd(projected), "bad" if over else "value"))))
+        out.append(Piece(P_SESSIONS, self._t(("sessions ", "label"), (f"{fmt.count(t.active_sessions)} active", "value"))))
+        out.append(Piece(P_REQUESTS, self._t((f"requests {fmt.count(t.requests_today)}", "dim"))))
+        out.append(Piece(P_TOKENS, self._t((f"tokens {fmt.count(t.tokens_today)}", "dim"))))
         if t.unpriced_requests_today:
-            text.append(f"  ⚠ {t.unpriced_requests_today} unpriced requests (not in $)", self._s("bad"))
+            n = fmt.count(t.unpriced_requests_today)
+            out.append(Piece(P_UNPRICED, self._t((f"⚠ {n} unpriced requests (not in $)", "bad")),
+                             self._t((f"⚠ {n} unpriced", "bad"))))
         if t.errors_today:
-            text.append(f"  {t.errors_today} errors", self._s("bad"))
+            word = "error" if t.errors_today == 1 else "errors"
+            out.append(Piece(P_ERRORS, self._t((f"{fmt.count(t.errors_today)} {word}", "bad"))))
+        return out
+
+    def full_text(self) -> Text:
+        snap = self.snapshot
+        width = max(20, self.size.width)
+        text = fit_line(self._line1(), width)
+        text.append("\n")
+        if snap is None:
+            text.append("waiting for the first snapshot…", self._s("dim"))
+            text.append("\n")
+            return text
+        text.append_text(fit_line(self._line2(snap), width, spark_cap=30))
+        text.append("\n")
+        text.append_text(fit_line(self._line3(snap), width))
         fleet = fleet_line(snap)
         if fleet is not None:
             text.append("\n")
-            self._fleet_full(text, fleet)
+            text.append_text(fit_line(self._fleet_full(fleet), width))
+        text.no_wrap = True
+        text.overflow = "ellipsis"
         return text
 
-    def _fleet_full(self, text: Text, fleet: FleetLine) -> None:
-        """Line 4 of a fleet feed: hosts that reported in the window, and each host's lag."""
-        text.append("fleet ", self._s("label"))
+    def _fleet_full(self, fleet: FleetLine) -> list[Piece]:
+        """Line 4 of a fleet feed: hosts that reported in the window, and each host's lag (as many
+        hosts as fit, worst first, then ``+N more``)."""
         silent = fleet.hosts_total - fleet.hosts_reporting
-        text.append(fleet.hosts_text(), self._s("bad") if silent else self._s("value"))
-        text.append(f" reported in the last {fleet.window_s:g} s", self._s("dim"))
+        out = [
+            Piece(P_TITLE, self._t(("fleet ", "label"), (fleet.hosts_text(), "bad" if silent else "value"),
+                                   (f" reported in the last {fleet.window_s:g} s", "dim")),
+                  self._t(("fleet ", "label"), (fleet.hosts_text(), "bad" if silent else "value"))),
+        ]
         if not fleet.connected:
-            text.append("  NATS disconnected", self._s("bad"))
+            forms = [self._t(("NATS disconnected", "bad"))]
             if fleet.error:
-                text.append(f" ({fmt.printable(fleet.error)})", self._s("dim"))
+                forms.insert(0, self._t(("NATS disconnected", "bad"), (f" ({fmt.printable(fleet.error)})", "dim")))
+            out.append(Piece(P_DISCONNECTED, *forms))
         if fleet.pending:
-            text.append(f"  catching up: {fleet.pending} to read", self._s("dim"))
+            out.append(Piece(P_REQUESTS, self._t((f"catching up: {fleet.pending} to read", "dim"))))
         if fleet.hosts:
-            text.append("  lag ", self._s("label"))
-        for n, (name, lag_s, reporting, ago_s) in enumerate(fleet.hosts):
-            if n:
-                text.append(", ", self._s("dim"))
-            text.append(fmt.printable(name) + " ", self._s("value"))
-            if not reporting:
-                text.append("silent" + (f" {fmt.age(ago_s)}" if ago_s is not None else ""), self._s("bad"))
-            elif lag_s is None:
-                text.append("-", self._s("dim"))
-            else:
-                text.append(fmt.age(lag_s), self._s("bad") if lag_s > LAG_WARN_S else self._s("dim"))
+            lag_forms = []
+            for shown in range(len(fleet.hosts), 0, -1):
+                lag = self._t(("lag ", "label"))
+                for n, (name, lag_s, reporting, ago_s) in enumerate(fleet.hosts[:shown]):
+                    if n:
+                        lag.append(", ", self._s("dim"))
+                    lag.append(fmt.printable(name) + " ", self._s("value"))
+                    if not reporting:
+                        lag.append("silent" + (f" {fmt.age(ago_s)}" if ago_s is not None else ""), self._s("bad"))
+                    elif lag_s is None:
+                        lag.append("-", self._s("dim"))
+                    else:
+                        lag.append(fmt.age(lag_s), self._s("bad") if lag_s > LAG_WARN_S else self._s("dim"))
+                if shown < len(fleet.hosts):
+                    lag.append(f" +{len(fleet.hosts) - shown} more", self._s("dim"))
+                lag_forms.append(lag)
+            out.append(Piece(P_LAG, *lag_forms))
+        return out
 
-    def _fleet_condensed(self, text: Text, fleet: FleetLine) -> None:
+    def _fleet_condensed(self, fleet: FleetLine) -> Piece:
         """``fleet 3 hosts, max lag 0.4 s`` (``3/4`` when a host went silent)."""
         silent = fleet.hosts_total != fleet.hosts_reporting
         bad = silent or not fleet.connected
-        text.append(" fleet ", self._s("label"))
-        text.append(fleet.hosts_text(), self._s("bad") if bad else self._s("value"))
+        short = self._t(("fleet ", "label"), (fleet.hosts_text(), "bad" if bad else "value"))
         if not fleet.connected:
-            text.append(" NATS down", self._s("bad"))
+            short.append(" NATS down", self._s("bad"))
         lag = fleet.max_lag_s
-        if lag is not None:
-            text.append(f", max lag {fmt.age(lag)}", self._s("bad") if lag > LAG_WARN_S else self._s("dim"))
+        if lag is None:
+            return Piece(P_C_FLEET, short)
+        full = short.copy()
+        full.append(f", max lag {fmt.age(lag)}", self._s("bad") if lag > LAG_WARN_S else self._s("dim"))
+        return Piece(P_C_FLEET, full, short)
 
     def condensed_text(self) -> Text:
         st = self.state
         snap = self.snapshot
-        text = Text(no_wrap=True, overflow="ellipsis")
+        width = max(20, self.size.width)
+        pieces: list[Piece] = []
         if not st.connected:
-            text.append("● disconnected ", self._s("bad"))
+            pieces.append(Piece(P_DISCONNECTED, self._t(("● disconnected", "bad"))))
         if snap is None:
-            text.append(f"tokentop {st.view_title} · no data yet", self._s("dim"))
-            return text
+            pieces.append(Piece(P_TITLE, self._t((f"tokentop {st.view_title} · no data yet", "dim"))))
+            return fit_line(pieces, width, sep=" ")
         t = snap.totals
         fleet = fleet_line(snap)
-        text.append(f"{fmt.usd(t.usd_per_hour)}/h", self._burn_style(t.usd_per_hour))
-        if fleet is None or self.size.width >= 72:  # a fleet's hosts matter more than the sparkline
-            text.append(" ")
-            text.append(fmt.sparkline(t.burn_series, 6), self._burn_style(t.usd_per_hour))
-        text.append(" today ", self._s("label"))
-        text.append(fmt.usd(t.usd_today), self._s("value"))
-        text.append(" est", self._s("dim"))
+        burn = self._burn_style(t.usd_per_hour)
+        pieces.append(Piece(P_BURN, Text(f"{fmt.usd(t.usd_per_hour)}/h", burn, no_wrap=True), spark=(t.burn_series, burn)))
+        today = fmt.usd(t.usd_today)
+        pieces.append(Piece(P_TODAY, self._t(("today ", "label"), (today, "value"), (" est", "dim")),
+                            self._t(("today ", "label"), (today, "value"))))
         if t.unpriced_requests_today:
-            text.append(f" ⚠{t.unpriced_requests_today} unpriced", self._s("bad"))
+            n = fmt.count(t.unpriced_requests_today)
+            pieces.append(Piece(P_UNPRICED, self._t((f"⚠{n} unpriced", "bad")), self._t((f"⚠{n}", "bad"))))
         if fleet is not None:
-            self._fleet_condensed(text, fleet)
-        text.append(f" {fmt.rate(t.tokens_per_s)} tok/s {t.active_sessions} sess ", self._s("dim"))
-        text.append(f"{st.view_title} ", self._s("label"))
-        if st.paused:
-            text.append("PAUSED ", self._s("badge"))
-        if st.flagged:
-            text.append(f"⚠{st.flagged} ", self._s("bad"))
-        if st.filter_text:
-            text.append("FILTER ", self._s("badge"))
-        if st.sort != "burn" or st.sort_reverse:
-            text.append(f"SORT {st.sort} ", self._s("badge"))
-        text.append(self._age().replace("updated ", ""), self._s("dim"))
-        return text
+            pieces.append(self._fleet_condensed(fleet))
+        pieces.append(Piece(P_C_TOK, self._t((f"{fmt.rate(t.tokens_per_s)} tok/s", "dim"))))
+        pieces.append(Piece(P_C_SESS, self._t((f"{fmt.count(t.active_sessions)} sess", "dim"))))
+        pieces.append(Piece(P_C_VIEW, self._t((st.view_title, "label"))))
+        pieces.extend(self._badge_pieces(condensed=True))
+        pieces.append(Piece(P_C_AGE, self._t((self._age().replace("updated ", ""), "dim"))))
+        # a fleet's hosts matter more than the burn sparkline: it only gets room left over
+        return fit_line(pieces, width, sep=" ", spark_cap=6, spark_min=6)
+
+
+# -- fitting a line: whole fields, most important kept -------------------------------------------
+# Order of importance (higher stays longer; docs/ui.md "Small panes"). A field that does not fit
+# first takes its shorter form, if it has one, then is dropped whole, least important first.
+P_TITLE = 100        # "tokentop Agents" (short: "Agents"); the fleet line's host count
+P_BURN = 100         # burn $/h
+P_TODAY = 99         # spend today (with the budget bar; short: "37% of budget", then none)
+P_DISCONNECTED = 98  # the feed (or NATS) is down: more important than any figure
+P_PAUSED = 97        # the display is frozen
+P_FILTER = 96        # rows are hidden (short: without the filter text)
+P_FLAGGED = 94       # sessions over budget / runaway
+P_SORT = 90          # a sort other than burn
+P_UNPRICED = 85      # requests not in the $ figures (short: "⚠ 3 unpriced")
+P_TOK = 80           # tokens/s (short: without the in/out split)
+P_C_FLEET = 75       # condensed line: fleet hosts and the largest lag
+P_AGE = 70           # data age (short: without the refresh interval)
+P_REQ = 70           # requests/s
+P_C_VIEW = 65        # condensed line: the view's name
+P_PROJECTED = 62     # projected spend today at the current burn
+P_READONLY = 60      # READ-ONLY badge
+P_SESSIONS = 58      # active sessions
+P_ERRORS = 55        # errors today
+P_FEED = 50          # which feed ("● embedded feed http://...", short: "●")
+P_LAG = 50           # the fleet line's per-host lag (short: fewer hosts, "+N more")
+P_C_TOK = 50         # condensed line: tokens/s
+P_C_SESS = 45        # condensed line: active sessions
+P_C_AGE = 40         # condensed line: data age
+P_PROVIDED = 35      # "(incl. $X reported by agents)"
+P_REQUESTS = 30      # requests today; the fleet line's "catching up"
+P_TOKENS = 25        # tokens today
+
+
+class Piece:
+    """One field of a header line: its forms, longest first, and how important it is. ``spark``
+    (series, style): a sparkline drawn after the field in whatever room is left."""
+
+    __slots__ = ("priority", "forms", "spark")
+
+    def __init__(self, priority: int, *forms: Text, spark: tuple[Sequence[float], Style] | None = None) -> None:
+        self.priority = priority
+        self.forms = forms
+        self.spark = spark
+
+
+def fit_line(pieces: Sequence[Piece], width: int, *, sep: str = "  ", spark_cap: int = 0,
+             spark_min: int = 4) -> Text:
+    """The pieces that fit in ``width`` cells, in their order, joined by ``sep``.
+
+    While the line is too wide, the least important piece still shown (the rightmost of equals)
+    takes its next shorter form, or is dropped once it has none: a field is shown whole or not at
+    all. A piece of the top priority is never dropped (the line's own overflow is the last resort).
+    Sparklines then share what room is left, up to ``spark_cap`` cells each (none below
+    ``spark_min``).
+    """
+    choice = {i: 0 for i in range(len(pieces))}
+
+    def used() -> int:
+        return sum(pieces[i].forms[f].cell_len for i, f in choice.items()) + len(sep) * max(0, len(choice) - 1)
+
+    top = max((p.priority for p in pieces), default=0)
+    while choice and used() > width:
+        i = min(choice, key=lambda n: (pieces[n].priority, -n))
+        if choice[i] + 1 < len(pieces[i].forms):
+            choice[i] += 1
+        elif pieces[i].priority < top:
+            del choice[i]
+        else:
+            break
+    sparks = [i for i in choice if pieces[i].spark is not None]
+    spark_w = 0
+    if sparks and spark_cap:
+        spark_w = min(spark_cap, (width - used()) // len(sparks) - 1)
+        if spark_w < spark_min:
+            spark_w = 0
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for n, i in enumerate(sorted(choice)):
+        if n:
+            text.append(sep)
+        text.append_text(pieces[i].forms[choice[i]])
+        spark = pieces[i].spark
+        if spark is not None and spark_w:
+            text.append(" ")
+            text.append(fmt.sparkline(spark[0], spark_w), spark[1])
+    return text

@@ -47,7 +47,8 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
     layout = [(c, max(w, longest) if c.flex else w) for c, w in layout]
     head = []
     for col, w in layout:
-        head.append(col.title.ljust(w) if col.align == "left" else col.title.rjust(w))
+        title = col.short_title if col.short_title and len(col.title) > w else col.title
+        head.append(title.ljust(w) if col.align == "left" else title.rjust(w))
     lines.append(" ".join(head).rstrip())
     for row in rows:
         cells = []
@@ -55,7 +56,7 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
             if col.id == "spark":
                 text = fmt.sparkline(row.burn_series, w)
             else:
-                text, _ = extra.get(col.id, {}).get(row.key) or col.render(row)
+                text, _ = extra.get(col.id, {}).get(row.key) or col.render(row, w)
                 text = fmt.ellipsize_middle(text, w) if col.cut_middle else fmt.ellipsize(text, w)
             cells.append(text.ljust(w) if col.align == "left" else text.rjust(w))
         lines.append(" ".join(cells).rstrip())

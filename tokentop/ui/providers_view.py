@@ -57,9 +57,9 @@ class _Billed:
 class LiveProvidersScreen(ProvidersScreen):
     """The Providers screen inside the live view: refreshes itself and opens the dashboard."""
 
-    def __init__(self, app: TokentopApp, billed: _Billed) -> None:
+    def __init__(self, app: TokentopApp, billed: _Billed, *, simulated: bool = False) -> None:
         panels, notes = billed.panels(app)
-        super().__init__(panels, notes=notes, clock=app.clock)
+        super().__init__(panels, notes=notes, clock=app.clock, simulated=simulated)
         self.billed = billed
         self.owner = app
 
@@ -80,14 +80,15 @@ class LiveProvidersScreen(ProvidersScreen):
 
         message.stop()
         report = build_report(self.billed.store, message.provider, DASHBOARD_DAYS, self.owner.clock())
-        self.owner.push_screen(ProviderDashboardScreen(report))
+        self.owner.push_screen(ProviderDashboardScreen(report, simulated=self.simulated))
 
 
-def opener(ledger: Ledger | None = None) -> Callable[[TokentopApp], Screen | None]:
+def opener(ledger: Ledger | None = None, *, simulated: bool = False) -> Callable[[TokentopApp], Screen | None]:
     """What key 5 calls: opens the Providers screen on ``ledger`` (an embedded feed's), or on this
-    machine's ledger, opened while the screen is shown."""
+    machine's ledger, opened while the screen is shown. ``simulated``: the ledger's billed rows are
+    ``tokentop demo``'s (:mod:`tokentop.demo.billing`), and the screens say so."""
 
     def open_screen(app: TokentopApp) -> Screen | None:
-        return LiveProvidersScreen(app, _Billed(app, ledger))
+        return LiveProvidersScreen(app, _Billed(app, ledger), simulated=simulated)
 
     return open_screen

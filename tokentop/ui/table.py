@@ -5,8 +5,11 @@ docs/ui.md § Performance). Here each row's line is a cached :class:`Strip`, reb
 when that row's data, the layout, the cursor/tag mark or the theme changed, and :meth:`show`
 refreshes only the screen lines whose content changed.
 
-The cursor is a row *key*, not an index: when rows re-sort, the cursor follows its row. If the row
-disappears (filtered out, evicted) the cursor moves to the row now at the same place, visibly.
+The cursor starts on the top row and stays on the top *position* while rows re-sort, until the
+user moves it (keys, mouse): a fresh view must not carry the cursor off with whichever row happened
+to be first in an early frame, so that Enter and ``k`` hit a row the user never chose. Once moved,
+the cursor is a row *key*: when rows re-sort, it follows its row. If the row disappears (filtered
+out, evicted) the cursor moves to the row now at the same place, visibly.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class BurnTable(Widget, can_focus=True):
         self.rows: list[Row] = []
         self._index: dict[str, int] = {}
         self.cursor_key: str | None = None
+        #: False until the user moves the cursor: it then sits on whatever row is on top
+        self.following = False
         self.tagged: set[str] = set()
         self.sort_key: SortKey = "burn"
         self.sort_reverse = False
@@ -106,6 +111,7 @@ class BurnTable(Widget, can_focus=True):
         self.rows = []
         self._index = {}
         self.cursor_key = None
+        self.following = False  # a fresh view: the cursor is on top again until the user moves it
         self.tagged.clear()
         self._top = 0
         self._invalidate()
@@ -142,7 +148,10 @@ class BurnTable(Widget, can_focus=True):
         old_cursor_index = self._index.get(self.cursor_key, 0) if self.cursor_key is not None else 0
         self.rows = list(rows)
         self._index = {r.key: i for i, r in enumerate(self.rows)}
-        if self.cursor_key not in self._index:
+        if not self.following and self.rows and self.cursor_key != self.rows[0].key:
+            self.cursor_key = self.rows[0].key
+            self.post_message(self.CursorMoved(self.cursor_key))
+        elif self.cursor_key not in self._index:
             if self.rows:
                 self.cursor_key = self.rows[min(old_cursor_index, len(self.rows) - 1)].key
                 self.post_message(self.CursorMoved(self.cursor_key))
@@ -164,6 +173,9 @@ class BurnTable(Widget, can_focus=True):
         return None if self.cursor_key is None else self._index.get(self.cursor_key)
 
     def move_cursor_to(self, key: str) -> None:
+        """Put the cursor on ``key`` (a user's choice: from now on it follows that row)."""
+        if key in self._index:
+            self.following = True
         if key in self._index and key != self.cursor_key:
             self.cursor_key = key
             self._scroll_to_cursor()
@@ -389,7 +401,7 @@ class BurnTable(Widget, can_focus=True):
         sorted_style = head + self._style("header-sorted")
         segs = [Segment(" " * GUTTER, head)]
         for n, (col, w) in enumerate(layout):
-            title = col.title
+            title = col.short_title if col.short_title and len(col.title) > w else col.title
             style = head
             text = fmt.ellipsize(title, w)
             if col.sort is not None and col.sort == self.sort_key:
@@ -411,7 +423,7 @@ class BurnTable(Widget, can_focus=True):
                 style_name = "burn-" + fmt.burn_level(row.usd_per_hour) if row.usd_per_hour else "spark"
             else:
                 extra = self.extra_cells.get(col.id)
-                text, style_name = (extra.get(row.key) if extra else None) or col.render(row)
+                text, style_name = (extra.get(row.key) if extra else None) or col.render(row, w)
                 if col.id == "state" and row.key in self.flags:
                     level = self.flags[row.key]
                     text, style_name = FLAG_TEXT.get(level, level.upper()), FLAG_STYLE.get(level, "warn")

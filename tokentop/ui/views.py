@@ -31,7 +31,9 @@ class Column:
     title: str
     #: fixed width in cells; the ``flex`` column takes what is left (at least ``width``)
     width: int
-    render: Callable[[Row], CellText]
+    #: the cell of a row in the width the layout gives the column: numbers choose a compact form
+    #: (``$22.2k``) that fits rather than be cut; text may be longer and is ellipsized by the caller
+    render: Callable[[Row, int], CellText]
     align: Align = "right"
     #: higher survives longer when the pane is narrow; 100 never drops
     priority: int = 50
@@ -44,6 +46,8 @@ class Column:
     cut_middle: bool = False
     #: shown only when this is true of the snapshot on screen (``None``: always)
     when: Callable[[Snapshot], bool] | None = None
+    #: the header's title when ``title`` does not fit the width the layout gives the column
+    short_title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,67 +62,67 @@ def _dash_if_zero(text: str, value: float) -> CellText:
     return (text, "dim") if value == 0 else (text, "")
 
 
-def name_cell(row: Row) -> CellText:
+def name_cell(row: Row, width: int) -> CellText:
     return fmt.printable(row.key), "name"
 
 
-def models_cell(row: Row) -> CellText:
+def models_cell(row: Row, width: int) -> CellText:
     names = row.model_names
     return (fmt.printable(names), "dim") if names else ("-", "dim")
 
 
-def sessions_cell(row: Row) -> CellText:
-    return _dash_if_zero(str(row.sessions), row.sessions)
+def sessions_cell(row: Row, width: int) -> CellText:
+    return _dash_if_zero(fmt.count_fit(row.sessions, width), row.sessions)
 
 
-def req_cell(row: Row) -> CellText:
-    return _dash_if_zero(fmt.rate(row.requests_per_s), row.requests_per_s)
+def req_cell(row: Row, width: int) -> CellText:
+    return _dash_if_zero(fmt.rate_fit(row.requests_per_s, width), row.requests_per_s)
 
 
-def tok_cell(row: Row) -> CellText:
-    return _dash_if_zero(fmt.rate(row.tokens_per_s), row.tokens_per_s)
+def tok_cell(row: Row, width: int) -> CellText:
+    return _dash_if_zero(fmt.rate_fit(row.tokens_per_s, width), row.tokens_per_s)
 
 
-def burn_cell(row: Row) -> CellText:
+def burn_cell(row: Row, width: int) -> CellText:
     if row.usd_per_hour == 0 and row.unpriced_requests_today and row.state == "active":
         return "unpriced", "warn"  # requests it could not price: never shown as $0
     if row.usd_per_hour == 0:
         return "$0.00", "dim"
-    return fmt.usd(row.usd_per_hour), "burn-" + fmt.burn_level(row.usd_per_hour)
+    return fmt.usd_fit(row.usd_per_hour, width), "burn-" + fmt.burn_level(row.usd_per_hour)
 
 
-def spend_cell(row: Row) -> CellText:
+def spend_cell(row: Row, width: int) -> CellText:
     """Spend today; requests that could not be priced are flagged, never folded in as $0."""
     if row.unpriced_requests_today and row.usd_today == 0:
         return "unpriced", "warn"
-    text = fmt.usd(row.usd_today)
     if row.unpriced_requests_today:
-        return text + "+?", "warn"
+        return fmt.usd_fit(row.usd_today, width - 2) + "+?", "warn"
+    text = fmt.usd_fit(row.usd_today, width)
     return (text, "dim") if row.usd_today == 0 else (text, "")
 
 
-def tokens_cell(row: Row) -> CellText:
-    return _dash_if_zero(fmt.count(row.tokens_today), row.tokens_today)
+def tokens_cell(row: Row, width: int) -> CellText:
+    return _dash_if_zero(fmt.count_fit(row.tokens_today, width), row.tokens_today)
 
 
-def state_cell(row: Row) -> CellText:
+def state_cell(row: Row, width: int) -> CellText:
     style = {"active": "", "idle": "dim", "paused": "warn", "stopped": "warn"}.get(row.state, "warn")
     return fmt.printable(row.state), style
 
 
-def pid_cell(row: Row) -> CellText:
+def pid_cell(row: Row, width: int) -> CellText:
     return (str(row.pid), "") if row.pid is not None else ("-", "dim")
 
 
-def agent_cell(row: Row) -> CellText:
+def agent_cell(row: Row, width: int) -> CellText:
     return fmt.printable(row.agent or "-"), "dim" if row.agent is None else ""
 
 
-def host_cell(row: Row) -> CellText:
+def host_cell(row: Row, width: int) -> CellText:
     return fmt.printable(row.host or "-"), "dim" if row.host is None else ""
 
 
-def lag_cell(row: Row) -> CellText:
+def lag_cell(row: Row, width: int) -> CellText:
     # filled by the app from status["fleet"] (BurnTable.extra_cells); this is the fallback
     return "-", "dim"
 
@@ -128,7 +132,7 @@ def several_hosts(snap: Snapshot) -> bool:
     return len(snap.hosts) > 1
 
 
-def window_cell(row: Row) -> CellText:
+def window_cell(row: Row, width: int) -> CellText:
     # filled by the app from snapshot.limits (window_cells); a row with no share of a window
     return "-", "dim"
 
@@ -160,7 +164,7 @@ def window_cells(snap: Snapshot | None, dim: str) -> dict[str, dict[str, CellTex
     return {"window": cells}
 
 
-def spark_cell(row: Row) -> CellText:
+def spark_cell(row: Row, width: int) -> CellText:
     # the table draws the series itself at the column's current width
     return "", "spark"
 
@@ -178,7 +182,7 @@ BURN = Column("burn", "$/H est", 9, burn_cell, priority=100, sort="burn")
 SPEND = Column("spend", "TODAY est", 10, spend_cell, priority=90, sort="spend")
 TOKENS = Column("tokens", "TOKENS", 7, tokens_cell, priority=20)
 STATE = Column("state", "STATE", 7, state_cell, align="left", priority=25)
-SPARK = Column("spark", "BURN 2 MIN", 20, spark_cell, align="left", priority=60, min_width=8)
+SPARK = Column("spark", "BURN 2 MIN", 20, spark_cell, align="left", priority=60, min_width=8, short_title="BURN 2M")
 SESSION = Column("name", "SESSION", 16, name_cell, align="left", priority=100, flex=True, sort="name", cut_middle=True)
 AGENT = Column("agent", "AGENT", 12, agent_cell, align="left", priority=70)
 MODEL = Column("models", "MODEL", 16, models_cell, align="left", priority=30)

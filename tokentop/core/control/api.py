@@ -48,6 +48,8 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
         body = json.loads(raw)
     except json.JSONDecodeError as exc:
         return JSONResponse({"error": f"body is not valid JSON: {exc.msg}"}, 400)
+    except RecursionError:
+        return JSONResponse({"error": "body is not valid JSON: nested too deeply"}, 400)
     if not isinstance(body, dict):
         return JSONResponse({"error": "body must be a JSON object"}, 400)
     return body

@@ -2,6 +2,12 @@
 
 Lives in the ledger as the table ``control_audit`` (owned by this module). ``tokentop log``
 prints it; the feed also keeps the last few outcomes in snapshot status (``control.outcomes``).
+
+The ``action`` column holds the control port's action (``terminate``: TERM first, KILL after the
+grace; ``kill``: KILL at once; ``pause``; ``resume``). People asked for a *kill* with a signal, so
+the log shows :attr:`AuditRecord.requested` — ``kill (TERM)``, ``kill (KILL)``, ``pause``,
+``resume`` — derived from ``action`` and ``signal`` (no column of its own: records written before
+it read the same, and the table keeps its shape). The JSON carries both.
 """
 
 from __future__ import annotations
@@ -46,8 +52,30 @@ class AuditRecord:
     message: str
     seq: int | None = None
 
+    @property
+    def requested(self) -> str:
+        """The action as the user asked for it: ``kill (TERM)``, ``kill (KILL)``, ``pause``, ``resume``."""
+        return requested_action(self.action, self.signal)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record's columns, plus ``requested`` (added in place of renaming ``action``: readers of
+        ``action`` see what they always saw)."""
+        return dict(asdict(self), requested=self.requested)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> AuditRecord:
+        """A record from :meth:`to_json` (``GET /v1/control/audit``); ``requested`` is derived again."""
+        return cls(ts=float(obj["ts"]), session=str(obj["session"]), action=str(obj["action"]),
+                   origin=str(obj.get("origin") or ""), pid=obj.get("pid"), signal=obj.get("signal"),
+                   ok=bool(obj.get("ok")), code=obj.get("code"), message=str(obj.get("message") or ""),
+                   seq=obj.get("seq"))
+
+
+def requested_action(action: str, signal: str | None) -> str:
+    """``terminate``/``kill`` with the signal sent first are both a *kill* to the user."""
+    if action in ("terminate", "kill"):
+        return f"kill ({signal or ('TERM' if action == 'terminate' else 'KILL')})"
+    return action
 
 
 class AuditLog:

@@ -13,6 +13,8 @@ import stat
 from pathlib import Path
 from typing import Final, Mapping
 
+from tokentop.core.private import private_dir
+
 TOKEN_FILE: Final = "token"
 
 
@@ -25,8 +27,9 @@ def token_path(state_dir: Path) -> Path:
 
 
 def load_or_create_token(state_dir: Path) -> str:
-    """Read the token, creating it (0600, in a 0700 dir) on first use. Refuses a file others can read."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Read the token, creating it (0600, in a 0700 dir) on first use. Refuses a file others can read:
+    a secret others could read must be replaced, not just hidden again."""
+    private_dir(state_dir)
     path = token_path(state_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -240,7 +240,11 @@ class OtlpReceiver:
         except BadRequest as exc:
             self._count("bad_requests")
             return self._status(proto, 400, str(exc))
-        events, rejected, errors = self.convert(signal, payload)
+        try:
+            events, rejected, errors = self.convert(signal, payload)
+        except RecursionError:  # attribute values (arrayValue / kvlistValue) nested past what can be read
+            self._count("bad_requests")
+            return self._status(proto, 400, "an attribute value is nested too deeply to read")
         if events:
             await self.service.ingest_events(events)
         self.service.set_status(OtlpStatus.KEY, OtlpStatus(self.counters).to_json())
@@ -547,6 +551,8 @@ def _decode(signal: str, body: bytes, proto: bool) -> dict[str, Any]:
             obj = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("body is not valid JSON: nested too deeply (deeper than any OTLP export)") from None
         if not isinstance(obj, dict):
             raise BadRequest("body must be a JSON object (an OTLP Export*ServiceRequest)")
         return obj

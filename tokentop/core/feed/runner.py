@@ -29,10 +29,11 @@ from tokentop.core.aggregate import Aggregator, AggregatorConfig
 from tokentop.core.feed.assemble import HOST_FEED
 from tokentop.core.feed.auth import load_or_create_token
 from tokentop.core.feed.parts import Attach, Attached, FeedBase
-from tokentop.core.feed.server import FeedApp, FeedSettings, TokenGate
+from tokentop.core.feed.server import FeedApp, FeedSettings, TokenGate, is_ip_address
 from tokentop.core.feed.service import FeedService
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Pricer
+from tokentop.core.retention import RetentionStatus, apply_retention
 from tokentop.core.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -98,6 +99,19 @@ def bind_socket(listen: str) -> socket.socket:
     return sock
 
 
+def listen_name_allowed(settings: FeedSettings, listen: str) -> FeedSettings:
+    """A feed listening on a name (``--listen myhost.lan:7411``) answers requests for that name too
+    (the DNS-rebinding guard, :class:`~tokentop.core.feed.server.HostGuard`, answers IP addresses
+    and loopback names already)."""
+    try:
+        target = parse_listen(listen)
+    except ValueError:
+        return settings  # reported when the feed binds
+    if target[0] == "unix" or is_ip_address(str(target[0])):
+        return settings
+    return replace(settings, allowed_hosts=(*settings.allowed_hosts, str(target[0])))
+
+
 class FeedRunner:
     """One feed: its parts, its server, its thread (when embedded).
 
@@ -131,7 +145,7 @@ class FeedRunner:
         )
         self.token_dir = token_dir or state_dir()
         self.token = load_or_create_token(self.token_dir)
-        settings = FeedSettings.from_config(config)
+        settings = listen_name_allowed(FeedSettings.from_config(config), self.listen)
         #: run by :meth:`stop` once the feed's thread is done (release locks, files, ...); idempotent
         self.stop_callbacks: list[Callable[[], None]] = []
         self.address: str | None = None
@@ -141,8 +155,11 @@ class FeedRunner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
+        #: what ``[ledger] retention_days`` deleted at start (``None``: no retention, nothing deleted)
+        self.pruned = apply_retention(self.ledger, float(config.ledger.retention_days), clock())
+        if self.pruned is not None:
+            self.service.set_status(RetentionStatus.KEY, RetentionStatus(self.pruned).to_json())
         self.replayed = self.service.rebuild()
-        self.ledger.prune(clock())
         #: what the feed's attachments provided: handles on its parts (``parts.control``, ...)
         self.parts = Attached()
         base = FeedBase(config, self.service, self.ledger, settings, TokenGate(self.token), nats, self.parts)

@@ -5,16 +5,19 @@ Routes here: ``POST /v1/events``, ``GET /v1/snapshot``, ``GET /v1/requests``, ``
 to :class:`FeedApp` as arguments; :mod:`tokentop.core.feed.assemble` lists which parts a feed has.
 
 Security: any request with an ``Origin`` header is refused with 403 (no browser may post here);
-the local token guards control routes, and ingest too when ``ingest_requires_token`` is set.
+any request over TCP whose ``Host`` is not this machine's loopback, an IP address or a configured
+name is refused with 403 too (DNS rebinding, :class:`HostGuard`); the local token guards control
+routes, and ingest too when ``ingest_requires_token`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Final, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Final, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 
@@ -52,13 +55,16 @@ class FeedSettings:
     send_timeout_s: float = 10.0
     #: frames one publish socket may send before it is answered with an error and closed
     max_ws_message_bytes: int = 1024 * 1024
+    #: ``Host`` names answered besides loopback names and IP addresses (:class:`HostGuard`)
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Config) -> FeedSettings:
         """The ``[feed]`` section (the other fields keep their defaults)."""
         s = cfg.feed
         return cls(max_body_bytes=s.max_body_bytes, ingest_requires_token=s.ingest_requires_token,
-                   stream_interval_s=float(s.stream_interval_s), max_stream_rows=s.max_stream_rows)
+                   stream_interval_s=float(s.stream_interval_s), max_stream_rows=s.max_stream_rows,
+                   allowed_hosts=tuple(s.allowed_hosts))
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,9 @@ def split_payload_list(body: bytes | str) -> list[tuple[int | None, Any]]:
         except orjson.JSONDecodeError:
             try:
                 whole = json.loads(stripped)
-            except json.JSONDecodeError:
-                whole = _NOT_ONE_DOCUMENT  # NDJSON (several objects) or broken JSON: line by line
+            except (json.JSONDecodeError, RecursionError):
+                # NDJSON (several objects), broken JSON or a line nested too deeply: line by line
+                whole = _NOT_ONE_DOCUMENT
         if whole is not _NOT_ONE_DOCUMENT:
             if isinstance(whole, list):
                 return list(enumerate(whole, 1))
@@ -165,7 +172,14 @@ def split_payload_list(body: bytes | str) -> list[tuple[int | None, Any]]:
             append((i, json.loads(line)))
         except json.JSONDecodeError as exc:
             append((i, _BadLine(f"not valid JSON: {exc.msg} at column {exc.colno}")))
+        except RecursionError:
+            append((i, _BadLine(NESTED_TOO_DEEPLY)))
     return out
+
+
+#: The answer to JSON nested deeper than the parsers go (orjson stops at 1024 levels, the standard
+#: library at Python's recursion limit): a 400 / a rejected line, never a crash of the request.
+NESTED_TOO_DEEPLY: Final = "not valid JSON: nested too deeply (events are flat objects)"
 
 
 _NOT_ONE_DOCUMENT: Final = object()
@@ -188,7 +202,27 @@ async def ingest_payload(service: FeedService, body: bytes | str) -> IngestResul
             result.reject(line, obj.error)
     service.counters.rejected += result.rejected
     if good:
-        result.merge(await service.ingest_objects(good))
+        try:
+            result.merge(await service.ingest_objects(good))
+        except RecursionError:  # a value nested so deep that checking it recursed too far
+            result.merge(await _ingest_one_by_one(service, good))
+    return result
+
+
+async def _ingest_one_by_one(service: FeedService, objs: list[tuple[int | None, Any]]) -> IngestResult:
+    """:meth:`FeedService.ingest_objects` for a body where one object's check hit the recursion
+    limit (nothing of the body was stored yet: checks come before storage): each object is checked
+    on its own, the ones that cannot be are rejected, the rest ingested."""
+    result = IngestResult()
+    events = []
+    for line, obj in objs:
+        try:
+            events.extend(service.parse_objects([(line, obj)], result))
+        except RecursionError:
+            result.reject(line, NESTED_TOO_DEEPLY)
+    service.counters.rejected += result.rejected
+    if events:
+        result.merge(await service.ingest_events(events))
     return result
 
 
@@ -236,6 +270,78 @@ class OriginGuard:
         await self.app(scope, receive, send)
 
 
+#: ``Host`` names that are this machine whatever DNS says (IP addresses are always answered too)
+LOOPBACK_NAMES: Final = frozenset({"localhost"})
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header: no port, no IPv6 brackets, lower case, no trailing dot."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
+
+
+def is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class HostGuard:
+    """403 for any HTTP or WebSocket request over TCP whose ``Host`` names neither this machine's
+    loopback (``localhost``), an IP address, nor one of ``allowed`` names.
+
+    DNS rebinding: a web page at ``http://evil.example:7411`` re-points its own name at 127.0.0.1
+    and reads the feed as a same-origin page (the ``Origin`` rule does not see a same-origin
+    ``GET``). Its requests still carry ``Host: evil.example:7411``: a name only the page's owner
+    controls. An IP address cannot be rebound, so ``Host: 127.0.0.1:7411`` or the address of a
+    feed listening on the network is always answered; other names must be configured
+    (``[feed] allowed_hosts``: exact names, ``*.example.com`` for a domain's hosts, ``*`` for any).
+    Requests over a Unix socket (no TCP address) are not checked: browsers cannot reach them.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str] = ()) -> None:
+        self.app = app
+        names = [host_name(a) for a in allowed]
+        self.any = "*" in names
+        self.names = frozenset(n for n in names if not n.startswith("*.")) | LOOPBACK_NAMES
+        #: ``.example.com`` for each ``*.example.com``
+        self.suffixes = tuple(n[1:] for n in names if n.startswith("*."))
+
+    def allows(self, header: str) -> bool:
+        name = host_name(header)
+        return self.any or name in self.names or name.endswith(self.suffixes) or is_ip_address(name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # uvicorn gives a Unix socket's requests ``server = (path, None)``, a TCP socket's ``(host, port)``
+        server = scope.get("server")
+        if scope["type"] in ("http", "websocket") and server is not None and server[1] is not None and not self.any:
+            for name, value in scope.get("headers", ()):
+                if name == b"host":
+                    host = value.decode("latin-1")
+                    if not self.allows(host):
+                        await self._refuse(scope, receive, send, host)
+                        return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, host: str) -> None:
+        message = (f"Host {host[:200]!r} is not allowed: this feed answers requests for localhost, an IP "
+                   "address or a name in [feed] allowed_hosts (a web page whose name points at this machine "
+                   "must not read it)")
+        if scope["type"] == "http":
+            await JSONResponse({"error": message}, 403)(scope, receive, send)
+        else:
+            await send({"type": "websocket.http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+            await send({"type": "websocket.http.response.body", "body": message.encode()})
+
+
 class FeedApp:
     """The ASGI application around one :class:`FeedService`.
 
@@ -273,7 +379,7 @@ class FeedApp:
             WebSocketRoute("/v1/publish", self.ws_publish),
         ]
         self.starlette = Starlette(routes=[*own, *routes], lifespan=self._lifespan)
-        self.asgi: ASGIApp = OriginGuard(self.starlette)
+        self.asgi: ASGIApp = HostGuard(OriginGuard(self.starlette), self.settings.allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.asgi(scope, receive, send)
@@ -441,8 +547,8 @@ def _meta_message(data: str) -> dict[str, Any] | None:
         return None
     try:
         obj = json.loads(s)
-    except json.JSONDecodeError:
-        return None
+    except (json.JSONDecodeError, RecursionError):
+        return None  # not a meta message; as events it gets the precise answer
     if isinstance(obj, dict) and isinstance(obj.get("type"), str):
         return obj
     return None

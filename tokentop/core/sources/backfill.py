@@ -7,13 +7,23 @@ this process's own batches, so neither side holds more than a few batches of eve
 ``group`` keeps files that must be read together (Claude Code: a session and its subagents) in
 one job, in read order. Files written to within the hold time and files already open stay in this
 process (their readers hold state here).
+
+No worker outlives the poll that started it: once every job is handed over the pool is shut down
+and its processes joined; when the poll fails or is interrupted (Ctrl-C, a feed stopping) the
+workers are terminated at once (their results would be dropped anyway) and joined. Workers ignore
+SIGINT: a terminal's Ctrl-C reaches the whole process group, and it is this process that decides.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import multiprocessing.context
 import os
+import signal
+import threading
 from concurrent.futures import Future
-from typing import Any, Final
+from typing import Any, Final, Iterator
 
 from tokentop.core.events import Event
 from tokentop.core.sources.protocol import LogFormat, Sink, Stats
@@ -86,16 +96,72 @@ def parse_share(settings: SourceSettings, host: str | None, now: float,
     return rows, cursors, src.stats, {name: s.export() for name, s in src.shared.items()}
 
 
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is for the importing process, which stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    """The ``spawn`` context, remembering the processes a pool starts with it: the pool itself has
+    no public way to stop a running worker (Python 3.14 adds ``terminate_workers``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[multiprocessing.process.BaseProcess] = []
+
+    def Process(self, *args: Any, **kwargs: Any) -> multiprocessing.process.BaseProcess:  # noqa: N802 - the context API
+        proc = super().Process(*args, **kwargs)
+        self.started.append(proc)
+        return proc
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """In the main thread (where Python runs signal handlers): a SIGINT during the block is noted and
+    handled by the previous handler when the block ends (``KeyboardInterrupt`` by default). A mask
+    would not do: another thread takes the signal and Python still raises in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if got:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+#: seconds a terminated worker gets to exit before it is killed
+STOP_TIMEOUT_S: Final = 2.0
+
+
 class WorkerBacklog:
     """The worker's share, submitted as jobs of about :data:`JOB_BYTES` (whole groups each)."""
 
     def __init__(self, tailer: LogSources, groups: list[Files], now: float, workers: int) -> None:
-        import multiprocessing  # only a large backlog pays for these imports
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor  # only a large backlog pays for this import
 
         self.tailer = tailer
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self.context = _SpawnContext()
         self.jobs: list[tuple[Future[ShareResult], Files, int]] = []
+        try:
+            # Ctrl-C is held back while the workers start: arriving inside a process start it would
+            # leave a child this process never learnt the pid of (or one waiting for its orders).
+            # It is raised right after, still inside this try.
+            with _sigint_deferred():
+                self.pool = ProcessPoolExecutor(workers, mp_context=self.context, initializer=_ignore_sigint)
+                self._submit(groups, now)
+        except BaseException:  # interrupted while starting: nothing may outlive this
+            self.cancel()
+            raise
+
+    def _submit(self, groups: list[Files], now: float) -> None:
+        tailer = self.tailer
         chunk: Files = []
         size = 0
         for i, group in enumerate(groups):
@@ -118,10 +184,26 @@ class WorkerBacklog:
             tally.done += nbytes
             tally.report()
         if not jobs:
-            self.pool.shutdown(wait=False)
+            self.pool.shutdown(wait=True)  # idle workers exit at once; joined here, not at interpreter exit
 
     def cancel(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Stop now: queued jobs are dropped, running workers terminated (killed if they linger) and
+        joined, the pool's own thread too."""
+        self.jobs.clear()
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        started = [proc for proc in self.context.started if proc.pid is not None]
+        for proc in started:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in started:
+            proc.join(STOP_TIMEOUT_S)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _finish(self, fut: Future[ShareResult], sink: Sink) -> int:
         rows, cursors, stats, shared = fut.result()

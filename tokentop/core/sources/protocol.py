@@ -187,26 +187,40 @@ class LogFormat:
 
 @dataclass
 class Stats:
-    """What a source read; ``counters`` holds named problems and rule hits ("malformed", ...)."""
+    """What a source read; ``counters`` holds named problems and rule hits ("malformed", ...).
+
+    Most fields count since the source started; ``files_too_old``, ``partial`` and ``unreadable``
+    describe the files as they are now (a file that became readable, or whose last line was
+    completed, leaves them)."""
 
     files: int = 0
     files_read: int = 0
     bytes_read: int = 0
     lines: int = 0
     events: int = 0
+    #: events left out because they are older than the backfill window
     too_old: int = 0
+    #: files not opened at the last full scan: last written before the backfill window began
+    files_too_old: int = 0
+    #: files ending in a line without its newline (still being written): path -> bytes left unread
+    partial: dict[str, int] = field(default_factory=dict)
+    #: files that could not be read (permissions, a corrupt archive): path -> why
+    unreadable: dict[str, str] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Stats) -> None:
         self.files += other.files
-        for name in ("files_read", "bytes_read", "lines", "events", "too_old"):
+        for name in ("files_read", "bytes_read", "lines", "events", "too_old", "files_too_old"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.partial.update(other.partial)
+        self.unreadable.update(other.unreadable)
         for k, v in other.counters.items():
             self.counters[k] = self.counters.get(k, 0) + v
 
     def to_json(self) -> dict[str, Any]:
         return {"files": self.files, "files_read": self.files_read, "bytes_read": self.bytes_read, "lines": self.lines,
-                "events": self.events, "too_old": self.too_old, **self.counters}
+                "events": self.events, "too_old": self.too_old, "files_too_old": self.files_too_old,
+                "partial_lines": len(self.partial), "unreadable_files": len(self.unreadable), **self.counters}
 
 
 class Source(Protocol):

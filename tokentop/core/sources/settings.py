@@ -50,7 +50,7 @@ def sections(formats: Sequence[Format]) -> dict[str, dict[str, Setting]]:
     return {
         "sources": {
             "enabled": Setting(list, list(names), f"log sources to read: {', '.join(names)}", source_names),
-            "backfill_days": Setting(NUM, 30, "first run imports this many days of history; older lines are ignored", positive),
+            "backfill_days": Setting(NUM, 30, "days of history a feed imports; a larger value later reads the older part too", positive),
             **{key: setting for fmt in formats for key, setting in fmt.config_keys.items()},
             "watch": Setting(bool, True, "use a file watcher (watchfiles); false = cheap polling only"),
             "poll_interval_s": Setting(NUM, 1.0, "seconds between polls of recently active files when not watching", positive),

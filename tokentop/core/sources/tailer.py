@@ -18,6 +18,10 @@ per-file reader (``protocol.py``; the list is ``formats.py``).
 * Files a format reads whole (``LogFormat.whole``, e.g. compressed archives) are loaded in one
   piece; their offsets count content bytes.
 * A large backlog can be parsed by a worker process (``backfill.py``, passed as ``backfill``).
+* Each cursor remembers the start of the backfill window its file was read with (``read_since``,
+  table ``source_windows``) when that window left events out. A wider window later (``tokentop
+  import --days 365`` after a 30-day import, a larger ``backfill_days``) reads such a file again from
+  the start: the events already stored come back as duplicates (same ids), the older ones are new.
 """
 
 from __future__ import annotations
@@ -53,6 +57,24 @@ CREATE TABLE IF NOT EXISTS source_cursors (
 ) WITHOUT ROWID;
 """
 
+#: The backfill window each file was read with, beside its cursor (its own table, so an older
+#: tokentop that writes ``source_cursors`` rows by position keeps working on the same ledger).
+#: ``read_since``: every event of the file's bytes before the cursor dated at or after it was handed
+#: over (0: every event, none was left out).
+WINDOWS_DDL: Final = """
+CREATE TABLE IF NOT EXISTS source_windows (
+    path TEXT PRIMARY KEY,
+    read_since REAL NOT NULL
+) WITHOUT ROWID;
+"""
+#: A cursor written before windows were recorded is taken as read with the default window (30 days)
+#: up to its last update: right for what every feed and import did by default, and a wider window
+#: than that reads the file again (the estimate errs towards re-reading).
+LEGACY_WINDOW_DAYS: Final = 30.0
+#: A window must start this much earlier than the one a file was read with to read it again (a
+#: clock stepping back a little must not re-read every file).
+REWIND_SLACK_S: Final = 60.0
+
 HEAD_BYTES: Final = 256
 READ_CHUNK: Final = 4 * 1024 * 1024
 #: Events handed to the sink at a time.
@@ -79,9 +101,11 @@ class Cursor:
     offset: int
     head: str
     state: dict[str, Any] | None = None
+    #: the backfill window's start this file was read with (see :data:`WINDOWS_DDL`)
+    read_since: float = 0.0
 
     def to_tuple(self) -> tuple[Any, ...]:
-        return (self.kind, self.inode, self.size, self.mtime_ns, self.offset, self.head, self.state)
+        return (self.kind, self.inode, self.size, self.mtime_ns, self.offset, self.head, self.state, self.read_since)
 
 
 @dataclass(slots=True)
@@ -182,7 +206,7 @@ class LogSources:
         self.backfill = backfill
         self.cursors: dict[str, Cursor] = {}
         if ledger is not None:
-            ledger.ensure_schema(CURSOR_DDL)
+            ledger.ensure_schema(CURSOR_DDL + WINDOWS_DDL)
             self.cursors = self._load_cursors()
         self._dirty: dict[str, Cursor | None] = {}
         #: files holding streaming responses not yet emitted (live files only)
@@ -197,10 +221,13 @@ class LogSources:
     def _load_cursors(self) -> dict[str, Cursor]:
         assert self.ledger is not None
         rows = self.ledger.call(lambda c: c.execute(
-            "SELECT path, kind, inode, size, mtime_ns, offset, head, state FROM source_cursors").fetchall())
+            "SELECT c.path, c.kind, c.inode, c.size, c.mtime_ns, c.offset, c.head, c.state, c.updated_at, w.read_since "
+            "FROM source_cursors c LEFT JOIN source_windows w ON w.path = c.path").fetchall())
         out = {}
-        for path, kind, inode, size, mtime_ns, offset, head, state in rows:
-            out[path] = Cursor(kind, inode, size, mtime_ns, offset, head, json.loads(state) if state else None)
+        legacy = LEGACY_WINDOW_DAYS * 86400.0
+        for path, kind, inode, size, mtime_ns, offset, head, state, updated_at, read_since in rows:
+            out[path] = Cursor(kind, inode, size, mtime_ns, offset, head, json.loads(state) if state else None,
+                               updated_at - legacy if read_since is None else read_since)
         return out
 
     def _commit_cursors(self) -> None:
@@ -214,6 +241,7 @@ class LogSources:
             for p, c in dirty.items() if c is not None
         ]
         deletes = [(p,) for p, c in dirty.items() if c is None]
+        windows = [(p, c.read_since) for p, c in dirty.items() if c is not None]
 
         def run(conn: sqlite3.Connection) -> None:
             with conn:
@@ -221,8 +249,14 @@ class LogSources:
                     conn.executemany("INSERT OR REPLACE INTO source_cursors VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts)
                 if deletes:
                     conn.executemany("DELETE FROM source_cursors WHERE path = ?", deletes)
+                _write_windows(conn, windows, deletes)
 
         self.ledger.call(run)
+
+    def rewinds(self, cur: Cursor | None, cutoff: float) -> bool:
+        """True when ``cur``'s file was read with a window that left events out and ``cutoff`` starts
+        earlier: the file is read again from the start to hand over its older part."""
+        return cur is not None and cur.read_since > cutoff + REWIND_SLACK_S
 
     def take_cursors(self, cursors: dict[str, tuple[Any, ...]]) -> None:
         """Adopt cursors advanced elsewhere (a backfill worker); the next read of each of these
@@ -281,6 +315,7 @@ class LogSources:
         self.stats.files = max(self.stats.files, len(listed))
         todo = []
         total_bytes = 0
+        too_old_files = 0
         for lf, st in listed:
             if st is None:
                 try:
@@ -292,15 +327,20 @@ class LogSources:
             opened = self.open.get(lf.path)
             whole = lf.fmt.loader(lf.path) is not None
             same = cur is not None and cur.size == st.st_size and cur.mtime_ns == st.st_mtime_ns and cur.inode == st.st_ino
-            if same and opened is None and (cur.offset == cur.size or whole):  # type: ignore[union-attr]
+            rewind = self.rewinds(cur, cutoff)
+            if same and opened is None and (cur.offset == cur.size or whole) and not rewind:  # type: ignore[union-attr]
                 continue  # unchanged since the last run (a whole-read file's offsets count content bytes)
             if opened is not None and opened.inode == st.st_ino and not opened.reader.pending \
-                    and (opened.read_offset == st.st_size or (whole and same)):
+                    and (opened.read_offset == st.st_size or (whole and same)) and not rewind:
                 continue
             if st.st_mtime < cutoff and cur is None:
+                too_old_files += 1
                 continue  # nothing in it can be inside the backfill window
             todo.append((lf, st))
-            total_bytes += max(0, st.st_size - (opened.read_offset if opened else (cur.offset if cur else 0)))
+            done = 0 if rewind else opened.read_offset if opened else (cur.offset if cur else 0)
+            total_bytes += max(0, st.st_size - done)
+        if files is None:
+            self.stats.files_too_old = too_old_files
         batch: list[Event] = []
         tally = Tally(total_bytes, progress)
         backlog = None
@@ -376,17 +416,24 @@ class LogSources:
             else:
                 fh = open(path, "rb")
         except OSError as exc:
+            self.stats.unreadable[path] = f"cannot read: {exc.strerror or exc}"
             log.warning("cannot read %s: %s", path, exc)
             return 0
         except Exception as exc:  # a corrupt archive (decompression errors)
-            self.stats.counters["unreadable_files"] = self.stats.counters.get("unreadable_files", 0) + 1
+            self.stats.unreadable[path] = f"cannot decompress: {exc}"
             log.warning("cannot decompress %s: %s", path, exc)
             return 0
+        self.stats.unreadable.pop(path, None)
         try:
             head = _head(data if load is not None else fh.read(HEAD_BYTES))
             size = len(data) if load is not None else st.st_size
             opened = self.open.get(path)
             cur = self.cursors.get(path)
+            if self.rewinds(cur, cutoff):  # read before with a narrower window: again from the start
+                opened = cur = None
+                self.open.pop(path, None)
+                self.pending_paths.discard(path)
+                self.stats.counters["rewound_files"] = self.stats.counters.get("rewound_files", 0) + 1
             if opened is not None and (opened.inode != st.st_ino or opened.head != head or size < opened.read_offset):
                 opened = None  # rotated / recreated / truncated
                 cur = None
@@ -400,8 +447,8 @@ class LogSources:
                     opened = Open(self._reader(lf, None), 0, st.st_ino, head)
                     cur = None
                 self.open[path] = opened
-            if cur is None:
-                cur = Cursor(lf.fmt.name, st.st_ino, st.st_size, st.st_mtime_ns, 0, head, None)
+            if cur is None:  # read from the start: nothing of it was left out yet
+                cur = Cursor(lf.fmt.name, st.st_ino, st.st_size, st.st_mtime_ns, 0, head, None, 0.0)
                 self.cursors[path] = cur
             live = st.st_mtime > now - HOLD_S
             start = opened.read_offset
@@ -435,6 +482,10 @@ class LogSources:
                     lines += 1
                 pos += len(body)
             # ``rest`` is an incomplete last line: left for the next read
+            if rest:
+                self.stats.partial[path] = len(rest)
+            else:
+                self.stats.partial.pop(path, None)
             if not live:
                 reader.flush(out, stats)
             # drop events outside the backfill window
@@ -443,6 +494,7 @@ class LogSources:
                 self.stats.too_old += len(out) - too_old_before - len(kept)
                 del out[too_old_before:]
                 out.extend(kept)
+                cur.read_since = max(cur.read_since, cutoff)  # a wider window must read it again
             self.stats.lines += lines
             self.stats.bytes_read += pos - start
             self.stats.files_read += 1
@@ -457,9 +509,21 @@ class LogSources:
     def _forget(self, path: str) -> None:
         self.open.pop(path, None)
         self.pending_paths.discard(path)
+        self.stats.partial.pop(path, None)
+        self.stats.unreadable.pop(path, None)
         if self.cursors.pop(path, None) is not None:
             self._dirty[path] = None
 
     def _forget_missing(self, present: set[str]) -> None:
         for path in [p for p in self.cursors if p not in present]:
             self._forget(path)
+        for path in [p for p in self.stats.unreadable if p not in present]:  # never had a cursor
+            del self.stats.unreadable[path]
+
+
+def _write_windows(conn: sqlite3.Connection, windows: list[tuple[str, float]], deletes: list[tuple[str]]) -> None:
+    """Store each cursor's window start beside it (inside the cursors' transaction)."""
+    if windows:
+        conn.executemany("INSERT OR REPLACE INTO source_windows (path, read_since) VALUES (?, ?)", windows)
+    if deletes:
+        conn.executemany("DELETE FROM source_windows WHERE path = ?", deletes)

@@ -3,12 +3,15 @@
 Targets were captured by key when the key was pressed; the table may keep moving behind the modal
 but this screen only ever acts on what it names. Focus starts on Cancel. A target whose
 :class:`~tokentop.core.control.port.Plan` cannot act shows the plan's reason and is never acted on;
-a target with several candidate processes acts on none until the user picks one.
+a target with several candidate processes acts on none until the user picks one. When nothing
+can act, the buttons stay on screen but disabled (so the user sees what *would* happen) and one
+line says what would make it possible (:func:`remedy`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from rich.text import Text
 from textual import on
@@ -19,10 +22,47 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
-from tokentop.core.control.port import Action, Controller, Outcome, Plan, Target
+from tokentop.core.control.port import NO_PROCESS_REASON, Action, Controller, Outcome, Plan, Target
 from tokentop.ui import format as fmt
 
 VERBS = {"kill": "Stop", "pause": "Pause", "resume": "Continue"}
+PAST = {"kill": "stopped", "pause": "paused", "resume": "continued"}
+
+#: what makes an action possible, by the plan's reason (the reasons are the control layer's own
+#: words: docs/control.md); first match wins
+REMEDIES: tuple[tuple[str, str], ...] = (
+    (NO_PROCESS_REASON,
+     "no process recorded for this session: run the agent under `tokentop run -- CMD` (or have it send "
+     "`pid` in its events), or turn on `[control] discovery` so tokentop finds claude/codex processes started by hand"),
+    ("no pid was reported",
+     "no process recorded for this session: run the agent under `tokentop run -- CMD`, or turn on `[control] discovery`"),
+    ("no local token found",
+     "no local token found: run the live view as the user who runs the feed, on its machine "
+     "(the token is the feed's state-dir file `token`), or watch it with `tokentop --feed URL` from there"),
+    ("control it from the feed on that host",
+     "the session runs on another host: watch the fleet with `tokentop --nats URL` (actions go to each session's "
+     "own host), or run tokentop on that host"),
+    ("without the control layer", "this feed runs without process control: watch a host feed (`tokentop serve`)"),
+    ("not available in this build", "process control is not available here: run the live view against a feed with "
+                                    "process control (`tokentop`, `tokentop serve`)"),
+    ("not yours", "the process belongs to another user: run tokentop as that user"),
+    ("has already exited", "the process has already exited: there is nothing left to stop"),
+    ("exited before the signal", "the process has already exited: there is nothing left to stop"),
+    ("did not answer", "the feed did not answer: check that it runs (`tokentop check`), then try again"),
+)
+
+
+def remedy(plans: list[Plan]) -> str | None:
+    """The one thing that would let the action go ahead, when no plan can act (``None`` when one
+    can, or when a candidate can still be picked)."""
+    if any(p.can_act or p.candidates for p in plans):
+        return None
+    for plan in plans:
+        reason = plan.reason or ""
+        for needle, text in REMEDIES:
+            if reason == needle or needle in reason:
+                return text
+    return None
 
 
 def describe_target(t: Target) -> Text:
@@ -43,7 +83,7 @@ def describe_target(t: Target) -> Text:
         text.append(fmt.printable(t.model))
     if t.cmd:
         text.append("\n  cmd ", "bold")
-        text.append(fmt.ellipsize(fmt.printable(t.cmd), 70))
+        text.append(fmt.ellipsize_middle(fmt.printable(t.cmd), 70))
     return text
 
 
@@ -91,7 +131,12 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
                         yield Static(describe_target(target), classes="target", markup=False)
                     yield Static(Text("  checking the process behind each session…"), classes="note", markup=False)
                 for plan in self.plans:
-                    yield Static(describe_target(plan.target), classes="target", markup=False)
+                    target = plan.target if plan.target.cmd or not plan.cmd else replace(plan.target, cmd=plan.cmd)
+                    yield Static(describe_target(target), classes="target", markup=False)
+                    if plan.can_act and plan.pid is not None and not plan.candidates and not plan.reason:
+                        # what the control layer verified before offering the action (ControlService.plan)
+                        yield Static(Text(f"  ✔ checked: pid {plan.pid} is the process recorded (same start time, yours)"),
+                                     classes="note checked", markup=False)
                     if plan.candidates:
                         why = plan.reason or "several processes could be this session"
                         yield Static(Text(f"  {why}: pick the process below"), classes="reason", markup=False)
@@ -114,10 +159,21 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
                     yield RadioButton("TERM: ask it to exit (default)", value=True, id="sig-term")
                     yield RadioButton("KILL: force, no clean-up", id="sig-kill")
             yield Static("", id="outcome", markup=False)
+            if self.ready and self.nothing_can_act:
+                how = remedy(self.plans)
+                line = Text(f"Nothing can be {PAST[self.kind]} from here.", "bold")
+                if how:
+                    line.append(f" To make it possible: {how}.", "")
+                yield Static(line, id="remedy", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel", variant="primary", compact=True)
                 yield Button(self._confirm_label(), id="confirm", variant="error" if self.kind == "kill" else "warning",
                              compact=True)
+
+    @property
+    def nothing_can_act(self) -> bool:
+        """Every target's plan refused and none offers a process to pick."""
+        return bool(self.plans) and not any(p.can_act or p.candidates for p in self.plans)
 
     def _confirm_label(self) -> str:
         if self.kind == "kill":
@@ -168,6 +224,9 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
         button = self.query_one("#confirm", Button)
         button.label = self._confirm_label()
         button.disabled = not self.ready or self.outcomes is not None or not self.actionable()
+        if self.kind == "kill":
+            # the signal choice is part of the action: greyed out with it when nothing can act
+            self.query_one("#signals", RadioSet).disabled = (self.ready and self.nothing_can_act) or self.outcomes is not None
 
     @on(RadioSet.Changed)
     def _signal_changed(self) -> None:

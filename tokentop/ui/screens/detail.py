@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -64,6 +66,27 @@ def chart_text(burn: list[float], tokens: list[float], width: int, height: int) 
     return fig.build().string(colorless=True)
 
 
+class ProcessLine:
+    """``pid 4242  cmd python -m agent --feed … --size 12``: always one line, at any width. A long
+    command loses its middle (its program and its last arguments say the most), never wraps."""
+
+    def __init__(self, pid: int | None, cmd: str | None) -> None:
+        self.pid = pid
+        self.cmd = fmt.printable(cmd or "")
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        text = Text(no_wrap=True, overflow="crop")
+        text.append("pid ", "bold")
+        text.append(str(self.pid) if self.pid is not None else "unknown")
+        if self.cmd:
+            text.append("  cmd ", "bold")
+            text.append(fmt.ellipsize_middle(self.cmd, max(1, options.max_width - text.cell_len)))
+        yield text
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(1, options.max_width)
+
+
 class DetailScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q,backspace", "close", "Back"),
@@ -121,20 +144,22 @@ class DetailScreen(Screen[None]):
 
     def _breakdown(self) -> Table:
         r = self.row
-        table = Table.grid(padding=(0, 2))
-        for _ in range(4):
-            table.add_column()
-        unpriced = f"  ⚠ {r.unpriced_requests_today} unpriced requests (not in $)" if r.unpriced_requests_today else ""
-        table.add_row(
-            Text(f"burn {fmt.usd(r.usd_per_hour)}/h est", style="bold"),
-            Text(f"today {fmt.usd(r.usd_today)} est" + (f" (agents reported {fmt.usd(r.usd_provided_today)})" if r.usd_provided_today else "")),
-            Text(f"{fmt.count(r.tokens_today)} tokens, {r.requests_today} requests, {r.errors_today} errors"),
-            Text(unpriced, style="bold"),
-        )
+        table = Table.grid()
+        table.add_column()
+        today = Text(f"burn {fmt.usd(r.usd_per_hour)}/h est", style="bold")
+        today.append(f"  today {fmt.usd(r.usd_today)} est", style="")
+        if r.usd_provided_today:
+            today.append(f" (agents reported {fmt.usd(r.usd_provided_today)})")
+        table.add_row(today)
+        counts = Text(f"{fmt.count(r.tokens_today)} tokens · {fmt.count(r.requests_today)} requests · "
+                      f"{fmt.count(r.errors_today)} errors")
+        if r.unpriced_requests_today:
+            counts.append(f"  ⚠ {r.unpriced_requests_today} unpriced requests (not in $)", style="bold")
+        table.add_row(counts)
         if r.agent or r.pid or r.cmd:
-            table.add_row(Text(f"agent {fmt.printable(r.agent or '?')}"), Text(f"pid {r.pid if r.pid is not None else 'unknown'}"),
-                          Text(f"project {fmt.printable(r.project or '-')}  branch {fmt.printable(r.branch or '-')}"),
-                          Text(fmt.printable(r.cmd or "")))
+            table.add_row(Text(f"agent {fmt.printable(r.agent or '?')}  project {fmt.printable(r.project or '-')}  "
+                               f"branch {fmt.printable(r.branch or '-')}"))
+            table.add_row(ProcessLine(r.pid, r.cmd))
         models = Table(title="by model (today)", title_justify="left", box=None, padding=(0, 2), show_edge=False)
         for name, just in (("model", "left"), ("requests", "right"), ("tokens", "right"), ("spend est", "right")):
             models.add_column(name, justify=just)  # type: ignore[arg-type]

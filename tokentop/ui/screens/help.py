@@ -11,7 +11,8 @@ from textual.widgets import Static
 
 KEY_NAMES = {
     "question_mark": "?", "less_than_sign": "<", "greater_than_sign": ">", "slash": "/", "plus": "+",
-    "minus": "-", "space": "space", "escape": "Esc", "enter": "Enter",
+    "minus": "-", "space": "space", "escape": "Esc", "enter": "Enter", "f1": "F1", "f9": "F9", "f10": "F10",
+    "pageup": "PgUp", "pagedown": "PgDn", "home": "Home", "end": "End", "up": "↑", "down": "↓",
 }
 
 

@@ -68,23 +68,26 @@ class ChartView(Static):
 class ProviderDashboardScreen(Screen):
     BINDINGS = [Binding("escape", "app.pop_screen", "back")]
 
-    def __init__(self, report: ProviderReport) -> None:
+    def __init__(self, report: ProviderReport, *, simulated: bool = False) -> None:
         super().__init__()
         self.report = report
+        #: ``tokentop demo``'s simulated billing: every "billed" says "simulated" instead
+        self.simulated = simulated
 
     def compose(self) -> ComposeResult:
         r = self.report
         dates = _short_dates([d.date for d in r.by_day])
         req = "n/a (not reported by this provider)" if r.requests_total is None else f"{r.requests_total:,}"
         state = "" if r.complete else "  INCOMPLETE: some days were never fetched"
+        kind = "SIMULATED billing (tokentop demo)" if self.simulated else "billed"
         yield Static(
-            f"{r.provider} — last {r.days} days, billed{state}\n"
+            f"{r.provider} — last {r.days} days, {kind}{state}\n"
             f"total {money(r.pusd_total)} · requests {req} · input tokens {r.input_tokens_total:,} · "
             f"output tokens {r.output_tokens_total:,}" + (f"\nlast fetch failed: {r.error}" if r.error else ""),
             id="dashboard-totals", markup=False,
         )
         with VerticalScroll():
-            yield ChartView("daily spend (USD, billed)", dates, [float(usd(d.pusd)) for d in r.by_day], id="chart-spend")
+            yield ChartView(f"daily spend (USD, {'simulated' if self.simulated else 'billed'})", dates, [float(usd(d.pusd)) for d in r.by_day], id="chart-spend")
             yield ChartView("daily tokens (input + output)", dates, [d.input_tokens + d.output_tokens for d in r.by_day],
                             id="chart-tokens")
             if r.requests_total is None:

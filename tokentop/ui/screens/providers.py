@@ -26,6 +26,33 @@ from tokentop.core.providers.panel import ProviderPanel, usd_short
 
 MAX_MODELS = 6
 
+#: What the screen shows when no provider is polled: what it is for, how to turn it on, where the
+#: docs are (the live view's empty state does the same for local usage).
+NO_KEYS_TEXT = """\
+No provider admin key is set: no billed spend to show yet.
+
+  What this is  Billed truth: what OpenAI and Anthropic charged, from
+                their admin usage and cost APIs. Today and this month,
+                the last hour per minute by model, a 30-day dashboard
+                (Enter), and the unattributed spend that no agent
+                tokentop watches explains (a key used elsewhere, an
+                agent it cannot read). The live view shows estimates
+                from local usage; this screen shows the bill.
+
+  Set a key     OPENAI_ADMIN_KEY=sk-admin-...
+                ANTHROPIC_ADMIN_KEY=sk-ant-admin01-...
+                in the environment of the feed (`tokentop serve`, or
+                the one this view runs itself)
+  or key files  [providers.openai] key_file = "/path/openai.key"
+                [providers.anthropic] key_file = "/path/anthropic.key"
+                mode 0600, else refused (`tokentop config path`)
+  then          restart the feed: it polls each provider every minute
+
+  Docs          docs/providers.md   (and `tokentop report --billed`)
+
+Esc goes back.
+"""
+
 
 def money(pusd: int) -> str:
     value = usd(pusd)
@@ -77,14 +104,16 @@ class ProviderCard(Vertical, can_focus=True):
     ProviderCard .pv-na { width: 1fr; color: $text-muted; }
     """
 
-    def __init__(self, panel: ProviderPanel, now: float) -> None:
+    def __init__(self, panel: ProviderPanel, now: float, *, simulated: bool = False) -> None:
         super().__init__(id=f"provider-{panel.provider}")
         self.panel = panel
         self.now = now
+        self.simulated = simulated
 
     def compose(self) -> ComposeResult:
         p = self.panel
-        yield Static(f"{p.provider} — billed (provider API)", classes="pv-title", markup=False)
+        title = "SIMULATED billing (tokentop demo, no provider API)" if self.simulated else "billed (provider API)"
+        yield Static(f"{p.provider} — {title}", classes="pv-title", markup=False)
         yield Static(health_line(p, self.now), classes="pv-health" + (" pv-error" if p.last_error else ""), markup=False)
         if p.costs_fetched_today:
             spend = f"today {money(p.pusd_today)} · this month {money(p.pusd_month)}"
@@ -110,7 +139,8 @@ class ProviderCard(Vertical, can_focus=True):
             yield Static(f"… and {len(p.by_model) - MAX_MODELS} more models", classes="pv-more")
         u = p.unattributed
         amount = "unpriced" if u.billed_pusd == 0 and u.unpriced_tokens else usd_short(u.unattributed_pusd)
-        yield Static(f"unattributed: {amount} — {u.explanation}", classes="pv-unattributed", markup=False)
+        explanation = u.explanation.replace("billed", "simulated") if self.simulated else u.explanation
+        yield Static(f"unattributed: {amount} — {explanation}", classes="pv-unattributed", markup=False)
 
     def action_open_dashboard(self) -> None:
         self.post_message(ProvidersScreen.OpenDashboard(self.panel.provider))
@@ -129,25 +159,28 @@ class ProvidersScreen(Screen):
             self.provider = provider
 
     def __init__(self, panels: Sequence[ProviderPanel], *, now: float | None = None,
-                 notes: dict[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
+                 notes: dict[str, str] | None = None, clock: Callable[[], float] = time.time,
+                 simulated: bool = False) -> None:
         super().__init__()
+        #: the figures come from ``tokentop demo``'s simulated billing: said on every card and chart
+        self.simulated = simulated
         self.panels = list(panels)
         self.notes = dict(notes or {})
         self.clock = clock
         self.now = clock() if now is None else now
 
     def compose(self) -> ComposeResult:
-        yield Static("Providers — billed spend from the provider admin APIs   [Enter] 30-day dashboard  [Esc] back",
-                     id="providers-header", markup=False)
+        what = "SIMULATED billing (tokentop demo)" if self.simulated else "billed (provider admin APIs)"
+        yield Static(f"Providers — {what}   Enter 30-day dashboard · Esc back", id="providers-header", markup=False)
         with VerticalScroll(id="providers-body", can_focus=False):
             yield from self._cards()
 
     def _cards(self) -> list:
-        out: list = [ProviderCard(p, self.now) for p in self.panels]
+        out: list = [ProviderCard(p, self.now, simulated=self.simulated) for p in self.panels]
         for name, note in sorted(self.notes.items()):
             out.append(Static(f"{name}: {note}", classes="pv-note", markup=False))
-        if not out:
-            out.append(Static("no provider configured: set OPENAI_ADMIN_KEY or ANTHROPIC_ADMIN_KEY", classes="pv-note"))
+        if not self.panels:
+            out.append(Static(NO_KEYS_TEXT, id="providers-empty", markup=False))
         return out
 
     def on_mount(self) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from tokentop.commands._common import fail
+from tokentop.commands._common import add_config_option, fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("setup", help="install integrations: claude-statusline (Claude Code's quota figures)")
+    add_config_option(p)
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     s = what.add_parser(
         "claude-statusline",
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--undo", action="store_true", help="put the statusLine back as it was")
     s.add_argument("--claude-dir", metavar="DIR", help="Claude Code's config dir (default: $CLAUDE_CONFIG_DIR or ~/.claude)")
-    s.add_argument("--config", metavar="PATH", help="tokentop config file the statusline should read its feed from")
+    add_config_option(s)  # given: the installed statusline reads its feed address from that config file
     s.add_argument("--json", action="store_true", help="print what was done as JSON")
     s.set_defaults(func=run)
 

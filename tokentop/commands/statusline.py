@@ -382,9 +382,10 @@ def register(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
         help="Claude Code's statusLine command: reads its JSON on stdin, hands the quota figures to the feed, "
              "prints one line (install with: tokentop setup claude-statusline)",
     )
+    from tokentop.commands._common import add_feed_options
+
+    add_feed_options(p)  # the feed: --feed, else TOKENTOP_FEED, else [feed] in the config, else 127.0.0.1:7411
     p.add_argument("--chain", metavar="COMMAND", help="run this previous statusLine command too; its output follows ours")
-    p.add_argument("--feed", metavar="URL", help="feed to send to (default: TOKENTOP_FEED, [feed] in config, 127.0.0.1:7411)")
-    p.add_argument("--config", metavar="PATH", help="config file to read the feed address from")
     p.add_argument("--no-feed", action="store_true", help="only print the line; send nothing")
     p.set_defaults(func=_run_parsed)
 

@@ -1,10 +1,12 @@
 """Wall time of ``tokentop statusline`` as Claude Code runs it: Python start-up included.
 
 Claude Code runs its statusLine command after every assistant message; tokentop's must stay under
-50 ms, start-up included (docs/limits.md, "Speed"). This bench runs the installed command the way
-Claude Code does (a fresh process, the JSON on stdin) N times, with no feed answering and with a
-real feed (uvicorn on loopback), and prints the median and maximum wall time and CPU time, next to
-a bare ``python -c pass`` of the same interpreter (the floor no Python command can go below).
+50 ms, start-up included (docs/limits.md, "Speed"). This bench runs the command the way Claude
+Code does (a fresh process, the JSON on stdin) N times — both the command ``tokentop setup
+claude-statusline`` installs (``python -P -c LAUNCHER``) and the ``tokentop statusline`` console
+script — with no feed answering and with a real feed (uvicorn on loopback), and prints the median
+and maximum wall time and CPU time, next to a bare ``python -c pass`` of the same interpreter (the
+floor no Python command can go below).
 
     python bench/statusline_bench.py [--runs 20] [--tokentop PATH] [--python PATH]
 
@@ -52,7 +54,7 @@ def run_once(argv: list[str], data: bytes, env: dict[str, str]) -> tuple[float, 
 def summary(name: str, runs: list[tuple[float, float]]) -> str:
     walls = [w for w, _ in runs]
     cpus = [c for _, c in runs]
-    return (f"{name:<34} wall median {statistics.median(walls):6.1f} ms  max {max(walls):6.1f} ms   "
+    return (f"{name:<38} wall median {statistics.median(walls):6.1f} ms  max {max(walls):6.1f} ms   "
             f"cpu median {statistics.median(cpus):6.1f} ms  max {max(cpus):6.1f} ms")
 
 
@@ -63,6 +65,7 @@ def main() -> int:
     parser.add_argument("--tokentop", default=str(Path(sys.executable).with_name("tokentop")))
     args = parser.parse_args()
     from tokentop import config as config_mod
+    from tokentop.commands.statusline import LAUNCHER
     from tokentop.core.feed.runner import FeedRunner
 
     data = json.dumps(PAYLOAD).encode()
@@ -76,23 +79,28 @@ def main() -> int:
         try:
             feed_env = dict(env, TOKENTOP_FEED=str(runner.url))
             none_env = dict(env, TOKENTOP_FEED="http://127.0.0.1:1")  # nothing listens on port 1: refused
-            base: list[tuple[float, float]] = []
-            no_feed: list[tuple[float, float]] = []
-            feed: list[tuple[float, float]] = []
-            for argv, e in (([args.tokentop, "statusline"], none_env), ([args.tokentop, "statusline"], feed_env)):
-                run_once(argv, data, e)  # warm caches (and write .pyc where allowed)
+            script = [args.tokentop, "statusline"]
+            launcher = [args.python, "-P", "-c", LAUNCHER]  # what `tokentop setup claude-statusline` installs
+            cases: dict[str, tuple[list[str], bytes, dict[str, str]]] = {
+                "python -c pass (start-up floor)": ([args.python, "-c", "pass"], b"", env),
+                "installed command, no feed": (launcher, data, none_env),
+                "installed command, feed answering": (launcher, data, feed_env),
+                "`tokentop statusline`, no feed": (script, data, none_env),
+                "`tokentop statusline`, feed answering": (script, data, feed_env),
+            }
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+            for argv, stdin, e in cases.values():
+                run_once(argv, stdin, e)  # warm caches (and write .pyc where allowed)
             for _ in range(args.runs):
-                base.append(run_once([args.python, "-c", "pass"], b"", env))
-                no_feed.append(run_once([args.tokentop, "statusline"], data, none_env))
-                feed.append(run_once([args.tokentop, "statusline"], data, feed_env))
+                for name, (argv, stdin, e) in cases.items():
+                    runs[name].append(run_once(argv, stdin, e))
             received = runner.parts.limits.statusline_received if runner.parts.limits else 0
         finally:
             runner.stop()
-    print(f"tokentop statusline, {args.runs} runs each, {args.tokentop}")
-    print(summary("python -c pass (start-up floor)", base))
-    print(summary("statusline, no feed answering", no_feed))
-    print(summary("statusline, feed answering", feed))
-    print(f"feed received {received} statusLine payloads (expected {args.runs + 1})")
+    print(f"tokentop statusline, {args.runs} runs each, {args.python} / {args.tokentop}")
+    for name, got in runs.items():
+        print(summary(name, got))
+    print(f"feed received {received} statusLine payloads (expected {2 * (args.runs + 1)})")
     return 0
 
 

@@ -87,6 +87,47 @@ def test_a_chained_statusline_gets_the_same_input_and_prints_after_ours(feed: Fe
     assert failing.returncode == 0 and len(failing.stdout.decode().splitlines()) == 1
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.json")))
+def test_the_json_reader_without_re_reads_like_json(name: str) -> None:
+    from tokentop.commands.statusline import loads
+
+    text = (FIXTURES / name).read_text()
+    assert loads(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['  {"a": [1, 2.5, -3e2, "\\u00e9", null, true]}  ', '{"x": NaN, "y": -Infinity}', "[]",
+                                  '"s"', "{} {}", "{not json", "", "{\"a\": 1"])
+def test_the_json_reader_agrees_with_json_on_edge_cases(text: str) -> None:
+    from tokentop.commands.statusline import loads
+
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            loads(text)
+        return
+    got = loads(text)
+    assert json.dumps(got) == json.dumps(expected)  # NaN == NaN through its JSON
+
+
+def test_the_statusline_path_imports_neither_json_nor_re_nor_argparse(feed: FeedRunner) -> None:
+    """The launcher settings.json runs: start-up plus almost nothing (docs/limits.md, "Speed")."""
+    from tokentop.commands.statusline import LAUNCHER
+
+    # what Python's start-up already loaded here (an editable install's import hook loads re) is
+    # not the command's doing: only what the command itself adds counts
+    probe = LAUNCHER.replace("import sys; ", "import sys; before = set(sys.modules); ").replace(
+        "sys.exit(main(sys.argv[1:]))",
+        "code = main(sys.argv[1:]); "
+        "bad = sorted({'re', 'json', 'argparse', 'typing', 'tomllib', 'platformdirs', 'httpx', 'enum'} "
+        "& (set(sys.modules) - before)); sys.stderr.write(repr(bad)); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-P", "-c", probe], input=payload(), capture_output=True, timeout=30,
+                          env=dict(os.environ, NO_COLOR="1", TOKENTOP_FEED=str(feed.address)))
+    assert done.returncode == 0 and done.stdout.decode().startswith("Opus 4.7")
+    assert done.stderr.decode() == "[]"
+    assert feed.parts.limits.statusline_received == 1  # type: ignore[union-attr]
+
+
 def test_help_goes_through_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli_main(["statusline", "--help"])
@@ -138,9 +179,12 @@ def test_install_keeps_and_chains_an_existing_statusline_and_undo_restores_it_by
 
 
 def test_the_installed_command_runs_with_a_feed_and_chains(claude: Path, tmp_path: Path, feed: FeedRunner) -> None:
+    from tokentop.commands.setup import tokentop_command
+
     (claude / "settings.json").write_bytes(EXISTING)
-    install(claude, tmp_path / "state")
+    install(claude, tmp_path / "state", command=tokentop_command())
     cmd = json.loads((claude / "settings.json").read_bytes())["statusLine"]["command"]
+    assert cmd.startswith(f"{sys.executable} -P -c 'import sys; from tokentop.commands.statusline import main;")
     done = subprocess.run(["/bin/sh", "-c", cmd], input=payload(), capture_output=True, timeout=30,
                           env=dict(os.environ, NO_COLOR="1", TOKENTOP_FEED=str(feed.address)))
     assert done.stdout.decode().splitlines() == ["Opus 4.7 (1M context) · 5h 62% ↻1h12m · 7d 41% · $3.42", "theirs"]
@@ -192,7 +236,8 @@ def test_setup_command_honours_claude_config_dir(tmp_path: Path, monkeypatch: py
     assert cli_main(["setup", "claude-statusline", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["settings"] == str(other / "settings.json") and out["chained"]
-    assert " statusline --chain " in json.loads((other / "settings.json").read_bytes())["statusLine"]["command"]
+    command = json.loads((other / "settings.json").read_bytes())["statusLine"]["command"]
+    assert "tokentop.commands.statusline" in command and " --chain " in command
     assert cli_main(["setup", "claude-statusline", "--undo"]) == 0
     assert "exactly as it was" in capsys.readouterr().out
     assert (other / "settings.json").read_bytes() == EXISTING

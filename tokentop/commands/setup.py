@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
+from pathlib import Path
 
 from tokentop.commands._common import add_config_option, fail
+from tokentop.commands.statusline import LAUNCHER
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,9 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run)
 
 
+def tokentop_command(config: str | None = None) -> str:
+    """How Claude Code should start ``tokentop statusline``: this Python (absolute, so Claude Code's
+    PATH does not matter) running the statusline's launcher directly — ``tokentop statusline``
+    without the console script's wrapper, whose ``import re`` alone costs as much as the rest of
+    the command (docs/limits.md, "Speed")."""
+    base = f"{shlex.quote(sys.executable)} -P -c {shlex.quote(LAUNCHER)}"
+    if config:
+        base += f" --config {shlex.quote(str(Path(config).expanduser().resolve()))}"
+    return base
+
+
 def run(args: argparse.Namespace) -> int:
     from tokentop.config import state_dir
-    from tokentop.core.limits.install import InstallError, claude_dir, install, tokentop_command, undo
+    from tokentop.core.limits.install import InstallError, claude_dir, install, undo
 
     directory = claude_dir(args.claude_dir)
     try:

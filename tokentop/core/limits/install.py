@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ from pathlib import Path
 from typing import Any, Final, Mapping
 
 SETTINGS_FILE: Final = "settings.json"
-#: what marks a statusLine command as ours
-MARK: Final = " statusline"
+#: what marks a statusLine command as ours (``tokentop statusline`` or the installed launcher)
+MARK: Final = "statusline"
 
 
 class InstallError(Exception):
@@ -47,19 +46,6 @@ def claude_dir(explicit: str | None = None, env: Mapping[str, str] | None = None
     if raw:
         return Path(raw).expanduser()
     return Path(env.get("HOME") or Path.home()) / ".claude"
-
-
-def tokentop_command(config: str | None = None) -> str:
-    """How Claude Code should start ``tokentop statusline``: the ``tokentop`` script beside this
-    Python (absolute, so Claude Code's PATH does not matter), else ``python -m tokentop``."""
-    script = Path(sys.executable).with_name("tokentop")
-    if script.is_file() and os.access(script, os.X_OK):
-        base = f"{shlex.quote(str(script))} statusline"
-    else:
-        base = f"{shlex.quote(sys.executable)} -m tokentop statusline"
-    if config:
-        base += f" --config {shlex.quote(str(Path(config).expanduser().resolve()))}"
-    return base
 
 
 def is_ours(status_line: object) -> bool:
@@ -145,8 +131,9 @@ class Installed:
     already: bool = False
 
 
-def install(directory: Path, state_dir: Path, *, command: str | None = None, now: float | None = None) -> Installed:
-    """Make ``tokentop statusline`` Claude Code's statusLine (see the module's rules)."""
+def install(directory: Path, state_dir: Path, *, command: str, now: float | None = None) -> Installed:
+    """Make ``command`` (how ``tokentop statusline`` is started) Claude Code's statusLine (see the
+    module's rules)."""
     now = time.time() if now is None else now
     settings = directory / SETTINGS_FILE
     raw, data = _read_settings(settings)
@@ -162,7 +149,7 @@ def install(directory: Path, state_dir: Path, *, command: str | None = None, now
                                f"remove it or make it a command, then run this again — nothing was changed")
         chained = existing["command"]
         keep = {k: v for k, v in existing.items() if k not in ("type", "command")}
-    ours = command or tokentop_command()
+    ours = command
     if chained:
         ours += f" --chain {shlex.quote(chained)}"
     new = dict(data)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Final, Iterable, Mapping, Sequence
+from typing import Any, Final, Iterable, Sequence
 
 #: where a window's figure came from, most trusted first
 SOURCES: Final = ("codex-log", "claude-statusline", "claude-oauth", "estimated")
@@ -375,14 +375,3 @@ def session_points(windows: Iterable[Window], name: str = "5h") -> dict[str, flo
 def agent_points(windows: Iterable[Window], name: str = "5h") -> dict[str, float]:
     """Agent → its ``name`` window's used % (the Agents view's ``5H%`` column)."""
     return {agent: w.used_percent for agent, w in by_agent(windows, name).items()}
-
-
-def plan_mapping(obj: Mapping[str, Any] | None) -> str | None:
-    """A plan name as a source wrote it (``plan_type``, ``subscriptionType``), or ``None``."""
-    if not obj:
-        return None
-    for key in ("plan_type", "subscriptionType", "subscription_type"):
-        value = obj.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:64]
-    return None

@@ -2,13 +2,18 @@
 """Log-source benchmark: cold import, restart with nothing new, live-tail CPU. Prints figures.
 
     python3 bench/gen_agent_logs.py --out /tmp/d100k --lines 100000 --sessions 500 --seed 42 --end 2026-11-26T12:00:00Z
-    /work/venv/bin/python bench/sources_bench.py --corpus /tmp/d100k --days 31 [--live 30] [--workers 0]
+    /work/venv/bin/python bench/sources_bench.py --corpus /tmp/d100k --days 31 [--live 30] [--latency 60] [--workers 0]
 
 Each figure is one run of the real CLI in a subprocess (``tokentop import``, ``tokentop serve``)
 with HOME pointing at the corpus and private tokentop dirs. CPU = user+sys of the process and its
 worker; peak RSS = the largest single process. ``--live`` appends at 5 lines/s for that many
 seconds with the generator's live mode (this modifies the corpus: run it last) and reports the
 feed's CPU while appending and while idle. Totals are checked against ``ground_truth.json``.
+``--latency`` appends with the block lines of each response written apart (``--block-gap``, as
+Claude Code streams them, no ``stop_reason``) and reports, per line, the time from the line's write
+to the feed's snapshot showing it: a response's first line (counted: first sight) and its last
+line (its final usage: a revision), median and max; then checks the appended totals against the
+generator's own ground truth.
 """
 
 from __future__ import annotations
@@ -162,12 +167,108 @@ def live(corpus: Path, env: dict[str, str], seconds: float) -> None:
         feed.wait(10)
 
 
+def latency(corpus: Path, env: dict[str, str], seconds: float, gap: float) -> None:
+    """Line write → snapshot latency, for first sight and for the final usage (see the module doc)."""
+    import queue
+    import threading
+
+    import httpx
+
+    port = free_port()
+    feed = subprocess.Popen([PY, "-m", "tokentop", "serve", "--listen", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1/snapshot"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                status = httpx.get(url, timeout=2).json().get("status", {})
+                if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                sys.exit("feed did not finish its backfill in 120 s")
+            time.sleep(0.05)
+        base = httpx.get(url, timeout=2).json()["totals"]
+        r0, t0, usd0 = base["requests_today"], base["tokens_today"], base["usd_today"]
+        gen = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gen_agent_logs.py"), "--out", str(corpus),
+                                "--append-rate", "5", "--duration", str(seconds), "--block-gap", str(gap),
+                                "--trace", "--seed", str(int(time.time()) % 100000)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        lines: queue.Queue[dict] = queue.Queue()
+
+        def read() -> None:
+            assert gen.stdout is not None
+            for line in gen.stdout:
+                lines.put(json.loads(line))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        waiting: list[dict] = []
+        first: list[float] = []
+        final: list[float] = []
+        summary: dict | None = None
+        while summary is None or waiting:
+            while True:
+                try:
+                    rec = lines.get_nowait()
+                except queue.Empty:
+                    break
+                if rec.get("done"):
+                    summary = rec
+                else:
+                    waiting.append(rec)
+            if not waiting:
+                if summary is None and not reader.is_alive() and lines.empty():
+                    sys.exit("the generator stopped without its summary")
+                time.sleep(0.005)
+                continue
+            totals = httpx.get(url, timeout=2).json()["totals"]
+            now = time.time()
+            for rec in list(waiting):
+                shown = totals["requests_today"] - r0 >= rec["requests"] and \
+                    totals["tokens_today"] - t0 >= rec["total_tokens"]
+                if shown or now - rec["t"] > 10:
+                    latency_s = now - rec["t"] if shown else float("inf")
+                    if rec["first"]:
+                        first.append(latency_s)
+                    if rec["final"]:
+                        final.append(latency_s)
+                    waiting.remove(rec)
+            time.sleep(0.02)
+        gen.wait()
+
+        def figures(xs: list[float]) -> str:
+            xs = sorted(xs)
+            return f"median {xs[len(xs) // 2]:.3f} s, max {xs[-1]:.3f} s ({len(xs)} lines)" if xs else "no samples"
+
+        print(f"latency (line written -> feed snapshot; 5 lines/s, block lines {gap:g} s apart, {seconds:g} s):")
+        print(f"  first sight of a response: {figures(first)}")
+        print(f"  its final usage (last line): {figures(final)}")
+        time.sleep(1.5)
+        after = httpx.get(url, timeout=2).json()["totals"]
+        c = summary["claude"]
+        got_req, got_tok = after["requests_today"] - r0, after["tokens_today"] - t0
+        got_usd = after["usd_today"] - usd0
+        verdict = "EXACT" if (got_req, got_tok) == (c.get("messages", 0), c.get("total_tokens", 0)) else "DIFFER"
+        print(f"  appended: generator {c.get('messages', 0)} requests, {c.get('total_tokens', 0):,} tokens, "
+              f"${c.get('cost_usd', 0):.6f}; feed +{got_req} requests, +{got_tok:,} tokens, ${got_usd:.6f} "
+              f"(tokens {verdict}, cost diff {got_usd - c.get('cost_usd', 0):+.6f})")
+    finally:
+        feed.terminate()
+        feed.wait(10)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True, type=Path)
     ap.add_argument("--days", type=float, default=31)
     ap.add_argument("--workers", type=int, default=None, help="parser processes besides the main one (default 1)")
     ap.add_argument("--live", type=float, default=0, help="seconds of live appends at 5 lines/s (modifies the corpus)")
+    ap.add_argument("--latency", type=float, default=0,
+                    help="seconds of live appends with block lines apart, timing each line to the snapshot (modifies the corpus)")
+    ap.add_argument("--block-gap", type=float, default=1.5, help="seconds between the block lines of one response (--latency)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tokentop-bench-") as tmp:
         env = env_for(args.corpus, Path(tmp), args.workers)
@@ -181,6 +282,8 @@ def main() -> int:
         print(f"totals: {check_totals(args.corpus, env, args.days)}")
         if args.live:
             live(args.corpus, env, args.live)
+        if args.latency:
+            latency(args.corpus, env, args.latency, args.block_gap)
     load = os.getloadavg()
     print(f"(load average during the run: {load[0]:.2f}; 2 cores shared)")
     return 0

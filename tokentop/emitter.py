@@ -32,6 +32,7 @@ DEFAULT_FEED = "http://127.0.0.1:7411"
 _FIELDS = (
     "model", "provider", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "cache_write_1h_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "status", "ts", "project", "id",
+    "revision", "speed", "web_searches",
 )
 
 
@@ -77,7 +78,7 @@ class _Base:
         self._queue: deque[dict[str, Any]] = deque()
         #: events dropped because the queue was full (the feed down or too slow)
         self.dropped = 0
-        #: events the feed acknowledged (accepted or duplicate)
+        #: events the feed acknowledged (accepted, revised or duplicate)
         self.sent = 0
         #: events the feed rejected as invalid (see ``last_error``)
         self.rejected = 0
@@ -124,7 +125,7 @@ class _Base:
                 data = response.json()
             except ValueError:
                 data = {}
-            self.sent += int(data.get("accepted", 0)) + int(data.get("duplicates", 0))
+            self.sent += int(data.get("accepted", 0)) + int(data.get("revised", 0)) + int(data.get("duplicates", 0))
             self.rejected += int(data.get("rejected", 0))
             if data.get("errors"):
                 self.last_error = str(data["errors"][0].get("error"))

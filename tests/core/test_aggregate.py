@@ -13,6 +13,7 @@ from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import Cost, Pricer, usd
+from tokentop.core.revision import order_key
 from tokentop.core.snapshot import DIMENSIONS, Snapshot
 
 TZ = timezone(timedelta(hours=1))
@@ -181,14 +182,12 @@ event_strategy = st.builds(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=st.lists(event_strategy, max_size=40), order=st.randoms(use_true_random=False))
 def test_totals_equal_sum_of_distinct_events(events: list[Event], order) -> None:
-    distinct: dict[str, Event] = {}
-    for e in events:
-        distinct.setdefault(e.id, e)  # the first one seen with an id wins
     stream = list(events) + [events[j] for j in range(0, len(events), 2)]  # plus replays
     order.shuffle(stream)
-    first_seen: dict[str, Event] = {}
+    largest: dict[str, Event] = {}  # the revision rule: per id, the largest record offered, in any order
     for e in stream:
-        first_seen.setdefault(e.id, e)
+        if e.id not in largest or order_key(e) > order_key(largest[e.id]):
+            largest[e.id] = e
 
     async def run() -> FeedService:
         ledger = Ledger(":memory:")
@@ -200,7 +199,7 @@ def test_totals_equal_sum_of_distinct_events(events: list[Event], order) -> None
 
     service = asyncio.run(run())
     snap = service.snapshot(NOW)
-    kept = list(first_seen.values())
+    kept = list(largest.values())
     assert snap.totals.requests_today == len(kept)
     assert snap.totals.input_tokens_today == sum(e.input_tokens for e in kept)
     assert snap.totals.output_tokens_today == sum(e.output_tokens for e in kept)
@@ -210,4 +209,4 @@ def test_totals_equal_sum_of_distinct_events(events: list[Event], order) -> None
     assert sum(r.usd_today for r in snap.agents) == snap.totals.usd_today
     assert sum(r.requests_today for r in snap.models) == len(kept)
     assert service.counters.accepted == len(kept)
-    assert service.counters.duplicates == len(stream) - len(kept)
+    assert service.counters.duplicates + service.counters.revised == len(stream) - len(kept)

@@ -106,7 +106,7 @@ SAMPLE = {
     "pid": 4242, "provider": "anthropic", "model": "claude-sonnet-4-5", "input_tokens": 10_000,
     "output_tokens": 2_000, "cache_read_tokens": 6_000, "cache_write_tokens": 3_000, "cache_write_1h_tokens": 1_000,
     "reasoning_tokens": 500, "cost_usd": 0.125, "latency_ms": 812.5, "status": "error", "source": "otlp",
-    "branch": "main",
+    "branch": "main", "revision": 3, "speed": "fast", "web_searches": 2,
 }
 
 

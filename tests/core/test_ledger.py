@@ -88,7 +88,7 @@ def test_concurrent_appends_are_one_commit_and_each_caller_gets_its_own_flags(tm
     blocker.join(10)
     ledger.call(lambda c: c.set_trace_callback(None))
     assert results == {i: [True, False, True, False] for i in range(8)}
-    assert [s for s in statements if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]  # one group commit
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]  # one group commit
     assert ledger.count() == 8 + 8 * 2
     ledger.close()
 
@@ -99,8 +99,9 @@ def test_mixed_batch_flags_are_exact_and_duplicates_are_not_reinserted(tmp_path:
     stored = {5, 40, 41, 77}
     assert ledger.append([(ev(i), COST) for i in sorted(stored)]) == [True] * 4
     queued = outbox.count(ledger)
-    # 100 events over several INSERT chunks, a stored id in several chunks, one id twice in the batch
-    batch = [Event(id=f"e{i}", ts=TS + i, agent="b", session="s2", input_tokens=999, output_tokens=9)
+    # 100 events over several INSERT chunks, a stored id in several chunks, one id twice in the batch;
+    # fewer tokens than the stored records, so the stored ids stay as they are (no revision)
+    batch = [Event(id=f"e{i}", ts=TS + i, agent="b", session="s2", input_tokens=99, output_tokens=9)
              for i in range(100)]
     batch.append(batch[60])
     flags = ledger.append([(e, COST) for e in batch])

@@ -48,13 +48,13 @@ def test_ndjson_with_a_bad_line_in_the_middle_keeps_its_neighbours(feed) -> None
 def test_single_object_and_array_bodies(feed) -> None:
     assert post(feed, {"id": "one", "input_tokens": 1}).json()["accepted"] == 1
     r = post(feed, [{"id": "two"}, {"id": "three"}, {"id": "one"}])
-    assert r.json() == {"accepted": 2, "duplicates": 1, "rejected": 0, "errors": []}
+    assert r.json() == {"accepted": 2, "revised": 0, "duplicates": 1, "rejected": 0, "errors": []}
 
 
 def test_duplicate_ids_count_once(feed) -> None:
     ev = {"id": "dup", "agent": "a", "model": "gpt-5", "input_tokens": 1_000_000}
     assert post(feed, ev).json()["accepted"] == 1
-    assert post(feed, ev).json() == {"accepted": 0, "duplicates": 1, "rejected": 0, "errors": []}
+    assert post(feed, ev).json() == {"accepted": 0, "revised": 0, "duplicates": 1, "rejected": 0, "errors": []}
     snap = feed.snapshot()
     assert snap.totals.requests_today == 1
     assert float(snap.totals.usd_today) == pytest.approx(1.25)
@@ -134,7 +134,7 @@ async def test_ws_publish_acknowledges_batches(feed) -> None:
     async with websockets.connect(url) as ws:
         await ws.send("\n".join(json.dumps({"id": f"p{i}", "agent": "ws"}) for i in range(100)))
         ack = json.loads(await ws.recv())
-        assert ack == {"type": "ack", "seq": 1, "accepted": 100, "duplicates": 0, "rejected": 0, "errors": []}
+        assert ack == {"type": "ack", "seq": 1, "accepted": 100, "revised": 0, "duplicates": 0, "rejected": 0, "errors": []}
         await ws.send(json.dumps([{"id": "p1"}, {"id": "bad", "pid": -1}]))
         ack = json.loads(await ws.recv())
         assert (ack["seq"], ack["duplicates"], ack["rejected"]) == (2, 1, 1)

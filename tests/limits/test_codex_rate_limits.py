@@ -12,6 +12,7 @@ from tokentop.core.limits.codex import RateLimitLog, account_of, observations
 from tokentop.core.limits.store import LimitStore
 from tokentop.core.limits.windows import window_at
 from tokentop.core.sources.backfill import parse_share
+from tokentop.core.sources.codex import CodexShared
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SID = "019c8bfe-ec25-79e0-97d7-bda6a9c575ff"  # the 0.104 fixture's session
@@ -40,7 +41,7 @@ def h(tmp_path: Path, home: Path):
 
 
 def rate_log(h: Harness) -> RateLimitLog:
-    log = h.sources.shared["codex"]
+    log = h.sources.shared["codex"].rate_limits  # type: ignore[attr-defined]
     assert isinstance(log, RateLimitLog)
     return log
 
@@ -149,23 +150,39 @@ def test_a_window_reset_starts_a_new_window(h: Harness, home: Path) -> None:
     assert window_at(obs, NOW).state == "current"
 
 
+def uuid7(ms: float, tail: str) -> str:
+    h = f"{int(ms):012x}"
+    return f"{h[:8]}-{h[8:12]}-7000-8000-{tail:0>12}"
+
+
 def test_a_forks_replay_of_its_parents_figures_is_skipped(h: Harness, home: Path) -> None:
+    """A fork (Codex Desktop) replays its parent's history restamped to the fork's time: those
+    rate_limits are the parent's older figures under a new time, and must not win."""
+    fork_t = NOW - 120
+    parent = uuid7((fork_t - 3600) * 1000, "a1")
+    child = uuid7(fork_t * 1000, "c41d")
+    parent_turn = uuid7((fork_t - 3000) * 1000, "7a")
+    own_turn = uuid7((fork_t + 30) * 1000, "7b")
     parent_rl = {"limit_id": "codex", "primary": {"used_percent": 3.0, "window_minutes": 300, "resets_at": NOW + 600}}
     own_rl = {"limit_id": "codex", "primary": {"used_percent": 44.0, "window_minutes": 300, "resets_at": NOW + 600}}
-    child = "019e1a2b-3c4d-7e5f-8a9b-00000000c41d"
     usage = {"input_tokens": 100, "cached_input_tokens": 0, "output_tokens": 10, "reasoning_output_tokens": 0}
     usage2 = {"input_tokens": 300, "cached_input_tokens": 0, "output_tokens": 30, "reasoning_output_tokens": 0}
-    fork_t = NOW - 120
+
+    def task(t: float, turn: str) -> str:
+        return json.dumps({"timestamp": iso(t), "type": "event_msg", "payload": {"type": "task_started", "turn_id": turn}})
+
     write_lines(home / "sessions/2026/11/26" / f"rollout-f-{child}.jsonl", [
         json.dumps({"timestamp": iso(fork_t), "type": "session_meta",
-                    "payload": {"id": child, "forked_from_id": "019e1a2b-parent", "cwd": "/p"}}),
+                    "payload": {"id": child, "forked_from_id": parent, "cwd": "/p"}}),
         # the parent's lines, restamped to the fork instant: an old figure under a new time
+        task(fork_t, parent_turn),
         json.dumps({"timestamp": iso(fork_t), "type": "event_msg",
                     "payload": {"type": "token_count", "info": None, "rate_limits": parent_rl}}),
         json.dumps({"timestamp": iso(fork_t), "type": "event_msg", "payload": {
             "type": "token_count", "info": {"total_token_usage": usage, "last_token_usage": usage},
             "rate_limits": parent_rl}}),
-        # the child's own request
+        # the child's own turn and request
+        task(NOW - 70, own_turn),
         json.dumps({"timestamp": iso(NOW - 60), "type": "event_msg", "payload": {
             "type": "token_count", "info": {"total_token_usage": usage2, "last_token_usage": usage2},
             "rate_limits": own_rl}}),
@@ -176,6 +193,7 @@ def test_a_forks_replay_of_its_parents_figures_is_skipped(h: Harness, home: Path
     (obs,) = store.latest()
     assert obs.used_percent == 44.0
     assert [u for _, u in store.points(obs.key)] == [44.0]
+    assert h.sources.stats.counters.get("fork_replays_attributed", 0) == 1  # the parent's request, counted once
 
 
 def test_windows_read_by_a_backfill_worker_reach_the_parent(tmp_path: Path, home: Path, h: Harness) -> None:
@@ -183,9 +201,9 @@ def test_windows_read_by_a_backfill_worker_reach_the_parent(tmp_path: Path, home
     copy_fixture("codex_0.104_token_count_pairs.jsonl", rollout(home, SID))
     path = str(rollout(home, SID))
     _, _, _, shared = parse_share(h.settings, None, NOW, [("codex", path, None)])
-    parent = RateLimitLog()
+    parent = CodexShared()
     store = LimitStore()
-    parent.attach(store.observe)
+    parent.rate_limits.attach(store.observe)
     parent.merge(shared["codex"])
     assert {(o.window, o.used_percent) for o in store.latest()} == {("5h", 7.0), ("7d", 11.0)}
 
@@ -201,7 +219,8 @@ def test_two_codex_homes_are_two_accounts(tmp_path: Path) -> None:
     harness = Harness(tmp_path, codex=[a, b])
     try:
         harness.read()
-        got = {o.account.rsplit("/", 1)[-1]: o.used_percent for o in harness.sources.shared["codex"].latest.values()}
+        got = {o.account.rsplit("/", 1)[-1]: o.used_percent
+               for o in harness.sources.shared["codex"].rate_limits.latest.values()}  # type: ignore[attr-defined]
         assert got == {"work": 10.0, "personal": 70.0}
     finally:
         harness.close()

@@ -116,3 +116,36 @@ def test_no_estimate_before_two_blocks_were_completed(ledger: Ledger) -> None:
     est = Estimator(ledger, ["claude-code"])
     est.rescan_now(DAY0 + 120)
     assert est.observation("claude-code", DAY0 + 120) is None
+
+
+def test_a_revised_record_adds_only_its_difference(ledger: Ledger) -> None:
+    """A streamed response is stored at first sight and revised with its final usage (the same id):
+    the window's usage and the estimate count it once, at its final size."""
+    from dataclasses import replace
+
+    from tokentop.core.limits.usage import WindowUsage
+
+    pricer = Pricer()
+    now = DAY0 + 3 * H
+    first = _event(1, now - 60, 20_000, 15_000, 0)  # 5k quota tokens at first sight
+    final = replace(first, output_tokens=2_000)  # 7k once the response is complete
+    usage = WindowUsage(ledger, clock=lambda: now)
+    usage.want([("claude-code", now - H)])
+    usage.resync_now(now)
+    usage.on_accepted([(first, pricer.price(first))])
+    usage.on_accepted([(final, pricer.price(final))])
+    tally = usage.get("claude-code", now - H)
+    assert tally is not None and tally.total == 7_000 and tally.sessions == {"s1": 7_000}
+    # the same after a re-read of the ledger, which holds the revised record only
+    ledger.append([(final, pricer.price(final))])
+    usage.tallies[("claude-code", round(now - H))].loaded_at = 0.0
+    usage.resync_now(now)
+    assert usage.get("claude-code", now - H).total == 7_000  # type: ignore[union-attr]
+
+    est = Estimator(ledger, ["claude-code"])
+    est.rescan_now(now)  # the revised record is in the block once
+    assert est.agents["claude-code"].blocks[-1].tokens == 7_000
+    second = _event(2, now - 30, 10_000, 9_000, 0)
+    est.on_accepted([(second, pricer.price(second))], now)
+    est.on_accepted([(replace(second, output_tokens=500), pricer.price(second))], now)
+    assert est.agents["claude-code"].blocks[-1].tokens == 7_000 + 1_500

@@ -50,7 +50,7 @@ def write_lines(path: Path, lines: list[str], mode: str = "w") -> Path:
 
 
 class Harness:
-    """A ledger + tailer over given roots; ``read()`` returns the events the feed would accept (first id wins)."""
+    """A ledger + tailer over given roots; ``stored()`` is what the ledger keeps (the largest record per id)."""
 
     def __init__(self, tmp: Path, claude: list[Path] | None = None, codex: list[Path] | None = None,
                  ledger_path: Path | None = None, backfill_days: float = 30.0) -> None:

@@ -84,11 +84,16 @@ def test_resumed_copy_in_another_file_and_another_root_counts_once(tmp_path: Pat
         h.close()
 
 
-def test_missing_request_id_dedupes_on_message_id(h: Harness, root: Path) -> None:
+def test_requestless_lines_dedupe_on_message_id_within_their_session(h: Harness, root: Path) -> None:
+    """Known miscount: gateways without request ids reuse message ids across sessions, so a
+    requestless response is keyed by (session, message.id): the same response re-logged in the
+    session's other file counts once, the same message id in another session counts on its own."""
     write_lines(root / "p" / "a.jsonl", [claude_line("m1", None, out=4, stop=None), claude_line("m1", None, out=90)])
-    write_lines(root / "p" / "b.jsonl", [claude_line("m1", None, out=90)])
+    write_lines(root / "p" / "b.jsonl", [claude_line("m1", None, out=90)])  # resumed copy, same session
+    write_lines(root / "p" / "c.jsonl", [claude_line("m1", None, out=33, session="sess-2")])  # a gateway's reused id
     h.read()
-    assert [(e.id, e.output_tokens) for e in h.stored()] == [("claude:msg:m1", 90)]
+    assert sorted((e.id, e.output_tokens) for e in h.stored()) == [("claude:msg:sess-1:m1", 90),
+                                                                  ("claude:msg:sess-2:m1", 33)]
 
 
 def test_lines_without_message_id_count_as_they_are(h: Harness, root: Path) -> None:

@@ -153,3 +153,129 @@ def test_unchanged_zst_rollout_is_not_decompressed_again(h: Harness, home: Path)
     h.restart()
     h.read()  # after a restart: nothing new either
     assert h.sources.stats.files_read == 0 and sum(e.input_tokens for e in h.stored()) == 26000
+
+
+# -- forks: the parent's history counts once, in the parent, decided by content --------------------
+
+PARENT_LINES = [meta(), turn("gpt-5-codex", t=NOW - 590),
+                tc((12000, 9000, 800, 500), t=NOW - 400), tc((12000, 9000, 800, 500), t=NOW - 399),
+                tc((26000, 21500, 1400, 700), (14000, 12500, 600, 200), t=NOW - 300)]
+PARENT_INPUT = 26000
+
+
+def child_lines(replay_times: list[float], own_t: float) -> list[str]:
+    """A forked rollout: its own session_meta, the parent's, the parent's history (the given stamps),
+    then the child's own first request."""
+    return [
+        meta(CHILD, t=replay_times[0], forked_from_id=SID),
+        meta(SID, t=replay_times[0]),
+        turn("gpt-5-codex", t=replay_times[0]),
+        tc((12000, 9000, 800, 500), t=replay_times[0]), tc((12000, 9000, 800, 500), t=replay_times[1]),
+        tc((26000, 21500, 1400, 700), (14000, 12500, 600, 200), t=replay_times[2]),
+        turn("gpt-5-codex", t=own_t),
+        tc((30000, 25000, 1500, 700), (4000, 3500, 100, 0), t=own_t),
+    ]
+
+
+def by_session(h: Harness) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in h.stored():
+        out[e.session] = out.get(e.session, 0) + e.input_tokens
+    return out
+
+
+def test_a_verbatim_replay_with_the_parents_timestamps_counts_once_in_the_parent(h: Harness, home: Path) -> None:
+    """Known miscount: a fork that copies its parent's token_count lines with their original
+    timestamps, over many seconds, is not recognised by "the same second"; by content it is."""
+    write_lines(rollout(home), PARENT_LINES)
+    write_lines(rollout(home, CHILD), child_lines([NOW - 400, NOW - 399, NOW - 300], own_t=NOW - 100))
+    h.read()
+    assert by_session(h) == {SID: PARENT_INPUT, CHILD: 4000}
+    assert h.sources.stats.counters["fork_replays"] == 3
+
+
+def test_the_childs_own_first_response_counts_even_in_the_second_of_the_replayed_burst(h: Harness, home: Path) -> None:
+    spawn = float(int(NOW - 200))  # Codex Desktop re-stamps the replay to the fork's second ...
+    write_lines(rollout(home), PARENT_LINES)
+    write_lines(rollout(home, CHILD), child_lines([spawn, spawn + 0.1, spawn + 0.2], own_t=spawn + 0.7))  # ... and so is this
+    h.read()
+    assert by_session(h) == {SID: PARENT_INPUT, CHILD: 4000}
+
+
+def test_after_a_restart_the_childs_reader_learns_the_parents_totals_from_the_parents_file(
+        tmp_path: Path, home: Path) -> None:
+    write_lines(rollout(home), PARENT_LINES)
+    h = Harness(tmp_path, codex=[home])
+    try:
+        h.read()
+        h.restart()  # this process never read the parent (its cursor is at the end)
+        write_lines(rollout(home, CHILD), child_lines([NOW - 400, NOW - 399, NOW - 300], own_t=NOW - 100))
+        h.read()
+        assert by_session(h) == {SID: PARENT_INPUT, CHILD: 4000}
+        assert h.sources.stats.counters["fork_replays"] == 3
+    finally:
+        h.close()
+
+
+def test_without_the_parents_file_or_turn_ids_the_history_still_counts_once_under_the_parent(
+        tmp_path: Path, home: Path) -> None:
+    """The last resort: nothing tells the replay from the child's own turns, so the child's lines are
+    kept as the parent's events (its ids): when the parent's file turns up, they merge with it. The
+    money is exact; the child's own requests are shown under the parent (docs/sources.md, known limits)."""
+    write_lines(rollout(home, CHILD), child_lines([NOW - 400, NOW - 399, NOW - 300], own_t=NOW - 100))
+    h = Harness(tmp_path, codex=[home])
+    try:
+        h.read()
+        assert by_session(h) == {SID: PARENT_INPUT + 4000}
+        assert {e.revision for e in h.stored()} == {0}
+        h.restart()
+        write_lines(rollout(home), PARENT_LINES)  # the parent's own file appears later
+        h.read()
+        assert sum(e.input_tokens for e in h.stored()) == PARENT_INPUT + 4000  # counted once
+        assert {e.revision for e in h.stored() if e.input_tokens != 4000} == {1}  # the parent's own records won
+    finally:
+        h.close()
+
+
+def test_turn_ids_tell_the_childs_own_turn_when_the_parent_was_never_read(h: Harness, home: Path) -> None:
+    """On a real 0.135 fork head (the child's session_meta, then the parent's), with UUIDv7 turn ids:
+    the parent's turns were created before the child, the child's own after it."""
+    head = (Path(__file__).resolve().parents[1] / "fixtures" / "real" /
+            "v0.135.0_forked_rollout_head_two_session_meta.jsonl").read_text().splitlines()
+    child, parent = json.loads(head[0])["payload"]["id"], json.loads(head[1])["payload"]["id"]
+
+    def turn_with(turn_id: str, t: float) -> str:
+        obj = json.loads(turn("gpt-5.2-codex", t=t))
+        obj["payload"]["turn_id"] = turn_id
+        return json.dumps(obj)
+
+    parent_turn = "019e646a-9000-7000-8000-000000000001"  # created after the parent, before the child
+    own_turn = "019e79fa-b200-7000-8000-000000000002"  # created after the child
+    write_lines(rollout(home, child), head + [
+        turn_with(parent_turn, NOW - 60), tc((1000, 0, 100, 0), t=NOW - 60), tc((3000, 0, 300, 0), t=NOW - 60),
+        turn_with(own_turn, NOW - 60), tc((3500, 0, 350, 0), t=NOW - 60),  # the same second: time cannot tell
+    ])
+    h.read()
+    got: dict[tuple[str | None, int], int] = {}
+    for e in h.stored():
+        got[(e.session, e.revision)] = got.get((e.session, e.revision), 0) + e.input_tokens
+    assert got == {(parent, 0): 1000 + 2000, (child, 1): 500}
+
+
+def test_repeated_identical_totals_of_a_real_desktop_turn_add_nothing(h: Harness, home: Path) -> None:
+    lines = (Path(__file__).resolve().parents[1] / "fixtures" / "real" /
+             "v0.104.0-alpha.1_desktop_one_turn_token_count_pairs.jsonl").read_text().splitlines()
+    sid = json.loads(lines[0])["payload"]["id"]
+    write_lines(rollout(home, sid), lines)
+    h = Harness(home.parent, codex=[home], backfill_days=400, ledger_path=home.parent / "l2.db")
+    try:
+        h.read()
+        totals = [json.loads(ln)["payload"]["info"]["total_token_usage"] for ln in lines
+                  if '"token_count"' in ln and json.loads(ln)["payload"]["info"]]
+        assert len(totals) > len({json.dumps(t, sort_keys=True) for t in totals})  # re-emits are in the file
+        assert sum(e.input_tokens for e in h.stored()) == totals[-1]["input_tokens"]
+        assert sum(e.output_tokens for e in h.stored()) == totals[-1]["output_tokens"]
+        assert h.sources.stats.counters["reemits"] == len(totals) - len({json.dumps(t, sort_keys=True) for t in totals})
+    finally:
+        h.close()
+

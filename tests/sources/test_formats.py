@@ -113,12 +113,6 @@ class ToyStore:
     def poll_recent(self, sink: Sink) -> int:
         return self.poll(sink)
 
-    def flush_pending(self, sink: Sink) -> int:
-        return 0
-
-    def pending_count(self) -> int:
-        return 0
-
     def watch_dirs(self) -> list[Path]:
         return list(self.ctx.roots)
 

@@ -1,4 +1,4 @@
-"""Incremental tailing: cursors across restarts, rotation, deletion, recreation, held streaming lines."""
+"""Incremental tailing: cursors across restarts, rotation, deletion, recreation, streaming lines revised."""
 
 from __future__ import annotations
 
@@ -63,14 +63,17 @@ def test_deleted_then_recreated_file_is_read_from_the_start(h: Harness, root: Pa
     assert sorted(e.id for e in h.stored()) == ["claude:r1", "claude:r5"]  # r1 re-read, still counted once
 
 
-def test_streaming_response_in_a_live_file_waits_for_its_final_line(h: Harness, root: Path) -> None:
+def test_streaming_response_is_counted_at_first_sight_and_revised_across_a_restart(h: Harness, root: Path) -> None:
     path = write_lines(root / "p" / "a.jsonl", [claude_line("m1", "r1", out=5, stop=None)])
     h.read()
-    assert h.stored() == []  # still streaming (file modified just now): nothing counted yet
-    h.restart()  # the cursor stayed at the held line: a restart reads it again
-    write_lines(path, [claude_line("m1", "r1", out=600, stop="end_turn")], mode="a")
+    assert [(e.id, e.output_tokens) for e in h.stored()] == [("claude:r1", 5)]  # on screen at once
+    h.restart()  # nothing is held: the cursor is past the line, and the ledger has its record
+    write_lines(path, [claude_line("m1", "r1", out=600, stop=None)], mode="a")  # 2.x: no stop_reason
     h.read()
-    assert [(e.id, e.output_tokens) for e in h.stored()] == [("claude:r1", 600)]
+    assert [(e.id, e.output_tokens) for e in h.stored()] == [("claude:r1", 600)]  # revised, one record
+    assert h.sources.stats.bytes_read == len(claude_line("m1", "r1", out=600, stop=None)) + 1  # nothing re-read
+    stored = h.ledger.get("claude:r1")
+    assert stored is not None and stored.revisions == 1
 
 
 def test_quiet_file_with_an_unfinished_response_is_counted_at_its_best_line(h: Harness, root: Path) -> None:

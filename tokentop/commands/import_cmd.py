@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     bar = ProgressBar(enabled=not args.quiet and not args.json)
     sources = None
-    new = dup = 0
+    new = dup = revised = 0
     interrupted = False
     try:
         pricers: list[Pricer] = []  # built on first use: a run with nothing new skips its import cost
@@ -124,17 +124,19 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # what was handed over is stored (and its cursors): the next run resumes
             interrupted = True
         for fut in futures:
-            flags = fut.result()
-            n = sum(flags)
+            outcomes = fut.result()
+            n = outcomes.count(True)
+            r = outcomes.count(False)
             new += n
-            dup += len(flags) - n
+            dup += r
+            revised += len(outcomes) - n - r
     finally:
         bar.close()
         ledger.close()
     assert sources is not None
-    summary = build_summary(sources.stats, new=new, known=dup, days=settings.backfill_days,
-                            seconds=time.monotonic() - t0, held_files=sources.pending_count(),
-                            retention_days=float(cfg.ledger.retention_days), interrupted=interrupted)
+    summary = build_summary(sources.stats, new=new, known=dup, revised=revised, days=settings.backfill_days,
+                            seconds=time.monotonic() - t0, retention_days=float(cfg.ledger.retention_days),
+                            interrupted=interrupted)
     if args.json:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
@@ -148,19 +150,19 @@ _SHOWN: Final = frozenset({"files", "files_read", "bytes_read", "lines", "events
                            "partial_lines", "unreadable_files", "malformed", "rewound_files"})
 
 
-def build_summary(stats: Stats, *, new: int, known: int, days: float, seconds: float, held_files: int,
+def build_summary(stats: Stats, *, new: int, known: int, days: float, seconds: float, revised: int = 0,
                   retention_days: float = 0.0, interrupted: bool = False, now: float | None = None) -> dict[str, Any]:
     """What an import read, added and skipped, and why (the ``--json`` object, docs/sources.md)."""
     st = stats.to_json()
     now = time.time() if now is None else now
     out: dict[str, Any] = {
-        "new": new, "known": known, "seconds": round(seconds, 3),
+        "new": new, "known": known, "revised": revised, "seconds": round(seconds, 3),
         "window": {"days": days, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - days * 86400.0))},
         "files": st["files"], "files_read": st["files_read"], "lines": st["lines"], "bytes_read": st["bytes_read"],
         "rewound_files": st.get("rewound_files", 0),
         "skipped": {
             "too_old": {"requests": st["too_old"], "files": st["files_too_old"]},
-            "pending": {"partial_lines": st["partial_lines"], "held_files": held_files},
+            "pending": {"partial_lines": st["partial_lines"]},
             "unreadable": {"files": st["unreadable_files"], "paths": dict(sorted(stats.unreadable.items())[:20])},
             "malformed_lines": st.get("malformed", 0),
         },
@@ -176,7 +178,8 @@ def build_summary(stats: Stats, *, new: int, known: int, days: float, seconds: f
 def summary_text(s: dict[str, Any]) -> str:
     """The summary for a person: what was added, from what, then each reason something was skipped."""
     days = s["window"]["days"]
-    lines = [f"imported {s['new']:,} new requests ({s['known']:,} already known) from {s['files_read']:,} of "
+    revised = f", {s['revised']:,} revised with fuller usage" if s.get("revised") else ""
+    lines = [f"imported {s['new']:,} new requests ({s['known']:,} already known{revised}) from {s['files_read']:,} of "
              f"{s['files']:,} files, {s['lines']:,} lines, {s['bytes_read'] / 1e6:,.1f} MB in {s['seconds']:.2f} s"
              f" (window: {days:g} days, since {s['window']['since'][:10]})"]
     if s.get("interrupted"):
@@ -194,8 +197,6 @@ def summary_text(s: dict[str, Any]) -> str:
     pend = sk["pending"]
     if pend["partial_lines"]:
         why.append(f"{_n(pend['partial_lines'], 'unfinished last line', 'unfinished last lines')} (still being written; read once complete)")
-    if pend["held_files"]:
-        why.append(f"{_n(pend['held_files'], 'file', 'files')} with a response still streaming (read again next time)")
     if sk["unreadable"]["files"]:
         paths = "; ".join(f"{p}: {reason}" for p, reason in list(sk["unreadable"]["paths"].items())[:3])
         why.append(f"{_n(sk['unreadable']['files'], 'unreadable file', 'unreadable files')} ({paths})")

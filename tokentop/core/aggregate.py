@@ -14,6 +14,11 @@ Layout, chosen so that per-event work is one dictionary look-up and one small up
 * Session rows silent for ``session_ttl_s`` are evicted (other rows once idle for ``row_ttl_s`` and
   not seen today); what they spent stays in every other dimension and in the totals, so memory
   stays bounded under endless new sessions without losing money.
+* A revised event (a later record with the same id replaced the stored one, see
+  :mod:`tokentop.core.revision`) is applied as a difference by :meth:`Aggregator.revise`: the old
+  record's counts come out of wherever they are now (its hot cell, or the cold sums, which are
+  additive), the new record's go into its cell, and the rates and sparklines get the difference at
+  the second of the revision. No request is counted twice.
 * :meth:`Aggregator.snapshot` freezes cells and cold sums into a
   :class:`~tokentop.core.snapshot.Snapshot` (the data model, which knows nothing of this module);
   the builder is the last section here, beside the state it reads, and keeps its cache of quiet
@@ -201,7 +206,8 @@ class RowSum(Counts):
 
 
 def add_model_share(models: dict[str, list[int]], model: str, c: Counts, day: int) -> None:
-    if c.day != day or not c.requests:
+    # not "no requests": a cell a revision took a record out of can hold tokens and money at 0 requests
+    if c.day != day or not (c.requests or c.input or c.output or c.pusd_estimated or c.pusd_provided or c.unpriced):
         return
     share = models.get(model)
     if share is None:
@@ -236,6 +242,7 @@ class Aggregator:
         #: bumped whenever a session's state or process facts change (snapshot row cache key)
         self.session_versions: dict[str, int] = {}
         self.events_applied = 0
+        self.events_revised = 0
         self.evicted = 0
         #: rows of quiet (cold-only) rows from earlier snapshots, reused while unchanged
         self.row_cache: RowCache = {}
@@ -309,6 +316,75 @@ class Aggregator:
         self.events_applied += 1
         if self.config.recent_max:
             self.recent.append((e, cost))
+
+    def revise(self, old: Event, old_cost: Cost, new: Event, new_cost: Cost, now: float) -> None:
+        """``new`` replaced ``old`` (the same id, applied before): apply the difference.
+
+        Today's counters follow each record's day (the new record is counted today when its ``ts``
+        is, the old one comes out of today when it was in it; the request is not counted again);
+        a changed model, session or other key moves the amounts between cells and rows; rates and
+        sparklines get the difference at the second ``now``, when it became known."""
+        days = self.days
+        if not (days.start <= now < days.end):
+            days.today(now)
+        self.events_revised += 1
+        start, day = days.start, days.index
+        series_edge = now - SERIES_S
+        old_key = _cell_key(old)
+        new_key = _cell_key(new)
+        old_cell = self.cells.get(old_key)  # before the new record's cell may be made: a cold record stays cold
+        new_cell = self.cells.get(new_key)
+        if new_cell is None and (new.ts >= start or new.ts > series_edge):
+            new_cell = self.cells[new_key] = Cell(new_key)
+        if new_cell is not None:
+            _touch(new_cell, new)
+            if new.ts >= start:
+                _count(new_cell, new, new_cost, day, 1)
+        if old.ts >= start:
+            if old_cell is not None:
+                _count(old_cell, old, old_cost, day, -1)
+            else:
+                self._retract_cold(old_key, old, old_cost, day)
+        sec = int(now)
+        if max(old.ts, new.ts) > series_edge and new_cell is not None:
+            pusd_new = new_cost.pusd or 0
+            pusd_old = old_cost.pusd or 0
+            if old_cell is None or old_cell is new_cell:
+                _add_bucket(new_cell.buckets, sec, 0, new.input_tokens - old.input_tokens,
+                            new.output_tokens - old.output_tokens, pusd_new - pusd_old)
+            else:
+                _add_bucket(new_cell.buckets, sec, 1, new.input_tokens, new.output_tokens, pusd_new)
+                _add_bucket(old_cell.buckets, sec, -1, -old.input_tokens, -old.output_tokens, -pusd_old)
+        if self.config.recent_max:
+            recent = self.recent
+            eid = new.id
+            for i in range(len(recent) - 1, -1, -1):  # newest first: a revision usually follows its record closely
+                if recent[i][0].id == eid:
+                    recent[i] = (new, new_cost)
+                    break
+
+    def _retract_cold(self, key: tuple[str | None, ...], e: Event, cost: Cost, day: int) -> None:
+        """Take a record's today counts out of the cold sums it was folded into (rows since evicted
+        are skipped: what they held lives on in the totals and the other dimensions, as it does
+        for any evicted row)."""
+        _count(self.cold_total, e, cost, day, -1)
+        model = key[1]
+        for dim, index in _KEY_INDEX.items():
+            k = key[index]
+            if k is None:
+                continue
+            row = self.cold[dim].get(k)
+            if row is None or row.day != day:
+                continue
+            _count(row, e, cost, day, -1)
+            if dim != "models":
+                share = row.models.get(model)  # type: ignore[arg-type]
+                if share is not None:
+                    share[0] -= 1
+                    share[1] -= e.input_tokens + e.output_tokens
+                    share[2] -= cost.pusd or 0
+                    share[3] -= cost.kind not in ("estimated", "provided")
+            row.version += 1
 
     # -- maintenance ---------------------------------------------------------------------------
     def cool(self, now: float) -> int:
@@ -409,20 +485,72 @@ class Aggregator:
         return _build_snapshot(self, now, status)
 
 
-def _add_late(buckets: list[list[int]], sec: int, inp: int, out: int, pusd: int) -> None:
+def _cell_key(e: Event) -> tuple[str | None, ...]:
+    return (e.agent, e.model or NONE_LABEL, e.session, e.project or NONE_LABEL, e.provider or NONE_LABEL,
+            e.host or NONE_LABEL)
+
+
+def _touch(cell: Cell, e: Event) -> None:
+    """A record reached ``cell``: its seen times and its latest pid and branch (as :meth:`Aggregator.apply`)."""
+    ts = e.ts
+    if ts > cell.last_seen:
+        cell.last_seen = ts
+        if e.pid is not None:
+            cell.pid = e.pid
+        if e.branch is not None:
+            cell.branch = e.branch
+    if not cell.first_seen or ts < cell.first_seen:
+        cell.first_seen = ts
+
+
+def _count(c: Counts, e: Event, cost: Cost, day: int, sign: int) -> None:
+    """Add (``sign`` 1) or take out (-1) one record's today counters (the slow path of revisions;
+    :meth:`Aggregator.apply` keeps its own unrolled copy)."""
+    if c.day != day:
+        c.clear_day(day)
+    c.requests += sign
+    c.input += sign * e.input_tokens
+    c.output += sign * e.output_tokens
+    c.cache_read += sign * e.cache_read_tokens
+    c.cache_write += sign * e.cache_write_tokens
+    c.reasoning += sign * e.reasoning_tokens
+    if e.status == "error":
+        c.errors += sign
+    if cost.kind == "estimated":
+        c.pusd_estimated += sign * (cost.pusd or 0)
+    elif cost.kind == "provided":
+        c.pusd_provided += sign * (cost.pusd or 0)
+    else:
+        c.unpriced += sign
+
+
+def _add_bucket(buckets: list[list[int]], sec: int, req: int, inp: int, out: int, pusd: int) -> None:
+    if buckets and buckets[-1][0] == sec:
+        b = buckets[-1]
+        b[1] += req
+        b[2] += inp
+        b[3] += out
+        b[4] += pusd
+    elif not buckets or buckets[-1][0] < sec:
+        buckets.append([sec, req, inp, out, pusd])
+    else:
+        _add_late(buckets, sec, inp, out, pusd, req)
+
+
+def _add_late(buckets: list[list[int]], sec: int, inp: int, out: int, pusd: int, req: int = 1) -> None:
     """A late event: add it to its own second's bucket (a short walk back; rare)."""
     for i in range(len(buckets) - 1, -1, -1):
         b = buckets[i]
         if b[0] == sec:
-            b[1] += 1
+            b[1] += req
             b[2] += inp
             b[3] += out
             b[4] += pusd
             return
         if b[0] < sec:
-            buckets.insert(i + 1, [sec, 1, inp, out, pusd])
+            buckets.insert(i + 1, [sec, req, inp, out, pusd])
             return
-    buckets.insert(0, [sec, 1, inp, out, pusd])
+    buckets.insert(0, [sec, req, inp, out, pusd])
 
 
 # -- snapshot building ----------------------------------------------------------------------------

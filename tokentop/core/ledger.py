@@ -1,4 +1,4 @@
-"""The ledger: every accepted event, appended to SQLite (WAL), idempotent by id.
+"""The ledger: every accepted event in SQLite (WAL), one record per id: the largest offered (revisions).
 
 One connection, owned by one worker thread; every call runs there, so the ledger is safe to use
 from the feed's event loop (``await ledger.append_async(...)``), from CLI code (``ledger.append``)
@@ -19,9 +19,22 @@ Opening a ledger (:func:`migrate`, on the ledger thread, before anything else to
 * a file from a newer tokentop (a version above :data:`SCHEMA_VERSION`) is refused, untouched.
 
 Versions: 1 is tokentop 0.1.0 (``events`` with the stored event fields, ``cost_pusd``,
-``cost_kind``, ``received_at``; ``meta``). 2 adds ``events.revision``. Steps only add columns with
+``cost_kind``, ``received_at``; ``meta``). 2 adds ``events.revision`` (the emitter's version of a
+record). 3 adds ``events.speed`` and ``events.web_searches`` (priced beside the tokens) and
+``events.revisions`` (how often the stored record was replaced). Steps only add columns with
 defaults, so an older tokentop can still append to an upgraded file. Other modules' tables are
 theirs: no step touches them (``CREATE ... IF NOT EXISTS`` in their own ``ensure_schema``).
+
+Revisable events
+----------------
+An append is an upsert (:meth:`Ledger.submit`): a record whose id is not stored is inserted; one
+whose id is stored replaces the stored record when it is larger under the revision rule
+(:mod:`tokentop.core.revision`), and is a duplicate otherwise. The comparison runs on the ledger
+thread inside the write transaction (``BEGIN IMMEDIATE``: another process appending to the same
+file, such as ``tokentop import`` beside a feed, waits rather than interleaving), so the stored
+record is always the largest ever offered. Each append answers, per event, ``True`` (new),
+``False`` (not stored: a duplicate, or smaller than the stored record) or a :class:`Revised`
+holding the record it replaced, with the cost that record was stored at.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ from tokentop import __version__
 from tokentop.core.events import EVENT_FIELDS, ROW_FIELDS, Event, event_from_row, event_row
 from tokentop.core.pricing import Cost
 from tokentop.core.private import PRIVATE_FILE, private_sqlite
+from tokentop.core.revision import wins
 
 T = TypeVar("T")
 log = logging.getLogger("tokentop.ledger")
@@ -59,11 +73,9 @@ _LEDGER_COLUMNS: Final = {
     "cost_kind": "TEXT NOT NULL",
     #: when the feed accepted it (epoch seconds)
     "received_at": "REAL NOT NULL",
-    #: Schema version 2. How often the event stored under this id has been revised (0: as first
-    #: stored), for revisable events: a later record with the same id and more information (a
-    #: streamed response's final usage, a transcript's cache split for an OTLP record) will
-    #: replace the stored one and count here. Nothing revises events yet; appends store 0.
-    "revision": "INTEGER NOT NULL DEFAULT 0",
+    #: Schema version 3. How often the record stored under this id was replaced by a larger one
+    #: (0: as first stored); see "Revisable events" above.
+    "revisions": "INTEGER NOT NULL DEFAULT 0",
 }
 #: Columns every append writes and every read returns, in :func:`~tokentop.core.events.event_row` order.
 _COLUMNS: Final = ROW_FIELDS
@@ -93,7 +105,7 @@ def _event_columns() -> dict[str, str]:
             if defaults[name] is not dataclasses.MISSING:
                 sql += f" DEFAULT {_literal(defaults[name])}"
         out[name] = sql
-    out["id"] += " UNIQUE"  # idempotent appends: INSERT OR IGNORE by id
+    out["id"] += " UNIQUE"  # one record per id: INSERT OR IGNORE, then the revision rule (see above)
     return out
 
 
@@ -137,7 +149,9 @@ def _add_columns(*names: str) -> Callable[[sqlite3.Connection], None]:
 
 #: Every step after version 1, in order; the last one's version is :data:`SCHEMA_VERSION`.
 MIGRATIONS: Final = (
-    Migration(2, "events.revision: the per-id revision counter of revisable events", _add_columns("revision")),
+    Migration(2, "events.revision: the emitter's version of a revisable record", _add_columns("revision")),
+    Migration(3, "events.speed, events.web_searches (priced beside the tokens), events.revisions (times replaced)",
+              _add_columns("speed", "web_searches", "revisions")),
 )
 SCHEMA_VERSION: Final = 1 + len(MIGRATIONS)
 if [m.version for m in MIGRATIONS] != list(range(2, SCHEMA_VERSION + 1)):
@@ -292,13 +306,52 @@ class Stored:
     event: Event
     cost: Cost
     received_at: float
+    #: how often the record stored under this id was replaced by a larger one
+    revisions: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Revised:
+    """An append's outcome for a record that replaced the stored one (see "Revisable events")."""
+
+    #: the record it replaced, with the cost that record was stored at
+    previous: Stored
+
+
+#: Per appended event: ``True`` new, ``False`` not stored (a duplicate, or no larger than the
+#: stored record), :class:`Revised` when it replaced the stored record.
+Outcome = bool | Revised
+
+#: Columns every read returns: an append's columns, then the revision counter.
+_READ_COLUMNS: Final = (*_COLUMNS, "revisions")
 _N_EVENT: Final = len(EVENT_FIELDS)
+_SELECT_ONE: Final = f"SELECT {', '.join(_READ_COLUMNS)} FROM events WHERE id = ?"
+_UPDATE: Final = (f"UPDATE events SET {', '.join(f'{c} = ?' for c in _COLUMNS[1:])}, revisions = revisions + 1 "
+                  f"WHERE id = ?")
 
 
 def _stored(r: Sequence[Any]) -> Stored:
-    return Stored(event_from_row(r), Cost(r[_N_EVENT], r[_N_EVENT + 1]), r[_N_EVENT + 2])
+    return Stored(event_from_row(r), Cost(r[_N_EVENT], r[_N_EVENT + 1]), r[_N_EVENT + 2], r[_N_EVENT + 3])
+
+
+def _merge_rows(conn: sqlite3.Connection, events: Sequence[Event], rows: Sequence[tuple[Any, ...]]) -> list[Outcome]:
+    """Row by row: insert a new id, or replace the stored record when the new one is larger."""
+    out: list[Outcome] = []
+    for e, row in zip(events, rows):
+        if conn.execute(_INSERT, row).rowcount == 1:
+            out.append(True)
+            continue
+        found = conn.execute(_SELECT_ONE, (row[0],)).fetchone()
+        if found is None:  # pragma: no cover - OR IGNORE skipped the row for another constraint
+            out.append(False)
+            continue
+        stored = _stored(found)
+        if wins(e, stored.event):
+            conn.execute(_UPDATE, (*row[1:], row[0]))
+            out.append(Revised(stored))
+        else:
+            out.append(False)
+    return out
 
 
 class Ledger:
@@ -310,7 +363,7 @@ class Ledger:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentop-ledger")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._pending: list[tuple[list[tuple[Any, ...]], Future[list[bool]]]] = []
+        self._pending: list[tuple[Sequence[Event], list[tuple[Any, ...]], Future[list[Outcome]]]] = []
         self._pending_lock = threading.Lock()
         #: what opening did to an older ledger (``None``: it was new or current)
         self.upgrade: Upgrade | None = None
@@ -358,11 +411,13 @@ class Ledger:
             return
         conn = self.conn
         try:
-            conn.execute("BEGIN")
-            results: list[list[bool]] = []
-            for rows, _ in batch:
-                # Common case: every row is new; one executemany. Otherwise redo row by row to learn
-                # which ids were already stored.
+            # IMMEDIATE: the write lock from the start, so no other process (``tokentop import`` beside a
+            # feed) can commit between reading a stored record and replacing it
+            conn.execute("BEGIN IMMEDIATE")
+            results: list[list[Outcome]] = []
+            for events, rows, _ in batch:
+                # Common case: every row is new; one multi-row INSERT. Otherwise redo row by row to
+                # learn which ids were stored, and merge those (see "Revisable events").
                 conn.execute("SAVEPOINT batch")
                 # rowcount, not total_changes: rows inserted by triggers (the NATS outbox) must not
                 # make a batch with stored ids look all new
@@ -372,7 +427,7 @@ class Ledger:
                     continue
                 conn.execute("ROLLBACK TO batch")
                 conn.execute("RELEASE batch")
-                results.append([conn.execute(_INSERT, row).rowcount == 1 for row in rows])
+                results.append(_merge_rows(conn, events, rows))
             conn.execute("COMMIT")
         except Exception as exc:  # not only sqlite3.Error: a value SQLite cannot bind must not strand the batch's waiters
             try:
@@ -380,11 +435,11 @@ class Ledger:
             except sqlite3.Error:
                 pass
             err = LedgerError(f"ledger write failed: {exc}")
-            for _, fut in batch:
+            for *_, fut in batch:
                 fut.set_exception(err)
             return
-        for (_, fut), flags in zip(batch, results):
-            fut.set_result(flags)
+        for (*_, fut), outcomes in zip(batch, results):
+            fut.set_result(outcomes)
 
     # -- public --------------------------------------------------------------------------------
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -398,36 +453,31 @@ class Ledger:
         """Create a module's own tables (``CREATE TABLE IF NOT EXISTS ...`` script)."""
         self.call(lambda c: c.executescript(ddl))
 
-    def submit(self, items: Iterable[tuple[Event, Cost]], received_at: float | None = None) -> Future[list[bool]]:
-        """Queue events for the next group commit. The future gives, per event, True if new."""
+    def submit(self, items: Iterable[tuple[Event, Cost]], received_at: float | None = None) -> Future[list[Outcome]]:
+        """Queue events for the next group commit. The future gives an :data:`Outcome` per event."""
         if self._closed:
             raise LedgerError("the ledger is closed")
         now = time.time() if received_at is None else received_at
-        rows = [event_row(e, c, now) for e, c in items]
-        fut: Future[list[bool]] = Future()
+        pairs = items if isinstance(items, list) else list(items)
+        events = [e for e, _ in pairs]
+        rows = [event_row(e, c, now) for e, c in pairs]
+        fut: Future[list[Outcome]] = Future()
         with self._pending_lock:
-            self._pending.append((rows, fut))
+            self._pending.append((events, rows, fut))
         self._pool.submit(self._flush)
         return fut
 
-    def append(self, items: Iterable[tuple[Event, Cost]], received_at: float | None = None) -> list[bool]:
-        """Store events durably (committed when this returns). Per event: True if new, False if a duplicate id."""
+    def append(self, items: Iterable[tuple[Event, Cost]], received_at: float | None = None) -> list[Outcome]:
+        """Store events durably (committed when this returns); an :data:`Outcome` per event."""
         return self.submit(items, received_at).result()
 
-    async def append_async(self, items: Iterable[tuple[Event, Cost]], received_at: float | None = None) -> list[bool]:
+    async def append_async(self, items: Iterable[tuple[Event, Cost]], received_at: float | None = None) -> list[Outcome]:
         return await asyncio.wrap_future(self.submit(items, received_at))
 
-    def known_ids(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are already stored."""
-        def run(conn: sqlite3.Connection) -> set[str]:
-            found: set[str] = set()
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                q = f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(chunk))})"
-                found.update(r[0] for r in conn.execute(q, chunk))
-            return found
-
-        return self.call(run) if ids else set()
+    def get(self, event_id: str) -> Stored | None:
+        """The record stored under ``event_id``, if any."""
+        row = self.call(lambda c: c.execute(_SELECT_ONE, (event_id,)).fetchone())
+        return None if row is None else _stored(row)
 
     def events_since(self, ts: float, until: float | None = None, batch: int = 5000) -> Iterator[Stored]:
         """Stored events with ``ts >= since`` (and ``< until``), in time order, streamed in batches."""
@@ -436,10 +486,10 @@ class Ledger:
         while True:
             def run(conn: sqlite3.Connection, lt: float = last_ts, li: str = last_id, f: bool = first) -> list[Any]:
                 if f:
-                    q = f"SELECT {', '.join(_COLUMNS)} FROM events WHERE ts >= ?"
+                    q = f"SELECT {', '.join(_READ_COLUMNS)} FROM events WHERE ts >= ?"
                     args: list[Any] = [lt]
                 else:
-                    q = f"SELECT {', '.join(_COLUMNS)} FROM events WHERE (ts > ? OR (ts = ? AND id > ?))"
+                    q = f"SELECT {', '.join(_READ_COLUMNS)} FROM events WHERE (ts > ? OR (ts = ? AND id > ?))"
                     args = [lt, lt, li]
                 if until is not None:
                     q += " AND ts < ?"

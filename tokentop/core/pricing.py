@@ -8,6 +8,11 @@ Money is kept as integer **pico-dollars** (1e-12 USD) so sums are exact and fast
 * ``billed`` — a provider's usage/cost API (not produced by this module),
 * ``unpriced`` — the model is unknown: counted and shown, never $0.
 
+Besides tokens, two request facts change the price: ``speed == "fast"`` (the provider's fast mode)
+is priced through genai-prices' price variants (``price_context={"speed": "fast"}``), and
+``web_searches`` at the model's per-search rate. ``Cost.priced_as`` names the price used (the model
+id, with " (fast)" when a fast rate applied).
+
 Speed: ``genai_prices.calc_price`` costs ~70 µs a call. For each (provider, model, price period)
 the library is probed once to derive exact per-token rates (a :class:`RateCard`), checked against the
 library on a mixed usage, and then events are priced with integer arithmetic. Requests whose input
@@ -17,6 +22,7 @@ library every time, so the result is always what ``genai-prices`` says.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass
@@ -72,18 +78,23 @@ class RateCard:
     output: int
     #: Smallest input-token count at which a tier applies (``None``: no tiers).
     tier_start: int | None = None
+    #: per server-side web search
+    web_search: int = 0
 
     def price(self, e: Event) -> int:
         read = e.cache_read_tokens
         write = e.cache_write_tokens
         write_1h = e.cache_write_1h_tokens
-        return (
+        total = (
             (e.input_tokens - read - write) * self.input  # uncached input
             + read * self.cache_read
             + (write - write_1h) * self.cache_write
             + write_1h * self.cache_write_1h
             + e.output_tokens * self.output
         )
+        if e.web_searches:
+            total += e.web_searches * self.web_search
+        return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +139,13 @@ def normalise_model(model: str) -> str:
 class _LibraryOnly:
     """Marker: this model must be priced by the library on every request."""
 
-    __slots__ = ("model_id",)
+    __slots__ = ("model_id", "library_id")
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, library_id: str | None = None) -> None:
+        #: the provenance name (:attr:`Cost.priced_as`)
         self.model_id = model_id
+        #: the model id the library knows it under
+        self.library_id = library_id or model_id
 
 
 _UNKNOWN: Final = object()
@@ -145,7 +159,7 @@ class Pricer:
         self._cards: dict[tuple[str | None, str, str], object] = {}
         #: cards of models whose price has a single period (no date constraint): valid on any day
         self._static_cards: dict[tuple[str | None, str], object] = {}
-        self._fast: dict[tuple[str | None, str, int], object] = {}
+        self._fast: dict[tuple[str | None, str, int, str | None], object] = {}
         self._providers: dict[str | None, str | None] = {}
         import genai_prices  # deferred: ~0.3 s import, paid only when something is priced
         from genai_prices import data_snapshot, types
@@ -160,13 +174,14 @@ class Pricer:
             return Cost(to_pusd(Decimal(repr(event.cost_usd))), "provided", event.model)
         if not event.model:
             return Cost(None, "unpriced")
-        fast_key = (event.provider, event.model, int(event.ts // 86400))
+        speed = event.speed
+        fast_key = (event.provider, event.model, int(event.ts // 86400), speed)
         card = self._fast.get(fast_key)
         if card is None:
             model = normalise_model(event.model)
             card = self._overrides.get(model)
             if card is None:
-                card = self._card(event.provider, model, event.ts)
+                card = self._card(event.provider, model, event.ts, speed)
             if len(self._fast) > 100_000:  # bounded: endless distinct model strings cannot grow it forever
                 self._fast.clear()
             self._fast[fast_key] = card
@@ -179,12 +194,18 @@ class Pricer:
         assert isinstance(card, _LibraryOnly)
         return self._library_price(event.provider, normalise_model(event.model), event, card.model_id)
 
+    def priced_as(self, model_id: str, speed: str | None, changed: bool) -> str:
+        """The provenance name of a price: the model id, and the speed when it had a rate of its own."""
+        if speed is None:
+            return model_id
+        return f"{model_id} ({speed})" if changed else f"{model_id} ({speed}: no separate rate, standard price)"
+
     def known(self, model: str, provider: str | None = None, ts: float | None = None) -> bool:
         """True when ``model`` can be priced (override or library)."""
         norm = normalise_model(model)
         if norm in self._overrides:
             return True
-        return self._card(provider, norm, ts if ts is not None else datetime.now(UTC).timestamp()) is not _UNKNOWN
+        return self._card(provider, norm, ts if ts is not None else datetime.now(UTC).timestamp(), None) is not _UNKNOWN
 
     # -- internals ----------------------------------------------------------------------------
     def _provider_id(self, provider: str | None) -> str | None:
@@ -203,19 +224,19 @@ class Pricer:
         self._providers[provider] = known
         return known
 
-    def _card(self, provider: str | None, model: str, ts: float) -> object:
+    def _card(self, provider: str | None, model: str, ts: float, speed: str | None) -> object:
         pid = self._provider_id(provider)
-        static = self._static_cards.get((pid, model))
+        static = self._static_cards.get((pid, model)) if speed is None else None
         if static is not None:
             return static
         # Price periods change at UTC day boundaries (StartDateConstraint); key the cache by UTC day.
         day = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
-        key = (pid, model, day)
+        key = (pid, model, day + (f"/{speed}" if speed else ""))
         card = self._cards.get(key)
         if card is None:
-            card = self._build_card(pid, model, ts)
+            card = self._build_card(pid, model, ts, speed)
             self._cards[key] = card
-            if self._single_period(pid, model):
+            if speed is None and self._single_period(pid, model):
                 self._static_cards[(pid, model)] = card
         return card
 
@@ -228,15 +249,28 @@ class Pricer:
             return False
         return not isinstance(info.prices, list)
 
-    def _calc(self, pid: str | None, model: str, when: datetime, **usage: int) -> Decimal:
+    def _calc(self, pid: str | None, model: str, when: datetime, speed: str | None = None, **usage: int) -> Decimal:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = self._gp.calc_price(
-                self._gp.Usage(**usage), model, provider_id=pid, genai_request_timestamp=when
+                self._gp.Usage(**usage), model, provider_id=pid, genai_request_timestamp=when,
+                price_context={"speed": speed} if speed else None,
             )
         return result.total_price
 
-    def _build_card(self, pid: str | None, model: str, ts: float) -> object:
+    def _build_card(self, pid: str | None, model: str, ts: float, speed: str | None) -> object:
+        card = self._build_standard_card(pid, model, ts, speed)
+        if speed is None or not isinstance(card, (RateCard, _LibraryOnly)):
+            return card
+        standard = self._card(pid, model, ts, None)  # pid is already resolved: _provider_id(pid) is itself
+        changed = not (isinstance(standard, RateCard) and isinstance(card, RateCard)
+                       and dataclasses.replace(standard, model_id=card.model_id) == card)
+        name = self.priced_as(card.model_id, speed, changed)
+        if isinstance(card, RateCard):
+            return dataclasses.replace(card, model_id=name)
+        return _LibraryOnly(name, card.model_id)
+
+    def _build_standard_card(self, pid: str | None, model: str, ts: float, speed: str | None) -> object:
         when = datetime.fromtimestamp(ts, UTC)
         try:
             provider, info = self._snapshot.find_provider_model(model, None, pid, None)
@@ -255,34 +289,37 @@ class Pricer:
         ):
             return _LibraryOnly(model_id)
         try:
-            base = self._calc(pid, model, when)
-            r_in = self._calc(pid, model, when, input_tokens=_PROBE) - base
-            r_cr = self._calc(pid, model, when, input_tokens=_PROBE, cache_read_tokens=_PROBE) - base
-            r_cw = self._calc(pid, model, when, input_tokens=_PROBE, cache_write_tokens=_PROBE) - base
+            base = self._calc(pid, model, when, speed)
+            r_in = self._calc(pid, model, when, speed, input_tokens=_PROBE) - base
+            r_cr = self._calc(pid, model, when, speed, input_tokens=_PROBE, cache_read_tokens=_PROBE) - base
+            r_cw = self._calc(pid, model, when, speed, input_tokens=_PROBE, cache_write_tokens=_PROBE) - base
             r_cw1 = (
                 self._calc(
-                    pid, model, when, input_tokens=_PROBE, cache_write_tokens=_PROBE, cache_write_1h_tokens=_PROBE
+                    pid, model, when, speed, input_tokens=_PROBE, cache_write_tokens=_PROBE,
+                    cache_write_1h_tokens=_PROBE,
                 )
                 - base
             )
-            r_out = self._calc(pid, model, when, output_tokens=_PROBE) - base
+            r_out = self._calc(pid, model, when, speed, output_tokens=_PROBE) - base
+            r_web = self._calc(pid, model, when, speed, web_searches=_PROBE) - base
         except (LookupError, ValueError, TypeError):
             return _LibraryOnly(model_id)
         if base != 0:
             return _LibraryOnly(model_id)  # a per-request fee: not linear in tokens
-        rates = [r / _PROBE * PICO for r in (r_in, r_cr, r_cw, r_cw1, r_out)]
+        rates = [r / _PROBE * PICO for r in (r_in, r_cr, r_cw, r_cw1, r_out, r_web)]
         if any(r != r.to_integral_value() for r in rates):
             return _LibraryOnly(model_id)
-        card = RateCard(model_id, *(int(r) for r in rates), tier_start=_tier_start(info, when))
+        card = RateCard(model_id, *(int(r) for r in rates[:5]), tier_start=_tier_start(info, when),
+                        web_search=int(rates[5]))
         # Check linearity once on a mixed usage below any tier.
         sample = Event(
             id="probe", ts=ts, input_tokens=7000, cache_read_tokens=3000, cache_write_tokens=2000,
-            cache_write_1h_tokens=500, output_tokens=1500,
+            cache_write_1h_tokens=500, output_tokens=1500, web_searches=3,
         )
         try:
             expected = self._calc(
-                pid, model, when, input_tokens=7000, cache_read_tokens=3000, cache_write_tokens=2000,
-                cache_write_1h_tokens=500, output_tokens=1500,
+                pid, model, when, speed, input_tokens=7000, cache_read_tokens=3000, cache_write_tokens=2000,
+                cache_write_1h_tokens=500, output_tokens=1500, web_searches=3,
             )
         except (LookupError, ValueError, TypeError):
             return _LibraryOnly(model_id)
@@ -304,11 +341,14 @@ class Pricer:
             usage["cache_write_tokens"] = event.cache_write_tokens
         if event.cache_write_1h_tokens:
             usage["cache_write_1h_tokens"] = event.cache_write_1h_tokens
+        if event.web_searches:
+            usage["web_searches"] = event.web_searches
+        speed = event.speed
         try:
-            total = self._calc(pid, model, datetime.fromtimestamp(event.ts, UTC), **usage)
+            total = self._calc(pid, model, datetime.fromtimestamp(event.ts, UTC), speed, **usage)
         except LookupError:
             try:
-                total = self._calc(None, model, datetime.fromtimestamp(event.ts, UTC), **usage)
+                total = self._calc(None, model, datetime.fromtimestamp(event.ts, UTC), speed, **usage)
             except (LookupError, ValueError):
                 return Cost(None, "unpriced")
         except ValueError:

@@ -9,9 +9,12 @@ other content types. What Claude Code and Codex send, and the counting rules: ``
 
 What becomes an event (everything else is accepted and ignored):
 
-* Claude Code ``claude_code.api_request`` log events (numbers arrive as strings). Event id
-  ``claude:<request_id>`` — the same id the transcript reader gives the same request, so a request
-  seen through both counts once.
+* Claude Code ``claude_code.api_request`` log events (numbers arrive as strings, or, from 2.1.2xx,
+  as ``intValue`` numbers with a ``doubleValue`` ``cost_usd``). Event id ``claude:<request_id>`` —
+  the same id the transcript reader gives the same request, so a request seen through both counts
+  once. The event carries Claude Code's ``cost_usd`` (*provided*: it knows the 5-minute/1-hour
+  cache-write split, which the event's token attributes lack) and ``revision`` 0, so the
+  transcript's record of the same request, with its split, replaces it (``docs/events.md``).
 * Claude Code ``claude_code.llm_request`` spans (beta traces): same mapping and id.
 * ``claude_code.token.usage`` metrics, **only for sessions with no per-request data**: the rule is
   "events win". A datapoint is ignored when its ``session.id`` was already seen through an
@@ -41,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from tokentop.core.events import Event, EventError, MAX_TOKENS, parse_timestamp
+from tokentop.core.events import Event, EventError, MAX_TOKENS, normalise_speed, parse_timestamp
 from tokentop.core.feed.parts import Attached, FeedBase
 from tokentop.core.feed.server import BodyTooLarge, FeedSettings, TokenGate, read_body
 from tokentop.core.feed.service import FeedService
@@ -105,6 +108,22 @@ def _int(value: Any, name: str) -> int:
     if not isinstance(number, (int, float)) or number != number or number < 0 or number > MAX_TOKENS:
         raise BadRecord(f"{name} must be a non-negative number, got {str(value)[:40]!r}")
     return int(number)
+
+
+def _cost(a: dict[str, Any]) -> float | None:
+    """Claude Code's own cost of a request: ``cost_usd`` (a double, or a string in older builds),
+    else ``cost_usd_micros``; ``None`` when absent or unreadable (then tokentop prices the tokens)."""
+    for name, scale in (("cost_usd", 1.0), ("cost_usd_micros", 1e-6)):
+        value = a.get(name)
+        if value is None or value == "" or isinstance(value, bool):
+            continue
+        try:
+            number = float(value) * scale
+        except (TypeError, ValueError):
+            continue
+        if number == number and 0 <= number < 1e9:
+            return number
+    return None
 
 
 def _str(value: Any) -> str | None:
@@ -372,8 +391,6 @@ class OtlpReceiver:
         else:
             event_id = _hash_id("claude-otel", nanos, sorted(a.items()))
         model = _str(a.get("model") or a.get("gen_ai.request.model"))
-        if a.get("speed") == "fast" and model and not model.endswith("-fast"):
-            model += "-fast"
         latency = a.get("duration_ms")
         try:
             latency_ms = float(latency) if latency not in (None, "") else None
@@ -383,7 +400,7 @@ class OtlpReceiver:
             id=event_id, ts=_ts(a, nanos, now), agent=CLAUDE_AGENT, session=session,
             host=self.service.host, provider="anthropic", model=model,
             input_tokens=inp + read + write, output_tokens=out, cache_read_tokens=read, cache_write_tokens=write,
-            latency_ms=latency_ms, source=source,
+            cost_usd=_cost(a), latency_ms=latency_ms, source=source, speed=normalise_speed(_str(a.get("speed"))),
         )
 
     def _codex(self, rattrs: dict[str, Any], a: dict[str, Any], nanos: Any, now: float) -> Event:

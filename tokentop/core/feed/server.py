@@ -450,7 +450,7 @@ class FeedApp:
         headers = {}
         if "x-request-id" in request.headers:
             headers["x-request-id"] = request.headers["x-request-id"][:128]
-        status = 202 if (result.accepted or result.duplicates) else 400
+        status = 202 if result.taken else 400
         if status == 400 and not result.errors:
             result.errors.append({"line": None, "error": "empty body: send a JSON object, a JSON array or NDJSON"})
         return JSONResponse(result.to_json(), status, headers=headers)

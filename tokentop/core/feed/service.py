@@ -5,10 +5,20 @@ Every way in (HTTP, WebSocket, OTLP, log sources, NATS) ends in :meth:`FeedServi
 are coroutines on the feed's event loop; sources running in threads use
 :meth:`FeedService.ingest_events_threadsafe`.
 
-Exactly-once: the ledger's primary key on ``id`` is the authority. An in-memory set of today's ids
-(and yesterday's) answers the common case without touching SQLite; older ids are checked against
-the ledger. Only events the ledger stored as new reach the aggregator, so a retried POST, a replayed
-log line or the same request seen through two sources with the same id never counts twice.
+Exactly-once and revisions: the ledger is the authority. It keeps, per ``id``, the largest record
+ever offered under the revision rule (:mod:`tokentop.core.revision`): a record with a new id is
+stored, a larger one replaces the stored record (a *revision*), anything else is a duplicate. The
+aggregator applies new records and the difference of revisions, so a retried POST, a re-read log
+line or the same request seen through two sources counts once, with its fullest figures.
+
+An in-memory map of today's (and yesterday's) ids to a packed order key of the record stored
+(:func:`~tokentop.core.revision.memory_key`) answers the common repeats without touching SQLite:
+an exact repeat (a retried POST) or a record no larger than the stored one (Claude Code 2.1.97+
+writes the same usage on every block line of a response) is a duplicate at once. The key is a
+lower bound of the stored record (the ledger only ever replaces a record by a larger one), so the
+answer stays right when another process (``tokentop import``) writes the same ledger. The rest goes
+to the ledger, which compares and upserts in its write transaction; the answer is sent after the
+commit, so it is durable.
 """
 
 from __future__ import annotations
@@ -21,9 +31,10 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from tokentop.core.aggregate import Aggregator, AggregatorConfig, RecentRequest
 from tokentop.core.events import DEFAULT_MAX_FUTURE_S, Event, EventError, parse_event
-from tokentop.core.ledger import Ledger
+from tokentop.core.ledger import Ledger, Revised
 from tokentop.core.limits.windows import Window
 from tokentop.core.pricing import Cost, Pricer
+from tokentop.core.revision import known_no_larger, memory_key, memory_ts
 from tokentop.core.snapshot import Snapshot
 
 log = logging.getLogger("tokentop.feed")
@@ -37,9 +48,13 @@ MAX_REPORTED_ERRORS = 100
 
 @dataclass
 class IngestResult:
+    """What one ingest did: ``accepted`` new records, ``revised`` records that replaced the stored
+    record of their id, ``duplicates`` (repeats, or no larger than the stored record), ``rejected``."""
+
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    revised: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def reject(self, line: int | None, error: str) -> None:
@@ -50,13 +65,20 @@ class IngestResult:
     def merge(self, other: IngestResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
+        self.revised += other.revised
         for err in other.errors:
             if len(self.errors) < MAX_REPORTED_ERRORS:
                 self.errors.append(err)
         self.rejected += other.rejected
 
+    @property
+    def taken(self) -> bool:
+        """Something in it was valid (accepted, revised or a known duplicate): the answer is 202."""
+        return bool(self.accepted or self.duplicates or self.revised)
+
     def to_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected, "errors": self.errors}
+        return {"accepted": self.accepted, "revised": self.revised, "duplicates": self.duplicates,
+                "rejected": self.rejected, "errors": self.errors}
 
 
 @dataclass
@@ -64,18 +86,25 @@ class IngestCounters:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    revised: int = 0
 
     def to_json(self) -> dict[str, int]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+        return {"accepted": self.accepted, "revised": self.revised, "duplicates": self.duplicates,
+                "rejected": self.rejected}
 
 
 def recent_request_json(item: RecentRequest) -> dict[str, Any]:
     """One recent request as the API and the detail screen show it: the event's contract fields plus
-    ``cost_kind`` and ``usd`` (``null`` when it could not be priced, never 0)."""
+    ``cost_kind``, ``usd`` (``null`` when it could not be priced, never 0) and, when tokentop priced
+    it in this run, ``priced_as`` (the price used: the model id, with ``(fast)`` for a fast-mode rate)."""
     cost = item.cost
-    return dict(item.event.to_dict(), cost_kind=cost.kind, usd=None if cost.pusd is None else float(cost.usd))  # type: ignore[arg-type]
+    out = dict(item.event.to_dict(), cost_kind=cost.kind, usd=None if cost.pusd is None else float(cost.usd))  # type: ignore[arg-type]
+    if cost.kind == "estimated" and cost.priced_as:
+        out["priced_as"] = cost.priced_as
+    return out
 
 
+#: Called with every record the ledger stored in one ingest: new ones and revisions (the new record).
 AcceptListener = Callable[[Sequence[tuple[Event, Cost]]], Awaitable[None] | None]
 #: ``now -> windows``: the subscription windows every snapshot carries (set by the limits part)
 LimitsProvider = Callable[[float], tuple[Window, ...]]
@@ -107,7 +136,8 @@ class FeedService:
         self.listeners: list[AcceptListener] = []
         #: the subscription windows each snapshot carries (``None``: none; the limits part sets it)
         self.limits: LimitsProvider | None = None
-        self._seen: dict[str, float] = {}
+        #: id -> memory_key of the record stored (a lower bound), for today's and yesterday's ids
+        self._seen: dict[str, int] = {}
         self._seen_floor = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
@@ -121,7 +151,7 @@ class FeedService:
         self._seen_floor = floor
         n = 0
         for stored in self.ledger.events_since(floor):
-            self._seen[stored.event.id] = stored.event.ts
+            self._seen[stored.event.id] = memory_key(stored.event)
             if stored.event.ts >= start or stored.event.ts >= now - 130:
                 self.aggregator.apply(stored.event, stored.cost, now)
                 n += 1
@@ -150,67 +180,71 @@ class FeedService:
         return result
 
     async def ingest_events(self, events: Sequence[Event]) -> IngestResult:
-        """Dedupe, price, store and aggregate events. Durable when this returns."""
+        """Dedupe, price, store (new or revised) and aggregate events. Durable when this returns."""
         result = IngestResult()
         if not events:
             return result
         now = self.clock()
         self._roll_seen(now)
         seen = self._seen
-        floor = self._seen_floor
-        fresh: list[Event] = []
-        old: list[Event] = []
-        # Mark ids as seen as they pass: a repeat inside the batch is then a duplicate too.
+        candidates: list[Event] = []
+        #: what each candidate's id mapped to before this ingest (None: unknown), to undo on failure
+        before: list[int | None] = []
+        # Record each key as it passes: a repeat inside the batch is compared with it too.
         for e in events:
             eid = e.id
-            if eid in seen:
+            key = memory_key(e)
+            known = seen.get(eid)
+            if known is not None and known_no_larger(key, known):
                 result.duplicates += 1
                 continue
-            ts = e.ts
-            seen[eid] = ts
-            if ts < floor and not e.id_generated:
-                old.append(e)
-            else:
-                fresh.append(e)
-        if old:
-            try:
-                known = await asyncio.to_thread(self.ledger.known_ids, [e.id for e in old])
-            except BaseException:
-                for e in fresh + old:  # not stored: a retry must not be taken for a duplicate
-                    seen.pop(e.id, None)
-                raise
-            for e in old:
-                if e.id in known:
-                    result.duplicates += 1
-                else:
-                    fresh.append(e)
-        if not fresh:
+            seen[eid] = key
+            candidates.append(e)
+            before.append(known)
+        if not candidates:
             self.counters.duplicates += result.duplicates
             return result
         price = self.pricer.price
-        priced = [(e, price(e)) for e in fresh]
+        priced = [(e, price(e)) for e in candidates]
         try:
-            flags = await self.ledger.append_async(priced, received_at=now)
+            outcomes = await self.ledger.append_async(priced, received_at=now)
         except Exception:
-            for e in fresh:  # not stored: a retry must not be taken for a duplicate
-                seen.pop(e.id, None)
+            # not stored: a retry must not be taken for a duplicate. Newest first, so an id offered twice
+            # in the batch ends as it was before the batch.
+            for e, known in reversed(list(zip(candidates, before))):
+                if known is None:
+                    seen.pop(e.id, None)
+                else:
+                    seen[e.id] = known
             raise
-        apply = self.aggregator.apply
+        aggregator = self.aggregator
         now = self.clock()
-        if all(flags):
-            accepted = priced
+        if outcomes.count(True) == len(outcomes):  # the common case: all new
+            stored = priced
+            for e, cost in priced:
+                aggregator.apply(e, cost, now)
+            result.accepted = len(priced)
         else:
-            accepted = [item for item, is_new in zip(priced, flags) if is_new]
-            result.duplicates += len(priced) - len(accepted)
-        for e, cost in accepted:
-            apply(e, cost, now)
-        result.accepted = len(accepted)
+            stored = []
+            for item, outcome in zip(priced, outcomes):
+                if outcome is True:
+                    aggregator.apply(item[0], item[1], now)
+                    result.accepted += 1
+                    stored.append(item)
+                elif isinstance(outcome, Revised):
+                    prev = outcome.previous
+                    aggregator.revise(prev.event, prev.cost, item[0], item[1], now)
+                    result.revised += 1
+                    stored.append(item)
+                else:
+                    result.duplicates += 1
         self.counters.accepted += result.accepted
+        self.counters.revised += result.revised
         self.counters.duplicates += result.duplicates
-        if accepted:
+        if stored:
             for listener in list(self.listeners):
                 try:
-                    outcome = listener(accepted)
+                    outcome = listener(stored)
                     if asyncio.iscoroutine(outcome):
                         await outcome
                 except Exception:  # a listener's bug never loses an acknowledged event
@@ -232,7 +266,7 @@ class FeedService:
         floor = start - 86400.0
         if floor > self._seen_floor:
             self._seen_floor = floor
-            self._seen = {k: ts for k, ts in self._seen.items() if ts >= floor}
+            self._seen = {k: key for k, key in self._seen.items() if memory_ts(key) >= floor}
 
     # -- output --------------------------------------------------------------------------------
     def snapshot(self, now: float | None = None) -> Snapshot:

@@ -326,7 +326,7 @@ def attach(feed: FeedBase) -> Attached:
                       require_token=feed.settings.ingest_requires_token)
     sources = feed.parts.sources
     if sources is not None:
-        rate_log = sources.sources.shared_state("codex")
+        rate_log = getattr(sources.sources.shared_state("codex"), "rate_limits", None)  # CodexShared's
         if isinstance(rate_log, RateLimitLog):
             part.bind_codex(rate_log)
     feed.service.limits = part.current_windows

@@ -117,14 +117,25 @@ class AgentBlocks:
     recent: deque[tuple[float, int]] = field(default_factory=deque)
     scanned_at: float = float("-inf")
     dirty: bool = False
+    #: event id -> quota tokens of the newest block's records: a revised record (the same id with
+    #: more usage) adds only its difference
+    ids: dict[str, int] = field(default_factory=dict)
 
-    def add(self, ts: float, tokens: int, now: float) -> None:
-        before = len(self.blocks)
-        if not extend(self.blocks, ts, tokens):
-            self.dirty = True
-            return
-        if len(self.blocks) != before:  # a block was completed: the limit may move
-            self.limit = learned_limit(self.blocks, now)
+    def add(self, eid: str, ts: float, tokens: int, now: float) -> None:
+        old = self.ids.get(eid)
+        if old is not None:
+            self.ids[eid] = tokens
+            self.blocks[-1].tokens += tokens - old
+            tokens -= old
+        else:
+            before = len(self.blocks)
+            if not extend(self.blocks, ts, tokens):
+                self.dirty = True
+                return
+            if len(self.blocks) != before:  # a block was completed: the limit may move
+                self.ids = {}
+                self.limit = learned_limit(self.blocks, now)
+            self.ids[eid] = tokens
         if ts >= now - RECENT_S:
             self.recent.append((ts, tokens))
             while self.recent and self.recent[0][0] < now - RECENT_S:
@@ -166,7 +177,7 @@ class Estimator:
         for e, _ in items:
             state = agents.get(e.agent)
             if state is not None:
-                state.add(e.ts, quota_tokens(e), now)
+                state.add(e.id, e.ts, quota_tokens(e), now)
 
     def due(self, now: float) -> list[str]:
         return [a for a, s in self.agents.items()
@@ -177,10 +188,14 @@ class Estimator:
         def run(conn: sqlite3.Connection) -> AgentBlocks:
             state = AgentBlocks(agent, scanned_at=now)
             rows = conn.execute(
-                f"SELECT ts, {QUOTA_TOKENS_SQL} FROM events WHERE ts >= ? AND agent = ? ORDER BY ts",
+                f"SELECT id, ts, {QUOTA_TOKENS_SQL} FROM events WHERE ts >= ? AND agent = ? ORDER BY ts",
                 (now - LOOKBACK_S - BLOCK_S, agent))
-            for ts, tokens in rows:
+            for eid, ts, tokens in rows:
+                before = len(state.blocks)
                 extend(state.blocks, float(ts), int(tokens or 0))
+                if len(state.blocks) != before:
+                    state.ids = {}
+                state.ids[eid] = int(tokens or 0)
                 if ts >= now - RECENT_S:
                     state.recent.append((float(ts), int(tokens or 0)))
             state.limit = learned_limit(state.blocks, now)

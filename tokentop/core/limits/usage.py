@@ -1,10 +1,11 @@
 """Who is eating the window: each session's tokens since a window started, on this host.
 
 For every window the snapshot shows (5-hour windows: the ``5H%`` column), :class:`WindowUsage`
-keeps the window's tokens per session since the window's start: one grouped ledger query when the
-window first appears (and again on a slow timer, :data:`RESYNC_S`, which also corrects anything
+keeps the window's tokens per session since the window's start: one ledger query over the window
+when it first appears (and again on a slow timer, :data:`RESYNC_S`, which also corrects anything
 an incremental update missed), and between queries every accepted event of that agent adds to
-its session — O(windows) per event, no rescan per tick.
+its session — O(windows) per event, no rescan per tick. A revised record (the same id with more
+usage: a streamed response's final usage after its first sight) adds only its difference.
 
 Tokens here are *quota tokens* (:func:`quota_tokens`): input and output without cache reads.
 Cache reads dominate an agent's raw token count (often 90 %) but are the cheapest part of a
@@ -55,8 +56,17 @@ class Tally:
     #: (ts, tokens) of the last :data:`RECENT_S`, for the ledger's burn inside the window
     recent: deque[tuple[float, int]] = field(default_factory=deque)
     loaded_at: float = 0.0
+    #: event id -> quota tokens counted for it: a revised record (the same id, more usage) adds
+    #: only its difference
+    ids: dict[str, int] = field(default_factory=dict)
 
-    def add(self, session: str, ts: float, tokens: int, now: float) -> None:
+    def add(self, eid: str, session: str, ts: float, tokens: int, now: float) -> None:
+        old = self.ids.get(eid)
+        self.ids[eid] = tokens
+        if old is not None:
+            tokens -= old
+            if not tokens:
+                return
         self.sessions[session] = self.sessions.get(session, 0) + tokens
         self.total += tokens
         if ts >= now - RECENT_S:
@@ -113,22 +123,17 @@ class WindowUsage:
         for e, _ in items:
             for t in tallies:
                 if e.agent == t.agent and e.ts >= t.start:
-                    t.add(session_key(e.session), e.ts, quota_tokens(e), now)
+                    t.add(e.id, session_key(e.session), e.ts, quota_tokens(e), now)
 
     # -- the ledger ---------------------------------------------------------------------------------
     @staticmethod
     def _query(agent: str, start: float, now: float) -> Callable[[sqlite3.Connection], Tally]:
         def run(conn: sqlite3.Connection) -> Tally:
             tally = Tally(agent, start, loaded_at=now)
-            for session, tokens in conn.execute(
-                    f"SELECT session, SUM({QUOTA_TOKENS_SQL}) FROM events WHERE ts >= ? AND agent = ? GROUP BY session",
-                    (start, agent)):
-                tally.sessions[session_key(session)] = tally.sessions.get(session_key(session), 0) + int(tokens or 0)
-                tally.total += int(tokens or 0)
-            for ts, tokens in conn.execute(
-                    f"SELECT ts, {QUOTA_TOKENS_SQL} FROM events WHERE ts >= ? AND agent = ? ORDER BY ts",
-                    (max(start, now - RECENT_S), agent)):
-                tally.recent.append((float(ts), int(tokens or 0)))
+            rows = conn.execute(f"SELECT id, session, ts, {QUOTA_TOKENS_SQL} FROM events WHERE ts >= ? AND agent = ? "
+                                f"ORDER BY ts", (start, agent))
+            for eid, session, ts, tokens in rows:
+                tally.add(eid, session_key(session), float(ts), int(tokens or 0), now)
             return tally
 
         return run

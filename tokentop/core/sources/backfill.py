@@ -5,8 +5,8 @@ On a cold import most of the time goes into JSON parsing and into the ledger's i
 while this process prices and stores the events. Results come back per job, in order, between
 this process's own batches, so neither side holds more than a few batches of events. A format's
 ``group`` keeps files that must be read together (Claude Code: a session and its subagents) in
-one job, in read order. Files written to within the hold time and files already open stay in this
-process (their readers hold state here).
+one job, in read order. Files being written and files already open stay in this process (their
+readers' state is here).
 
 No worker outlives the poll that started it: once every job is handed over the pool is shut down
 and its processes joined; when the poll fails or is interrupted (Ctrl-C, a feed stopping) the
@@ -29,7 +29,7 @@ from tokentop.core.events import Event
 from tokentop.core.sources.protocol import LogFormat, Sink, Stats
 from tokentop.core.sources.settings import SourceSettings
 from tokentop.core.events import event_tuple
-from tokentop.core.sources.tailer import HOLD_S, LogFile, LogSources, Tally, read_order
+from tokentop.core.sources.tailer import ACTIVE_S, LogFile, LogSources, Tally, read_order
 
 #: A backlog at least this large (bytes) is parsed by two processes.
 PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
@@ -56,7 +56,7 @@ def split(tailer: LogSources, todo: Files, now: float) -> tuple[Files, list[File
     groups: dict[tuple[str, str], Files] = {}
     mine: Files = []
     for lf, st in todo:
-        if st.st_mtime > now - HOLD_S or lf.path in tailer.open:
+        if st.st_mtime > now - ACTIVE_S or lf.path in tailer.open:
             mine.append((lf, st))
             continue
         groups.setdefault(_group_key(lf, tailer.settings), []).append((lf, st))

@@ -3,25 +3,38 @@
 The store, its traps and the rules as implemented are described in ``docs/sources.md``
 ("Claude Code"). In short:
 
-* Only ``assistant`` lines with a ``message.usage`` object carry usage; a byte pre-filter on
+* ``assistant`` lines with a ``message.usage`` object carry usage, and so do ``progress`` lines of
+  ``data.type == "agent_progress"`` that embed a subagent's assistant message; a byte pre-filter on
   ``"usage"`` skips every other line without parsing it.
-* One API response is logged as 1-3 lines (one per content block) sharing ``message.id`` and
-  ``requestId``; early lines carry a *partial* ``output_tokens``. Per dedupe key the entry with the
-  largest total (input + output + cache) wins; on a tie the later line wins (its timestamp dates
-  the request, as the final streaming line does).
-* The dedupe key is ``message.id`` (+ ``requestId`` when present) and the event ``id`` is derived
-  from it: ``claude:<requestId>`` (the same request id Claude Code's OTLP ``api_request`` event
-  carries, so the request seen through logs and OTLP counts once), else ``claude:msg:<message.id>``.
-  The same response re-logged in another file or root (resume, compaction) therefore gets the same
-  id and the feed keeps one copy. Lines without ``message.id`` are counted as they are
-  (``claude:line:<uuid>``).
+* One API response is logged as several lines (one per content block) sharing ``message.id`` and
+  ``requestId``. Claude Code 2.x leaves ``stop_reason`` null on almost all of them, up to 2.1.96
+  early lines carry a *partial* ``output_tokens`` (and often no line carries the final one), and
+  2.1.97+ writes the final usage on every line. No line says "complete", so a response is emitted
+  at first sight and emitted again when a later line carries more: the feed's ledger keeps the
+  largest record per id (``tokentop.core.revision``), which makes the second one a *revision*.
+  Within one read of a file only the largest line per response is emitted.
+* The event ``id``: ``claude:<requestId>`` (the request id Claude Code's OTLP ``api_request`` event
+  carries, so the request seen through logs and OTLP counts once), else
+  ``claude:msg:<sessionId>:<message.id>`` (gateways without request ids reuse message ids across
+  sessions), else ``claude:line:<uuid>``. The same response re-logged in another file or root
+  (resume, compaction, a subagent's message embedded in its parent's progress line) gets the same
+  id and the feed keeps one record.
+* ``revision`` 1 for a transcript's own line, 0 for an ``agent_progress`` embed: at equal counts the
+  subagent's own transcript line (with its agent type) replaces the embed, and either replaces
+  Claude Code's OTLP record of the request (which has no 5-minute/1-hour cache split).
 * Sidechain replays: a line with ``isSidechain: true`` whose ``message.id`` was already seen
   under another request id is a replay of a parent message and is dropped.
 * ``<synthetic>`` models are locally generated messages, not usage. ``null`` fields are treated as
-  missing. A non-integer count makes the line malformed (counted, skipped).
+  missing. A non-integer count makes the line malformed (counted, skipped). A line orjson refuses
+  but the standard library reads (a lone surrogate escape, written when Claude Code cuts text
+  inside an emoji) is read by the standard library; text kept from it is made valid Unicode. A line
+  nested too deep for either parser is malformed.
 * Token semantics: Claude's ``input_tokens`` excludes the cache; the event's ``input_tokens`` is
   input + cache read + cache write. ``cache_creation.ephemeral_1h_input_tokens`` becomes
-  ``cache_write_1h_tokens``; when the ``cache_creation`` split is present its sum is the cache write.
+  ``cache_write_1h_tokens``; when the ``cache_creation`` split sums to less than
+  ``cache_creation_input_tokens`` the remainder is booked as 5-minute writes (counted as
+  ``cache_split_short``). ``usage.speed == "fast"`` and ``server_tool_use.web_search_requests``
+  become the event's ``speed`` and ``web_searches`` (priced by ``pricing.py``).
 """
 
 from __future__ import annotations
@@ -29,29 +42,59 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 try:  # orjson parses transcript lines ~2-3x faster; the stdlib is the fallback
-    from orjson import loads as _loads
+    from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover
-    from json import loads as _loads
+    from json import loads as _fast_loads
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Mapping, Sequence
 
-from tokentop.core.events import Event
+from tokentop.core.events import Event, normalise_speed
+from tokentop.core.revision import wins
 from tokentop.core.setting import Setting, string_list
 from tokentop.core.sources.protocol import LogFormat
 
 AGENT: Final = "claude-code"
 PROVIDER: Final = "anthropic"
+SOURCE: Final = "claude-code-log"
 SYNTHETIC_MODEL: Final = "<synthetic>"
 #: Seen message ids kept for the sidechain-replay rule; the oldest half is forgotten beyond this.
 MAX_REMEMBERED_MESSAGES: Final = 400_000
+#: ``revision`` of a transcript's own line and of a subagent message embedded in a progress line
+OWN_RECORD: Final = 1
+EMBEDDED_COPY: Final = 0
+_AGENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 class Malformed(ValueError):
     pass
+
+
+def loads_line(raw: bytes) -> Any:
+    """One JSON line: orjson, else the standard library for what only it accepts (a lone surrogate
+    escape such as ``"\\ud83d"``). Raises :class:`Malformed` for invalid JSON and for nesting too deep
+    for either parser (the standard library's RecursionError)."""
+    try:
+        return _fast_loads(raw)
+    except ValueError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise Malformed("not valid JSON") from None
+
+
+def valid_text(value: str) -> str:
+    """``value`` with lone surrogates (which no UTF-8 store can hold) replaced by U+FFFD."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
 
 
 def claude_roots(configured: list[str] | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
@@ -89,44 +132,56 @@ def subagent_agent(path: Path) -> str | None:
             data = json.loads(fh.read(65536))
         value = data.get("agentType") if isinstance(data, dict) else None
         if isinstance(value, str) and value.strip():
-            kind = value.strip()[:100]
-    except (OSError, ValueError):
+            kind = valid_text(value.strip()[:100])
+    except (OSError, ValueError, RecursionError):
         pass
     return f"{AGENT}/{kind}"
 
 
 @dataclass(slots=True)
 class Candidate:
-    """One usage line, counted but not yet converted: the best line per key becomes an event, and
-    only then are its text fields and timestamp converted (streaming duplicates never are)."""
+    """One usage line, read but not yet converted: the largest line per response in a read becomes
+    an event, and only then are its text fields and timestamp converted."""
 
     id: str
     message_id: str | None
     sidechain: bool
-    final: bool
     total: int
-    offset: int
-    obj: dict[str, Any]
+    out: int
     model: str | None
     inp: int
-    out: int
     read: int
     write: int
     write_1h: int
+    revision: int
+    speed: str | None
+    web_searches: int
+    #: the cache_creation split summed to less than cache_creation_input_tokens
+    split_short: bool
+    # raw values of the line, converted by event()
+    stamp: str
+    session: Any
+    cwd: Any
+    branch: Any
+    #: the subagent an agent_progress embed belongs to (its ``data.agentId``), else None
+    subagent: str | None = None
+    converted: Event | None = None
 
     def event(self, agent: str, host: str | None) -> Event:
-        """Raises :class:`Malformed` when the timestamp cannot be read."""
-        obj = self.obj
-        get = obj.get
-        read, write = self.read, self.write
-        # positional (Event's field order): keyword construction measured slower on this hot path
-        return Event(
-            self.id, parse_ts(get("timestamp")), agent, _text(get("sessionId")), project_of(_text(get("cwd"))),
-            host, None, PROVIDER, self.model,
-            self.inp + read + write,  # input_tokens: Claude's input excludes the cache; the contract's includes it
-            self.out, read, write, self.write_1h, 0,  # output, cache read, cache write, of it 1h, reasoning
-            None, None, "ok", "claude-code-log", _text(get("gitBranch")),  # cost_usd, latency_ms, status, source, branch
-        )
+        """The event (built once). Raises :class:`Malformed` when the timestamp cannot be read."""
+        e = self.converted
+        if e is None:
+            read, write = self.read, self.write
+            # positional (Event's field order): keyword construction measured slower on this hot path
+            e = self.converted = Event(
+                self.id, parse_ts(self.stamp), agent, _text(self.session), project_of(_text(self.cwd)),
+                host, None, PROVIDER, self.model,
+                self.inp + read + write,  # input_tokens: Claude's input excludes the cache; the contract's includes it
+                self.out, read, write, self.write_1h, 0,  # output, cache read, cache write, of it 1h, reasoning
+                None, None, "ok", SOURCE, _text(self.branch),  # cost_usd, latency_ms, status, source, branch
+                self.revision, self.speed, self.web_searches,
+            )
+        return e
 
 
 def _count(usage: dict[str, Any], name: str) -> int:
@@ -143,6 +198,8 @@ def _count(usage: dict[str, Any], name: str) -> int:
 def _text(value: Any) -> str | None:
     if isinstance(value, str):
         value = value.strip()
+        if not value.isascii():
+            value = valid_text(value)
         return value[:512] or None
     return None
 
@@ -163,28 +220,45 @@ def project_of(cwd: str | None) -> str | None:
     return name[:512] or None
 
 
-def parse_line(raw: bytes, offset: int) -> Candidate | None:
+def _short_id(value: Any) -> str | None:
+    # the common case (a plain ASCII id) without a copy; anything else through _text
+    return value if type(value) is str and value and len(value) <= 200 and value.isascii() and value[0] != " " \
+        and value[-1] != " " else _text(value)
+
+
+def parse_line(raw: bytes, offset: int = 0) -> Candidate | None:
     """One transcript line → a :class:`Candidate` (``None`` when it carries no usage).
 
-    Raises :class:`Malformed` for a line that looks like usage but cannot be read.
-    """
-    try:
-        obj = _loads(raw)
-    except ValueError:
-        raise Malformed("not valid JSON") from None
+    Raises :class:`Malformed` for a line that looks like usage but cannot be read."""
+    obj = loads_line(raw)
     if not isinstance(obj, dict):
         raise Malformed("line is not a JSON object")
     kind = obj.get("type")
-    if kind is not None and kind != "assistant":
+    line = obj
+    revision = OWN_RECORD
+    subagent = None
+    if kind == "progress":
+        # a subagent's assistant message, embedded in its parent's transcript while it runs
+        data = obj.get("data")
+        if not isinstance(data, dict) or data.get("type") != "agent_progress":
+            return None
+        line = data.get("message")
+        if not isinstance(line, dict) or line.get("type") != "assistant":
+            return None
+        revision = EMBEDDED_COPY
+        agent_id = data.get("agentId")
+        subagent = agent_id if isinstance(agent_id, str) and _AGENT_ID.match(agent_id) else ""
+    elif kind is not None and kind != "assistant":
         return None
-    msg = obj.get("message")
+    msg = line.get("message")
     if not isinstance(msg, dict):
         return None
     usage = msg.get("usage")
     if not isinstance(usage, dict):
         return None
     model = msg.get("model")
-    if type(model) is not str or not model or len(model) > 200 or model[0] == " " or model[-1] == " ":
+    if type(model) is not str or not model or len(model) > 200 or not model.isascii() or model[0] == " " \
+            or model[-1] == " ":
         model = _text(model)
     if model == SYNTHETIC_MODEL:
         return None
@@ -197,38 +271,44 @@ def parse_line(raw: bytes, offset: int) -> Candidate | None:
     read = usage.get("cache_read_input_tokens")
     if type(read) is not int or read < 0:
         read = _count(usage, "cache_read_input_tokens")
+    write = _count(usage, "cache_creation_input_tokens")
     split = usage.get("cache_creation")
+    write_1h = 0
+    short = False
     if isinstance(split, dict):
         write_1h = _count(split, "ephemeral_1h_input_tokens")
-        write = _count(split, "ephemeral_5m_input_tokens") + write_1h
-        if write == 0:
-            write = _count(usage, "cache_creation_input_tokens")
-    else:
-        write_1h = 0
-        write = _count(usage, "cache_creation_input_tokens")
+        parts = _count(split, "ephemeral_5m_input_tokens") + write_1h
+        if parts < write:
+            short = True  # the rest of cache_creation_input_tokens is booked at the 5-minute rate
+        else:
+            write = parts
     total = inp + out + read + write
     if total == 0:
         return None  # API-error placeholders and the like: no usage
-    stamp = obj.get("timestamp")
+    stamp = line.get("timestamp")
     if not isinstance(stamp, str) or len(stamp) < 19:
         raise Malformed(f"timestamp missing or not a string: {str(stamp)[:40]!r}")
-    mid = msg.get("id")
-    mid = mid if type(mid) is str and mid and len(mid) <= 200 else _text(mid)
-    req = obj.get("requestId")
-    req = req if type(req) is str and req and len(req) <= 200 else _text(req)
+    session = obj.get("sessionId")
+    mid = _short_id(msg.get("id"))
+    req = _short_id(line.get("requestId"))
     if req:
         event_id = f"claude:{req}"
     elif mid:
-        event_id = f"claude:msg:{mid}"
+        scope = _text(session)
+        event_id = f"claude:msg:{scope}:{mid}" if scope else f"claude:msg:{mid}"
     else:
-        line_id = _text(obj.get("uuid")) or hashlib.sha1(raw).hexdigest()
+        line_id = _text(line.get("uuid")) or hashlib.sha1(raw).hexdigest()
         event_id = f"claude:line:{line_id}"
-    sidechain = obj.get("isSidechain") is True
     speed = usage.get("speed")
-    if speed == "fast" and model:
-        model = f"{model}-fast" if not model.endswith("-fast") else model
-    return Candidate(event_id, mid, sidechain, msg.get("stop_reason") is not None, total, offset, obj, model,
-                     inp, out, read, write, write_1h)
+    if speed is not None:
+        speed = normalise_speed(_text(speed))
+    web = 0
+    tools = usage.get("server_tool_use")
+    if isinstance(tools, dict):
+        web = _count(tools, "web_search_requests")
+    return Candidate(event_id, mid, line.get("isSidechain", obj.get("isSidechain")) is True, total, out, model, inp,
+                     read, write, write_1h, revision, speed, web, short, stamp, session, obj.get("cwd"),
+                     obj.get("gitBranch"), subagent)
 
 
 class MessageMemory:
@@ -254,7 +334,6 @@ class MessageMemory:
             self._ids[mid] = cand.id
         return True
 
-
     def export(self) -> dict[str, str]:
         return self._ids
 
@@ -263,8 +342,14 @@ class MessageMemory:
             self._ids.setdefault(mid, event_id)
 
 
+def _bump(stats: dict[str, int], name: str) -> None:
+    stats[name] = stats.get(name, 0) + 1
+
+
 class ClaudeFile:
-    """Per-file reader state: responses whose final streaming line has not been seen yet."""
+    """Per-file reader: the largest line per response seen in the current read, emitted by
+    :meth:`flush` at the end of the read. Nothing is held between reads: a later line of a response
+    is emitted when it is read, and the feed's ledger keeps the largest record (a revision)."""
 
     prefilter = b'"usage"'
 
@@ -273,57 +358,77 @@ class ClaudeFile:
         self.host = host
         self.memory = memory
         self.agent = subagent_agent(path) or AGENT
-        self.pending: dict[str, Candidate] = {}
-        self.pending_since: dict[str, float] = {}
+        #: response id -> its largest line in this read
+        self.batch: dict[str, Candidate] = {}
+        #: agentId of a subagent embedded in this (parent) transcript -> its agent name
+        self._subagents: dict[str, str] = {}
 
     def state(self) -> dict[str, Any] | None:
-        return None  # pending lines are re-read from the cursor instead
-
-    def first_pending_offset(self) -> int | None:
-        return min((c.offset for c in self.pending.values()), default=None)
+        return None  # nothing is held between reads
 
     def feed(self, raw: bytes, offset: int, live: bool, now: float, out: list[Event], stats: dict[str, int]) -> None:
         try:
             cand = parse_line(raw, offset)
         except Malformed:
-            stats["malformed"] = stats.get("malformed", 0) + 1
+            _bump(stats, "malformed")
             return
         if cand is None:
             return
-        prev = self.pending.get(cand.id)
-        if prev is not None:
-            stats["streaming_duplicates"] = stats.get("streaming_duplicates", 0) + 1
-            if cand.total >= prev.total:
-                cand.offset = min(prev.offset, cand.offset)
-                cand.final = cand.final or prev.final
-                self.pending[cand.id] = cand
-            else:
-                prev.final = prev.final or cand.final
-        else:
-            self.pending[cand.id] = cand
-            self.pending_since[cand.id] = now
-        if live and self.pending[cand.id].final:
-            self._emit(self.pending.pop(cand.id), out, stats)
-            self.pending_since.pop(cand.id, None)
-
-    def flush(self, out: list[Event], stats: dict[str, int], older_than: float | None = None) -> None:
-        """Emit pending responses (all, or those first seen before ``older_than``)."""
-        for key in list(self.pending):
-            if older_than is not None and self.pending_since.get(key, 0.0) > older_than:
-                continue
-            self._emit(self.pending.pop(key), out, stats)
-            self.pending_since.pop(key, None)
-
-    def _emit(self, cand: Candidate, out: list[Event], stats: dict[str, int]) -> None:
+        if cand.split_short:
+            _bump(stats, "cache_split_short")
+        if cand.subagent is not None:
+            _bump(stats, "agent_progress")
+        prev = self.batch.get(cand.id)
+        if prev is None:
+            self.batch[cand.id] = cand
+            return
+        _bump(stats, "streaming_duplicates")
         try:
-            event = cand.event(self.agent, self.host)
+            if self._larger(cand, prev):
+                self.batch[cand.id] = cand
         except Malformed:
-            stats["malformed"] = stats.get("malformed", 0) + 1
-            return
-        if not self.memory.admit(cand):
-            stats["sidechain_replays"] = stats.get("sidechain_replays", 0) + 1
-            return
-        out.append(event)
+            _bump(stats, "malformed")
+
+    def _larger(self, cand: Candidate, prev: Candidate) -> bool:
+        """The revision rule between two lines of one response (cheap parts first)."""
+        if cand.total != prev.total:
+            return cand.total > prev.total
+        if cand.out != prev.out:
+            return cand.out > prev.out
+        if cand.revision != prev.revision:
+            return cand.revision > prev.revision
+        if len(cand.stamp) == len(prev.stamp) and cand.stamp[-1:] == prev.stamp[-1:] == "Z":
+            if cand.stamp != prev.stamp:  # one format, one zone: text order is time order
+                return cand.stamp < prev.stamp
+        return wins(self._event(cand), self._event(prev))
+
+    def _event(self, cand: Candidate) -> Event:
+        return cand.event(self._agent_of(cand), self.host)
+
+    def _agent_of(self, cand: Candidate) -> str:
+        sub = cand.subagent
+        if sub is None:
+            return self.agent
+        name = self._subagents.get(sub)
+        if name is None:
+            # the subagent's own transcript's sidecar, if Claude Code wrote one
+            twin = self.path.with_suffix("") / "subagents" / f"agent-{sub or 'x'}.jsonl"
+            name = self._subagents[sub] = subagent_agent(twin) or f"{AGENT}/subagent"
+        return name
+
+    def flush(self, out: list[Event], stats: dict[str, int]) -> None:
+        """Emit the largest line of each response read since the last flush."""
+        batch, self.batch = self.batch, {}
+        for cand in batch.values():
+            try:
+                event = self._event(cand)
+            except Malformed:
+                _bump(stats, "malformed")
+                continue
+            if not self.memory.admit(cand):
+                _bump(stats, "sidechain_replays")
+                continue
+            out.append(event)
 
 
 # -- what the shared tailer needs (protocol.LogFormat) -------------------------------------------------

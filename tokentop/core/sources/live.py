@@ -141,13 +141,17 @@ class LiveSources:
             self.mode = "watching"
             self._publish(force=True)
             last_scan = time.monotonic()
+            caught_up = False
             try:
                 for changes in watchfiles.watch(*roots, stop_event=self.stop_event, yield_on_timeout=True,
                                                 rust_timeout=1000, debounce=50, step=20, raise_interrupt=False):
+                    if not caught_up:
+                        # the watcher is up now: read what was written between the last scan and its start
+                        # (else a file created then would wait for the next full scan)
+                        caught_up = True
+                        self.sources.poll(self._sink)
                     if changes:
                         self.sources.poll_changed(self._sink, {p for _, p in changes})
-                    if self.sources.pending_count():
-                        self.sources.flush_pending(self._sink)
                     if time.monotonic() - last_scan >= RESCAN_WATCHING_S:
                         last_scan = time.monotonic()
                         self.sources.poll(self._sink)
@@ -175,7 +179,5 @@ class LiveSources:
                 self.sources.poll(self._sink)
             else:
                 self.sources.poll_recent(self._sink)
-            if self.sources.pending_count():
-                self.sources.flush_pending(self._sink)
             self._publish()
 

@@ -7,7 +7,7 @@ in :data:`tokentop.core.sources.formats.FORMATS`. A format is one of two kinds:
   (roots, with their environment overrides and config keys), which names to read, how they are
   ordered and grouped, and a per-file :class:`FileReader`. The shared tailer
   (:class:`tokentop.core.sources.tailer.LogSources`) does all the file work: discovery, cursors in
-  the ledger, partial last lines, rotation, live "hold" timing, parallel backfill.
+  the ledger, partial last lines, rotation, parallel backfill.
 * :class:`StoreFormat` — anything else (a SQLite database read read-only, whole-JSON files rewritten
   in place): the module builds its own :class:`Source`, which is driven exactly like the tailer.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, Sized, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, Union
 
 from tokentop.core.events import Event
 from tokentop.core.setting import Setting
@@ -41,47 +41,42 @@ RootsResolver = Callable[[Mapping[str, Any], Mapping[str, str]], tuple[Path, ...
 # -- per-file readers -------------------------------------------------------------------------------
 
 class FileReader(Protocol):
-    """One file's parser state. The tailer hands it every complete line, in order, with its offset."""
+    """One file's parser state. The tailer hands it every complete line, in order, with its offset,
+    and calls :meth:`flush` at the end of every read. A reader holds nothing back between reads: a
+    record that a later line makes fuller is emitted again then (the feed keeps the largest record
+    per id, see ``docs/events.md``)."""
 
     @property
     def prefilter(self) -> bytes | None:
         """Lines not containing these bytes are never handed to :meth:`feed` (``None``: every line)."""
 
-    @property
-    def pending(self) -> Sized:
-        """Responses held back (not yet emitted); truthy while any is."""
-
     def feed(self, raw: bytes, offset: int, live: bool, now: float, out: list[Event], stats: dict[str, int]) -> None:
-        """Parse one line (without its newline) starting at byte ``offset``; append events to ``out``,
-        count problems in ``stats``. ``live``: the file was written to within the hold time."""
+        """Parse one line (without its newline) starting at byte ``offset``; append events to ``out``
+        (or keep them for :meth:`flush`), count problems in ``stats``. ``live``: the file is being
+        written (modified within the last 30 s); ``now``: the time of the read."""
 
-    def flush(self, out: list[Event], stats: dict[str, int], older_than: float | None = None) -> None:
-        """Emit held responses (all of them, or those first seen before ``older_than``)."""
-
-    def first_pending_offset(self) -> int | None:
-        """Offset of the earliest held line: the cursor stays there so a restart re-reads it."""
+    def flush(self, out: list[Event], stats: dict[str, int]) -> None:
+        """The read is over: append what was kept back during it (e.g. the largest line of each
+        response read) to ``out``."""
 
     def state(self) -> dict[str, Any] | None:
         """JSON-able state saved with the cursor (``None``: nothing to keep)."""
 
 
 class LineReader:
-    """A :class:`FileReader` that holds nothing back: subclass it and write :meth:`feed`."""
+    """A :class:`FileReader` that emits each line's events as it reads them: subclass it and write
+    :meth:`feed`."""
 
     prefilter: bytes | None = None
 
     def __init__(self, path: Path, host: str | None, shared: object = None, state: dict[str, Any] | None = None) -> None:
         self.path = path
         self.host = host
-        self.pending: dict[str, Any] = {}
 
     def feed(self, raw: bytes, offset: int, live: bool, now: float, out: list[Event], stats: dict[str, int]) -> None:
         raise NotImplementedError
 
-    def flush(self, out: list[Event], stats: dict[str, int], older_than: float | None = None) -> None:
-        return None
-
-    def first_pending_offset(self) -> int | None:
+    def flush(self, out: list[Event], stats: dict[str, int]) -> None:
         return None
 
     def state(self) -> dict[str, Any] | None:
@@ -243,11 +238,6 @@ class Source(Protocol):
     def poll_recent(self, sink: Sink) -> int:
         """Polling mode, between two full :meth:`poll` calls: cheaply read what recently active
         stores added."""
-
-    def flush_pending(self, sink: Sink) -> int:
-        """Emit held responses whose hold time is over (called about once a second while any are)."""
-
-    def pending_count(self) -> int: ...
 
     def watch_dirs(self) -> list[Path]:
         """Directories whose changes should trigger :meth:`poll_changed` (existing or not)."""

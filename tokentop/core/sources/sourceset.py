@@ -85,12 +85,6 @@ class SourceSet:
     def poll_recent(self, sink: Sink) -> int:
         return sum(m.poll_recent(sink) for m in self.members)
 
-    def flush_pending(self, sink: Sink) -> int:
-        return sum(m.flush_pending(sink) for m in self.members if m.pending_count())
-
-    def pending_count(self) -> int:
-        return sum(m.pending_count() for m in self.members)
-
     def watch_dirs(self) -> list[Path]:
         return [d for m in self.members for d in m.watch_dirs()]
 

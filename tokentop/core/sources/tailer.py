@@ -13,8 +13,11 @@ per-file reader (``protocol.py``; the list is ``formats.py``).
   harmless. A deleted file's cursor is dropped.
 * Cursors advance only after the sink accepted the events read before them (the sink is the
   feed's ingest, or the ledger directly for ``tokentop import``): a crash re-reads, never loses.
-* Responses a reader holds (still streaming) keep the cursor at their first line, so a restart
-  re-reads them.
+* Nothing is held back: at the end of every read each reader emits what it read (its
+  :meth:`~tokentop.core.sources.protocol.FileReader.flush`), and a response still being written is
+  emitted again when a later line carries more (the ledger keeps the largest record per id, a
+  *revision*). So a line is counted as soon as it is read, and the cursor is always at the end of
+  the last whole line read.
 * Files a format reads whole (``LogFormat.whole``, e.g. compressed archives) are loaded in one
   piece; their offsets count content bytes.
 * A large backlog can be parsed by a worker process (``backfill.py``, passed as ``backfill``).
@@ -79,9 +82,9 @@ HEAD_BYTES: Final = 256
 READ_CHUNK: Final = 4 * 1024 * 1024
 #: Events handed to the sink at a time.
 BATCH_EVENTS: Final = 5000
-#: A file written to within this many seconds is live: its readers may hold streaming responses,
-#: and those are emitted this long after they were first seen if no final line came.
-HOLD_S: Final = 30.0
+#: A file written to within this many seconds is being written (``live`` for its reader, and a
+#: parallel backfill leaves it to this process).
+ACTIVE_S: Final = 30.0
 #: Files modified within this many seconds are stat'ed by :meth:`LogSources.poll_recent`.
 HOT_S: Final = 3600.0
 
@@ -209,8 +212,6 @@ class LogSources:
             ledger.ensure_schema(CURSOR_DDL + WINDOWS_DDL)
             self.cursors = self._load_cursors()
         self._dirty: dict[str, Cursor | None] = {}
-        #: files holding streaming responses not yet emitted (live files only)
-        self.pending_paths: set[str] = set()
         #: files modified within :data:`HOT_S` at the last full poll (what :meth:`poll_recent` stats)
         self.hot: list[LogFile] = []
         # a changed path → its format: (dir prefix, format) for every dir the formats' files live in
@@ -290,9 +291,6 @@ class LogSources:
     def poll_recent(self, sink: Sink) -> int:
         return self.poll(sink, files=[(lf, None) for lf in self.hot])
 
-    def pending_count(self) -> int:
-        return len(self.pending_paths)
-
     # -- reading -------------------------------------------------------------------------------
     def poll(
         self,
@@ -330,7 +328,7 @@ class LogSources:
             rewind = self.rewinds(cur, cutoff)
             if same and opened is None and (cur.offset == cur.size or whole) and not rewind:  # type: ignore[union-attr]
                 continue  # unchanged since the last run (a whole-read file's offsets count content bytes)
-            if opened is not None and opened.inode == st.st_ino and not opened.reader.pending \
+            if opened is not None and opened.inode == st.st_ino \
                     and (opened.read_offset == st.st_size or (whole and same)) and not rewind:
                 continue
             if st.st_mtime < cutoff and cur is None:
@@ -374,32 +372,11 @@ class LogSources:
             progress(total_bytes, total_bytes)
         return tally.handed
 
-    def flush_pending(self, sink: Sink) -> int:
-        """Emit streaming responses that never got their final line (after :data:`HOLD_S`)."""
-        older = self.clock() - HOLD_S
-        out: list[Event] = []
-        for path in list(self.pending_paths):
-            opened = self.open.get(path)
-            if opened is None:
-                self.pending_paths.discard(path)
-                continue
-            opened.reader.flush(out, self.stats.counters, older_than=older)
-            self._advance(path, opened)
-        if out:
-            sink(out)
-        self._commit_cursors()
-        return len(out)
-
     def _advance(self, path: str, opened: Open) -> None:
         cur = self.cursors.get(path)
         if cur is None:
             return
-        pending = opened.reader.first_pending_offset()
-        cur.offset = opened.read_offset if pending is None else pending
-        if pending is None:
-            self.pending_paths.discard(path)
-        else:
-            self.pending_paths.add(path)
+        cur.offset = opened.read_offset
         cur.state = opened.reader.state()
         self._dirty[path] = cur
 
@@ -432,7 +409,6 @@ class LogSources:
             if self.rewinds(cur, cutoff):  # read before with a narrower window: again from the start
                 opened = cur = None
                 self.open.pop(path, None)
-                self.pending_paths.discard(path)
                 self.stats.counters["rewound_files"] = self.stats.counters.get("rewound_files", 0) + 1
             if opened is not None and (opened.inode != st.st_ino or opened.head != head or size < opened.read_offset):
                 opened = None  # rotated / recreated / truncated
@@ -450,7 +426,7 @@ class LogSources:
             if cur is None:  # read from the start: nothing of it was left out yet
                 cur = Cursor(lf.fmt.name, st.st_ino, st.st_size, st.st_mtime_ns, 0, head, None, 0.0)
                 self.cursors[path] = cur
-            live = st.st_mtime > now - HOLD_S
+            live = st.st_mtime > now - ACTIVE_S
             start = opened.read_offset
             if load is not None:
                 chunk_source: Any = [data[start:]]
@@ -486,8 +462,7 @@ class LogSources:
                 self.stats.partial[path] = len(rest)
             else:
                 self.stats.partial.pop(path, None)
-            if not live:
-                reader.flush(out, stats)
+            reader.flush(out, stats)
             # drop events outside the backfill window
             kept = [e for e in out[too_old_before:] if e.ts >= cutoff]
             if len(kept) != len(out) - too_old_before:
@@ -508,7 +483,6 @@ class LogSources:
 
     def _forget(self, path: str) -> None:
         self.open.pop(path, None)
-        self.pending_paths.discard(path)
         self.stats.partial.pop(path, None)
         self.stats.unreadable.pop(path, None)
         if self.cursors.pop(path, None) is not None:

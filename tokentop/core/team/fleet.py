@@ -4,7 +4,7 @@ A :class:`FleetConsumer` reads the stream through a durable pull consumer and ha
 ``FeedService.ingest_events`` (dedupe by id, ledger, aggregator); the event's ``host`` field gives
 the host dimension. It acknowledges each message (explicit acks, never ack-all, which would skip a
 delivery lost in flight) only after the fleet's ledger committed it, so a crash in between means a
-redelivery, which the ledger's primary key drops. On every (re)start a durable with unacknowledged
+redelivery, which the ledger's merge by id drops. On every (re)start a durable with unacknowledged
 deliveries is recreated from its ack floor, so a restarted view resumes at once and without gaps.
 
 Why one durable consumer per fleet view (named after the host and the fleet ledger), not a shared
@@ -67,14 +67,18 @@ RETRY_MAX_S = 5.0
 
 class CarriedCostPricer:
     """Prices an event at the cost its host accepted it at (carried on the wire), so fleet totals
-    equal the sum of the hosts' totals exactly; anything without a carried cost is priced locally."""
+    equal the sum of the hosts' totals exactly; anything without a carried cost is priced locally.
+
+    Costs are carried per received record (keyed by the object, not the event id): one batch may
+    hold a record and its revision, each with its own cost."""
 
     def __init__(self, fallback: Pricer) -> None:
         self.fallback = fallback
-        self.carried: dict[str, Cost] = {}
+        #: id() of a received Event -> its host's cost (the events are alive while this is filled)
+        self.carried: dict[int, Cost] = {}
 
     def price(self, event: Event) -> Cost:
-        cost = self.carried.get(event.id)
+        cost = self.carried.get(id(event))
         return cost if cost is not None else self.fallback.price(event)
 
     def __getattr__(self, name: str) -> Any:  # the rest of Pricer's interface (tables, lookups)
@@ -260,7 +264,7 @@ class FleetConsumer:
                 log.warning("fleet: skipped a message on %s: %s", m.subject, exc)
                 continue
             events.append(got.event)
-            carried[got.event.id] = got.cost
+            carried[id(got.event)] = got.cost
             host = got.event.host or m.subject.rsplit(".", 1)[-1]
             h = self.hosts.get(host)
             if h is None:

@@ -1,10 +1,13 @@
 """The NATS outbox: ledger rows of accepted events JetStream has not acknowledged yet.
 
-A SQLite trigger on the ledger's ``events`` table enqueues every newly stored event in the SAME
-transaction that stores it, so there is no moment (no crash window) where an event is committed
-locally but missing from the outbox; the event itself is read back from ``events`` by id.
-``INSERT OR IGNORE`` of a duplicate id does not fire the trigger, so nothing is enqueued twice.
-Order: ``seq`` is the order of commit.
+SQLite triggers on the ledger's ``events`` table enqueue every newly stored event, and every
+revision of a stored one (a larger record replacing it, see :mod:`tokentop.core.revision`), in the
+SAME transaction that stores it, so there is no moment (no crash window) where a record is committed
+locally but missing from the outbox; the record itself is read back from ``events`` by id, as it is
+when it is sent. ``INSERT OR IGNORE`` of a duplicate id fires neither trigger, so a duplicate is
+never enqueued. Order: ``seq`` is the order of commit. The publisher sends a revision under its own
+``Nats-Msg-Id`` (:func:`tokentop.core.team.wire.msg_id` with the revision count), so JetStream does
+not drop it as a copy of the first record; the fleet applies it with the same rule (idempotent).
 
 The trigger exists only while team mode is on for this ledger (:func:`install`); :func:`uninstall`
 drops it (rows already queued stay and are sent when team mode comes back).
@@ -32,6 +35,10 @@ CREATE TRIGGER IF NOT EXISTS {TABLE}_enqueue AFTER INSERT ON events
 BEGIN
     INSERT INTO {TABLE}(event_id) VALUES (NEW.id);
 END;
+CREATE TRIGGER IF NOT EXISTS {TABLE}_enqueue_revision AFTER UPDATE OF revisions ON events
+BEGIN
+    INSERT INTO {TABLE}(event_id) VALUES (NEW.id);
+END;
 """
 
 
@@ -44,6 +51,8 @@ class Pending:
     event: Event | None
     cost: Cost | None
     accepted_at: float
+    #: how often the record was revised when it was read (0: as first stored)
+    revisions: int = 0
 
 
 def install(ledger: Ledger) -> None:
@@ -51,11 +60,12 @@ def install(ledger: Ledger) -> None:
 
 
 def uninstall(ledger: Ledger) -> None:
-    ledger.ensure_schema(f"DROP TRIGGER IF EXISTS {TABLE}_enqueue;")  # queued rows stay; no table is created
+    # queued rows stay; no table is created
+    ledger.ensure_schema(f"DROP TRIGGER IF EXISTS {TABLE}_enqueue; DROP TRIGGER IF EXISTS {TABLE}_enqueue_revision;")
 
 
 def _reader(limit: int, after_seq: int):  # noqa: ANN202
-    cols = ", ".join(f"e.{c}" for c in ROW_FIELDS)
+    cols = ", ".join(f"e.{c}" for c in (*ROW_FIELDS, "revisions"))
     q = f"SELECT o.seq, o.event_id, {cols} FROM {TABLE} o LEFT JOIN events e ON e.id = o.event_id WHERE o.seq > ? ORDER BY o.seq LIMIT ?"
     n = len(EVENT_FIELDS)
 
@@ -66,7 +76,7 @@ def _reader(limit: int, after_seq: int):  # noqa: ANN202
             if vals[0] is None:
                 out.append(Pending(seq, eid, None, None, 0.0))
                 continue
-            out.append(Pending(seq, eid, event_from_row(vals), Cost(vals[n], vals[n + 1]), vals[n + 2]))
+            out.append(Pending(seq, eid, event_from_row(vals), Cost(vals[n], vals[n + 1]), vals[n + 2], vals[n + 3]))
         return out
 
     return run

@@ -8,8 +8,11 @@ acknowledged (every earlier one acknowledged too). So:
 
 * NATS down: the host keeps working; the outbox grows; on reconnect the backlog goes out in order.
 * Ack lost (or tokentop crashed after the publish and before the delete): the row is published
-  again; JetStream drops the copy within its duplicate window, and the fleet's ledger (primary key
-  on the event id) drops it after that, so nothing is counted twice.
+  again; JetStream drops the copy within its duplicate window, and the fleet's ledger (which keeps
+  one record per event id, the largest offered) drops it after that, so nothing is counted twice.
+* A revision (a larger record replacing a stored one) is queued by the outbox's update trigger and
+  sent with ``Nats-Msg-Id`` ``<id>#<revision count>``: not a JetStream duplicate of the first
+  record, and applied by the fleet's ledger with the same rule as on the host.
 * A crash before the ledger commit: the feed never acknowledged the event, the emitter retries.
 
 The feed's accept listener only wakes the publisher; the data path is the ledger.
@@ -201,7 +204,8 @@ class Publisher:
                     continue
                 event = p.event if p.event.host else replace(p.event, host=self.host)
                 futures.append(await js.publish_async(
-                    self.subject, encode(event, p.cost, p.accepted_at), headers={MSG_ID_HEADER: msg_id(event.id)},
+                    self.subject, encode(event, p.cost, p.accepted_at),
+                    headers={MSG_ID_HEADER: msg_id(event.id, p.revisions)},
                 ))
         except Exception as exc:  # noqa: BLE001 - connection lost mid-batch, buffer full...
             error = f"publish failed: {type(exc).__name__}: {exc}"

@@ -21,11 +21,13 @@ COST_KINDS: Final = frozenset({"estimated", "provided", "billed", "unpriced"})
 _NO_BOUND: Final = float("inf")
 
 
-def msg_id(event_id: str) -> str:
-    """The ``Nats-Msg-Id`` for an event: its id, or a stable hash when the id is unsafe in a header."""
-    if event_id.isascii() and event_id.isprintable() and len(event_id) <= 128:
-        return event_id
-    return "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+def msg_id(event_id: str, revisions: int = 0) -> str:
+    """The ``Nats-Msg-Id`` for an event: its id (``<id>#<n>`` for its n-th revision, which JetStream
+    must not drop as a copy of the first record), or a stable hash when that is unsafe in a header."""
+    name = event_id if not revisions else f"{event_id}#{revisions}"
+    if name.isascii() and name.isprintable() and len(name) <= 128:
+        return name
+    return "sha256:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode(event: Event, cost: Cost, accepted_at: float) -> bytes:

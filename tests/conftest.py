@@ -27,6 +27,9 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ("TOKENTOP_CONFIG", "TOKENTOP_FEED", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "NO_COLOR",
                 "OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY", "TOKENTOP_OPENAI_BASE_URL", "TOKENTOP_ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+    # the store sources' locations (OpenCode/Kilo, Copilot CLI)
+    for var in ("XDG_DATA_HOME", "OPENCODE_DB", "COPILOT_HOME", "COPILOT_OTEL_FILE_EXPORTER_PATH"):
+        monkeypatch.delenv(var, raising=False)
     return tmp_path
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from tokentop.core.sources import claude_code, codex
+from tokentop.core.sources import claude_code, codex, copilot_cli, droid, kilo, opencode
 from tokentop.core.sources.protocol import Format
 
 FORMATS: Final[tuple[Format, ...]] = (
     claude_code.FORMAT,
     codex.FORMAT,
+    opencode.FORMAT,
+    kilo.FORMAT,
+    copilot_cli.FORMAT,
+    droid.FORMAT,
 )

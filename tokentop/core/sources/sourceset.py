@@ -85,6 +85,9 @@ class SourceSet:
     def poll_recent(self, sink: Sink) -> int:
         return sum(m.poll_recent(sink) for m in self.members)
 
+    def poll_tick(self, sink: Sink) -> int:
+        return sum(m.poll_tick(sink) for m in self.members)
+
     def watch_dirs(self) -> list[Path]:
         return [d for m in self.members for d in m.watch_dirs()]
 

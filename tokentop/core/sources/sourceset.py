@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from tokentop.core.sources.backfill import ParallelBackfill
-from tokentop.core.sources.protocol import LogFormat, Progress, Sink, Source, SourceContext, Stats, StoreFormat
+from tokentop.core.sources.protocol import (
+    LogFormat, Progress, SharedState, Sink, Source, SourceContext, Stats, StoreFormat,
+)
 from tokentop.core.sources.settings import SourceSettings
 from tokentop.core.sources.tailer import BATCH_EVENTS, LogSources
 
@@ -89,3 +91,11 @@ class SourceSet:
 
     def watch_dirs(self) -> list[Path]:
         return [d for m in self.members for d in m.watch_dirs()]
+
+    def shared_state(self, name: str) -> SharedState | None:
+        """The state the readers of format ``name`` share (e.g. Codex's quota figures, which the
+        feed's limits part takes from there), or ``None`` when that format is not read here."""
+        for m in self.members:
+            if isinstance(m, LogSources) and name in m.shared:
+                return m.shared[name]
+        return None

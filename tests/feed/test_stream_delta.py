@@ -16,6 +16,7 @@ import orjson
 import pytest
 import websockets
 
+from tests.limits.test_feed_limits import statusline_payload
 from tokentop import config as config_mod
 from tokentop.core.feed.runner import FeedRunner
 from tokentop.core.feed.stream import DeltaGap, DeltaReader, StreamShape, columns
@@ -84,6 +85,9 @@ def traffic(feed: FeedRunner, stop: threading.Event) -> None:
 async def test_delta_frames_read_as_the_v1_snapshots_of_the_same_ticks(fast_feed: FeedRunner, series: str) -> None:
     feed = fast_feed
     await asyncio.to_thread(post, feed, [event(0, s) for s in range(8)] + [event(-s, s, out=90_000) for s in (8, 9)])
+    # subscription windows travel in every frame (v1 and delta alike)
+    r = await asyncio.to_thread(httpx.post, f"{feed.address}/v1/limits/statusline", json=statusline_payload())
+    assert r.status_code == 200, r.text
     views = "agents,sessions,models,projects,hosts"
     v1_query = f"views={views}" + ("&series=compact" if series == "compact" else "")
     stop = threading.Event()
@@ -120,6 +124,7 @@ async def test_delta_frames_read_as_the_v1_snapshots_of_the_same_ticks(fast_feed
         for view in DIMENSIONS:
             assert snap.view(view) == want.view(view), view  # every row, in order: sparklines moved on too
         assert snap.totals == want.totals and dict(snap.status) == dict(want.status)
+        assert snap.limits == want.limits and len(snap.limits) == 2
         assert snap.sessions  # rows were there to compare
         compared += 1
     assert compared >= 6

@@ -38,11 +38,14 @@ from __future__ import annotations
 import heapq
 from decimal import Decimal
 from operator import attrgetter, sub
-from typing import Any, Final, Mapping
+from typing import TYPE_CHECKING, Any, Final, Mapping
 
-from tokentop.core.aggregate import _KEY_INDEX, Aggregator, Cell, Counts, RowSum, add_model_share
+from tokentop.core.cells import _KEY_INDEX, Cell, Counts, RowSum, add_model_share
 from tokentop.core.pricing import PICO, usd
 from tokentop.core.snapshot import DIMENSIONS, NONE_LABEL, SERIES_S, ModelShare, Row, Snapshot, Totals, sort_rows
+
+if TYPE_CHECKING:
+    from tokentop.core.aggregate import Aggregator
 
 _PICO_TO_USD = (1.0 / PICO).__mul__  # floats for sparklines; exact money stays in Decimal fields
 _ZERO_USD: Final = usd(0)

@@ -33,6 +33,7 @@ from tokentop.core.snapshot import (
     compact_series,
     read_series,
 )
+from tokentop.core.limits.windows import windows_from_json
 from tokentop.core.snapshot import _money as money
 
 #: delta framing versions this feed speaks (``?delta=1``)
@@ -225,6 +226,8 @@ def _frame_head(frame: str, seq: int, snapshot: Snapshot, shape: StreamShape) ->
         out["series"] = shape.series
     out["views"] = list(shape.sent_views)
     out["totals"] = snapshot.totals.to_json(shape.series)
+    # a few small objects whose pace and eaten_by move every tick: sent whole, every frame
+    out["limits"] = [w.to_json() for w in snapshot.limits]
     return out
 
 
@@ -437,4 +440,4 @@ class DeltaReader:
                 out.append(row)
             views[view] = tuple(out)
         return Snapshot(generated_at=float(data["generated_at"]), totals=Totals.from_json(data.get("totals") or {}),
-                        status=self.status, **views)
+                        status=self.status, limits=windows_from_json(data.get("limits")), **views)

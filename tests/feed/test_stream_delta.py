@@ -15,6 +15,8 @@ import httpx
 import orjson
 import pytest
 import websockets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.limits.test_feed_limits import statusline_payload
 from tokentop import config as config_mod
@@ -107,8 +109,11 @@ async def test_delta_frames_read_as_the_v1_snapshots_of_the_same_ticks(fast_feed
 
     reader = DeltaReader()
     decoded = {}
-    sent_rows = total_rows = shifted = 0
+    sent_rows = total_rows = shifted = tails = 0
     for frame in deltas:
+        if frame["frame"] == "delta":  # a changed row's series: only what the reader does not have yet
+            col = columns("sessions").index("burn_series")
+            tails += sum(1 for values in frame["sessions"]["set"] if isinstance(values[col], dict) and "keep" in values[col])
         snap = reader.read(frame)
         shifted += reader.shifted
         decoded[frame["generated_at"]] = snap
@@ -130,6 +135,7 @@ async def test_delta_frames_read_as_the_v1_snapshots_of_the_same_ticks(fast_feed
     assert compared >= 6
     assert 0 < sent_rows < total_rows  # rows that did not change were not sent again
     assert shifted  # and the reader moved their sparklines on itself
+    assert tails  # and busy rows came with the end of their series only (read equal to v1 above)
     assert any("order" in f.get("sessions", {}) for f in deltas[1:])  # the top four changed
     assert any(f.get("sessions", {}).get("drop") for f in deltas[1:])  # a row left the top four
 
@@ -193,3 +199,32 @@ def test_rows_decode_the_same_by_position_or_by_column_name(feed) -> None:  # no
             want = Snapshot.from_json({"v": 1, "generated_at": 0, view: [v1_row]}).view(view)[0]
             assert _decoder(view, cols)(values) == want
             assert _decoder(view, shuffled)([by_name[c] for c in reversed(cols)] + [42]) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(old=st.lists(st.sampled_from([0.0, 0.0, 0.0, 1e-7, 0.25, 3.5, 0.0000004]), min_size=1, max_size=12),
+       data=st.data(), lag=st.integers(0, 14), form=st.sampled_from(["compact", "full"]))
+def test_a_series_tail_rebuilds_exactly_what_a_whole_series_reads_as(old: list[float], data, lag: int,  # noqa: ANN001
+                                                                      form: str) -> None:
+    """Whatever changed (the newest seconds, an older second revised, nothing, everything) and
+    however far the clock moved, the kept values plus the tail read as the whole series would."""
+    from tokentop.core.feed.stream import _series_tail, _shifted, _wire_values
+    from tokentop.core.snapshot import compact_series, read_series
+
+    n = len(old)
+    moved = list(_shifted(tuple(old), lag))
+    edits = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from([0.0, 2e-7, 0.5, 7.25])), max_size=4))
+    for i, v in edits:
+        moved[i] = v
+    new = tuple(moved)
+
+    def wire(series: tuple[float, ...]) -> object:
+        return compact_series(series) if form == "compact" else [round(v, 9) for v in series]
+
+    held = _shifted(read_series(wire(tuple(old))), lag)  # what a reader holds, moved on
+    want = read_series(wire(new))
+    tail = _series_tail(_wire_values(new, form), _wire_values(tuple(old), form), lag, form)
+    if tail is None:
+        return  # the whole series is sent
+    assert 0 < tail["keep"] <= n
+    assert held[: tail["keep"]] + read_series(tail["tail"]) == want

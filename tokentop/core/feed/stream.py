@@ -22,7 +22,9 @@ from typing import Any, Callable, Final, Mapping
 
 import orjson
 
+from tokentop.core.limits.windows import windows_from_json
 from tokentop.core.snapshot import (
+    COMPACT_PER_USD,
     DIMENSIONS,
     SERIES_FORMS,
     ModelShare,
@@ -33,7 +35,6 @@ from tokentop.core.snapshot import (
     compact_series,
     read_series,
 )
-from tokentop.core.limits.windows import windows_from_json
 from tokentop.core.snapshot import _money as money
 
 #: delta framing versions this feed speaks (``?delta=1``)
@@ -129,7 +130,7 @@ class StreamFrame:
     """One tick's snapshot; :meth:`text` serialises it once per shape, :meth:`delta_text` once per
     shape and previous frame, on first demand."""
 
-    __slots__ = ("snapshot", "max_rows", "seq", "uid", "_texts", "_deltas", "_sent")
+    __slots__ = ("snapshot", "max_rows", "seq", "uid", "_texts", "_deltas", "_sent", "_wire")
 
     def __init__(self, snapshot: Snapshot, max_rows: int | None, seq: int = 0) -> None:
         self.snapshot = snapshot
@@ -142,6 +143,8 @@ class StreamFrame:
         self._deltas: dict[tuple[StreamShape, int], str] = {}
         #: view -> the rows sent in it (after ``max_rows``) and their keys' stamps
         self._sent: dict[str, tuple[tuple[Row, ...], dict[str, int]]] = {}
+        #: (view, key, series form) -> the row's burn series as sent, value by value
+        self._wire: dict[tuple[str, str, str], list[Any]] = {}
 
     def text(self, shape: StreamShape = DEFAULT_SHAPE) -> str:
         """The whole frame in ``shape`` (a full frame, for a delta shape)."""
@@ -175,6 +178,15 @@ class StreamFrame:
     def shapes(self) -> tuple[StreamShape, ...]:
         """The shapes this frame was serialised in so far, once each (tests read it)."""
         return tuple(self._texts) + tuple(shape for shape, _ in self._deltas)
+
+    def wire_series(self, view: str, row: Row, form: str) -> list[Any]:
+        """``row``'s burn series as this frame sends it, value by value (micro-dollar ints for the
+        compact form, USD rounded to 9 places for the full one); computed once per frame."""
+        key = (view, row.key, form)
+        hit = self._wire.get(key)
+        if hit is None:
+            hit = self._wire[key] = _wire_values(row.burn_series, form)
+        return hit
 
 
 # -- delta frames ---------------------------------------------------------------------------------
@@ -251,6 +263,7 @@ def _delta_frame(base: StreamFrame, frame: StreamFrame, shape: StreamShape) -> d
     snapshot = frame.snapshot
     out = _frame_head("delta", frame.seq, snapshot, shape)
     out["base"] = base.seq
+    lag = int(snapshot.generated_at) - int(base.snapshot.generated_at)
     truncated: dict[str, int] = {}
     for view in shape.sent_views:
         old_rows, old = base.sent(view)
@@ -258,7 +271,22 @@ def _delta_frame(base: StreamFrame, frame: StreamFrame, shape: StreamShape) -> d
         total = len(snapshot.view(view))
         if total > len(rows):
             truncated[view] = total - len(rows)
-        changed = [row_values(r, view, shape.series) for r in rows if not r.stamp or old.get(r.key) != r.stamp]
+        changed = []
+        before: dict[str, Row] | None = None
+        for r in rows:
+            if r.stamp and old.get(r.key) == r.stamp:
+                continue
+            values = row_values(r, view, shape.series)
+            if r.burn_series and lag >= 0:
+                if before is None:
+                    before = {b.key: b for b in old_rows}
+                prev = before.get(r.key)
+                if prev is not None and len(prev.burn_series) == len(r.burn_series):
+                    tail = _series_tail(frame.wire_series(view, r, shape.series),
+                                        base.wire_series(view, prev, shape.series), lag, shape.series)
+                    if tail is not None:
+                        values[-1] = tail
+            changed.append(values)
         part: dict[str, Any] = {"set": changed}
         gone = [key for key in old if key not in now]
         if gone:
@@ -271,6 +299,38 @@ def _delta_frame(base: StreamFrame, frame: StreamFrame, shape: StreamShape) -> d
     if snapshot.status != base.snapshot.status:
         out["status"] = dict(snapshot.status)
     return out
+
+
+def _wire_values(series: tuple[float, ...], form: str) -> list[Any]:
+    if form == "compact":  # as compact_series makes them
+        return [round(v * COMPACT_PER_USD) or (1 if v > 0 else 0) for v in series]
+    return [round(v, 9) for v in series]  # as row_values sends them
+
+
+def _series_tail(new: list[Any], old: list[Any], lag: int, form: str) -> dict[str, Any] | None:
+    """A changed row's burn series as ``{"keep": k, "tail": ...}`` when its first ``k`` values are
+    the ones the reader already has (the base frame's, moved on ``lag`` seconds): the new values
+    of a busy row are its last second or two, so this is most of its bytes left out. ``None``
+    when nothing can be kept (the whole series is sent)."""
+    n = len(new)
+    k = 0
+    limit = n - lag  # past it, the reader has only the zeros the shift brought in
+    while k < limit and new[k] == old[k + lag]:
+        k += 1
+    if k == limit:
+        while k < n and not new[k]:
+            k += 1
+    if k == 0:
+        return None
+    rest = new[k:]
+    if form != "compact":
+        return {"keep": k, "tail": rest}
+    start, end = 0, len(rest)
+    while start < end and not rest[start]:
+        start += 1
+    while end > start and not rest[end - 1]:
+        end -= 1
+    return {"keep": k, "tail": {"n": len(rest), "start": start, "uusd": rest[start:end]} if rest else []}
 
 
 class DeltaGap(ValueError):
@@ -347,8 +407,7 @@ def shift_series(row: Row, seconds: int) -> Row:
     series = row.burn_series
     if seconds <= 0 or not series:
         return row
-    n = len(series)
-    moved = series[seconds:] + (0.0,) * min(seconds, n) if seconds < n else (0.0,) * n
+    moved = _shifted(series, seconds)
     return Row(row.key, row.requests_per_s, row.tokens_per_s, row.input_tokens_per_s, row.output_tokens_per_s,
                row.usd_per_hour, row.requests_today, row.tokens_today, row.input_tokens_today,
                row.output_tokens_today, row.cache_read_tokens_today, row.cache_write_tokens_today,
@@ -359,14 +418,41 @@ def shift_series(row: Row, seconds: int) -> Row:
 
 
 class _ViewState:
-    __slots__ = ("rows", "at", "order", "decode")
+    __slots__ = ("rows", "at", "order", "decode", "series_col")
 
-    def __init__(self, decode: Callable[[list[Any]], Row]) -> None:
+    def __init__(self, decode: Callable[[list[Any]], Row], cols: list[str]) -> None:
         #: key -> its row as of second ``at[key]``
         self.rows: dict[str, Row] = {}
         self.at: dict[str, int] = {}
         self.order: list[str] = []
         self.decode = decode
+        #: where ``burn_series`` is in a row (-1: not sent)
+        self.series_col = cols.index("burn_series") if "burn_series" in cols else -1
+
+    def decode_set(self, values: list[Any], second: int) -> Row:
+        """A row of a delta frame's ``set``: whole, or with its series as a tail over the one held."""
+        col = self.series_col
+        tail = values[col] if 0 <= col < len(values) else None
+        if not (isinstance(tail, dict) and "keep" in tail):
+            return self.decode(values)
+        values[col] = None
+        row = self.decode(values)
+        held = self.rows.get(row.key)
+        if held is None:
+            raise DeltaGap(f"a series tail for {row.key!r}, a row this reader does not hold")
+        prior = _shifted(held.burn_series, second - self.at[row.key])
+        keep = tail["keep"]
+        if not isinstance(keep, int) or not 0 < keep <= len(prior):
+            raise ValueError(f"series tail of {row.key!r}: keep={keep!r} does not fit {len(prior)} values")
+        row.burn_series = prior[:keep] + read_series(tail.get("tail"))
+        return row
+
+
+def _shifted(series: tuple[float, ...], seconds: int) -> tuple[float, ...]:
+    n = len(series)
+    if seconds <= 0 or not n:
+        return series
+    return series[seconds:] + (0.0,) * seconds if seconds < n else (0.0,) * n
 
 
 class DeltaReader:
@@ -395,7 +481,8 @@ class DeltaReader:
             cols = data.get("columns") or {}
             self.views = {}
             for view in data.get("views") or ():
-                state = self.views[view] = _ViewState(_decoder(view, cols.get(view) or list(columns(view))))
+                view_cols = cols.get(view) or list(columns(view))
+                state = self.views[view] = _ViewState(_decoder(view, view_cols), view_cols)
                 for values in (data.get(view) or {}).get("rows") or ():
                     row = state.decode(values)
                     state.rows[row.key] = row
@@ -413,7 +500,7 @@ class DeltaReader:
                     state.rows.pop(key, None)
                     state.at.pop(key, None)
                 for values in part.get("set") or ():
-                    row = state.decode(values)
+                    row = state.decode_set(values, second)
                     state.rows[row.key] = row
                     state.at[row.key] = second
                     self.decoded += 1

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shlex
 import sqlite3
 import time
 from dataclasses import dataclass, replace
@@ -98,9 +99,12 @@ def describe(scope: str, key: str) -> str:
 
 
 def unblock_command(scope: str, key: str) -> str:
-    from tokentop.core.control.policy import unblock_command as command
-
-    return command(scope, key)
+    """The command that lifts a block of ``scope`` / ``key`` through the feed."""
+    if scope == "global":
+        return "tokentop unblock --all"
+    if scope == "session":
+        return f"tokentop unblock {shlex.quote(key)}"
+    return f"tokentop unblock --{scope} {shlex.quote(key)}"
 
 
 @dataclass(frozen=True, slots=True)

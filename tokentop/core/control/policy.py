@@ -32,12 +32,12 @@ under its ``block_at`` or reset.
 
 from __future__ import annotations
 
-import shlex
 from collections import deque
 from dataclasses import dataclass, field
 from statistics import median
 from typing import TYPE_CHECKING, Any, Final, Iterable, Mapping
 
+from tokentop.core.control.blocks import unblock_command
 from tokentop.core.proxy.gate import model_family
 from tokentop.core.snapshot import Row, Snapshot
 
@@ -615,15 +615,6 @@ def _label(view: str, key: str) -> str:
 # -- the budget stop's words ---------------------------------------------------------------------
 # What a refused client reads (docs/proxy.md, "Budget stop"): which rule, where it stands, and how
 # to lift it. Written on each evaluation, so the figures are those of the last second.
-
-def unblock_command(scope: str, key: str) -> str:
-    """The command that lifts a block of ``scope`` / ``key`` through the feed."""
-    if scope == "global":
-        return "tokentop unblock --all"
-    if scope == "session":
-        return f"tokentop unblock {shlex.quote(key)}"
-    return f"tokentop unblock --{scope} {shlex.quote(key)}"
-
 
 def _usd(value: float) -> str:
     return f"${value:,.2f}"

@@ -48,10 +48,12 @@ class FollowedBlocks:
     """A :class:`~tokentop.core.proxy.gate.Gate` mirroring a feed's blocks (see the module docstring)."""
 
     def __init__(self, feed_url: str, token: str | None, *, poll_s: float = 1.0, fail_closed: bool = False,
-                 me: str = "", monotonic: Callable[[], float] = time.monotonic,
+                 me: str = "", stale_s: float | None = None, monotonic: Callable[[], float] = time.monotonic,
                  clock: Callable[[], float] = time.time) -> None:
         self.feed_url = feed_url
         self.poll_s = poll_s
+        #: the last blocks read stay in force this long while the feed does not answer
+        self.stale_s = stale_after(poll_s) if stale_s is None else stale_s
         self.fail_closed = fail_closed
         #: this proxy's URL, sent as ``X-Tokentop-Proxy`` (set once the proxy is bound)
         self.me = me
@@ -167,10 +169,9 @@ class FollowedBlocks:
         self.state, self.error = state, error
         if self.failing:
             return
-        if self._last_ok is not None and self.monotonic() - self._last_ok < stale_after(self.poll_s):
+        if self._last_ok is not None and self.monotonic() - self._last_ok < self.stale_s:
             if first:
-                log.warning("proxy: %s; keeping the %d blocks read last for up to %g s", error, self.blocks,
-                            stale_after(self.poll_s))
+                log.warning("proxy: %s; keeping the %d blocks read last for up to %g s", error, self.blocks, self.stale_s)
             return
         self.failing = True
         self.index = BlockIndex((), self.clock)

@@ -115,8 +115,11 @@ class ProxyPart:
         return self.url
 
     def status(self) -> dict[str, Any]:
-        data = self.app.status()
-        data["url"] = self.url
+        return self.app.status()
+
+    def _status_extra(self) -> dict[str, Any]:
+        """What the part adds to the app's status (``GET /_tokentop/status`` shows it too)."""
+        data: dict[str, Any] = {"url": self.url}
         if self.follow is not None:
             data["feed_blocks"] = self.follow.status()
         return data
@@ -242,6 +245,7 @@ def build_proxy(
     pump = EventPump(sink, max_queue=settings.queue_max)
     app = ProxyApp(settings, pump, gate=gates, blocks=blocks, token=token, host=host, clock=clock)
     part = ProxyPart(settings, app, pump, blocks, gates, publish_status, follow=follow)
+    app.status_extra = part._status_extra
     closer = getattr(sink, "aclose", None)
     if closer is not None:
         part._closers.append(closer)

@@ -264,6 +264,16 @@ _ROW_REQUEST: Final[dict[str, Callable[[Row], GateRequest]]] = {
 }
 
 
+def _user_lift(scope: str, key: str, until: float | None) -> str:
+    """How to lift a person's block."""
+    lift = f"run `{unblock_command(scope, key)}`"
+    if scope != "global":
+        lift += " (or press b on its row in tokentop)"
+    if until is not None:
+        lift += f", or wait until {time.strftime('%H:%M', time.localtime(until))}, when it ends"
+    return lift
+
+
 @dataclass
 class _Follower:
     url: str
@@ -337,12 +347,7 @@ class BlockBook:
             message = "".join(c for c in message if c.isprintable()).strip()[:MAX_MESSAGE_LEN] or None
         where = _WHERE.get(origin, origin)
         text = message or f"{describe(scope, key)} is blocked by hand ({where}, {time.strftime('%H:%M', time.localtime(now))})"
-        lift = f"run `{unblock_command(scope, key)}`"
-        if scope != "global":
-            lift += f" (or press b on its row in tokentop)"
-        if until is not None:
-            lift += f", or wait until {time.strftime('%H:%M', time.localtime(until))}, when it ends"
-        entry = ApiBlock(scope, key, USER_RULE, origin, text, lift, now, until)
+        entry = ApiBlock(scope, key, USER_RULE, origin, text, _user_lift(scope, key, until), now, until)
         self._user[k] = entry
         self._rebuild()
         return entry
@@ -451,8 +456,8 @@ class BlockBook:
             if kind == "lift":
                 self._lifts[(rule, scope, scope_key(scope, key))] = since
             elif kind == "block" and (until is None or until > now):
-                lift = f"run `{unblock_command(scope, key)}`" + ("" if scope == "global" else " (or press b on its row in tokentop)")
-                self._user[(scope, scope_key(scope, key))] = ApiBlock(scope, key, USER_RULE, origin, message, lift, since, until)
+                self._user[(scope, scope_key(scope, key))] = ApiBlock(scope, key, USER_RULE, origin, message,
+                                                                      _user_lift(scope, key, until), since, until)
         if self._user:
             self._rebuild()
 

@@ -29,6 +29,7 @@ from tokentop.core.aggregate import NONE_LABEL
 from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.pricing import Cost
+from tokentop.core.proxy.gate import Block, GateRequest
 
 if TYPE_CHECKING:
     from tokentop.config import Config
@@ -434,10 +435,8 @@ class ControlService:
         await self._audit_block(result, origin)
         return result
 
-    def _still_blocked(self, scope: str, key: str) -> Any:
+    def _still_blocked(self, scope: str, key: str) -> Block | None:
         """The block a session's (or agent's, ...) requests still meet after an unblock."""
-        from tokentop.core.proxy.gate import GateRequest
-
         if scope == "session":
             facts = self._session_facts(key)
             request = GateRequest(facts.get("agent") or "", key, None, "", facts.get("project"))

@@ -440,3 +440,22 @@ async def test_the_policy_task_audits_and_alerts_each_block_once(tmp_path: Path)
         assert runner.service.snapshot(clock.t).status["policy"]["alerts"][-1]["level"] == "cleared"
     finally:
         runner.ledger.close()
+
+
+async def test_the_remote_controller_blocks_through_the_feeds_api(feed) -> None:
+    from tokentop.core.control.controller import RemoteController, build_controller
+    from tokentop.core.control.port import Blocker, BlockTarget
+
+    controller = RemoteController(feed.address, feed.token)
+    assert isinstance(controller, Blocker) and controller.block_unavailable() is None
+    done = await controller.block(BlockTarget("agent", "codex"))
+    assert done.ok and done.action == "block" and done.session == "agent codex"
+    assert [(b.scope, b.key, b.origin) for b in BlocksStatus.of(feed.snapshot()).active] == [("agent", "codex", "ui")]
+    again = await controller.unblock(BlockTarget("agent", "codex"))
+    assert again.ok and again.message == "lifted agent codex: user-block"
+    nothing = await controller.unblock(BlockTarget("agent", "codex"))
+    assert not nothing.ok and nothing.message == "nothing blocked agent codex itself"
+    wrong = await RemoteController(feed.address, "wrong").block(BlockTarget("global"))
+    assert not wrong.ok and wrong.message.startswith("the feed refused: missing or wrong local token")
+    no_token = build_controller(url=feed.address, token="")
+    assert isinstance(no_token, Blocker) and "no local token found" in (no_token.block_unavailable() or "")

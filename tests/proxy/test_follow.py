@@ -108,8 +108,17 @@ def _block_session(feed, session: str) -> None:  # noqa: ANN001
     assert r.status_code == 200, r.text
 
 
+class Monotonic:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_the_last_blocks_hold_through_a_short_outage_then_the_proxy_fails_open(follower, feed, upstream) -> None:
-    proxy, follow = follower(stale_s=1.0)
+    mono = Monotonic()  # the follower's sense of how long the feed has been silent: moved by the test
+    proxy, follow = follower(stale_s=5.0, monotonic=mono)
     client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="k", max_retries=0,
                            default_headers={"X-Tokentop-Session": "s-1"})
     _block_session(feed, "s-1")
@@ -119,6 +128,7 @@ def test_the_last_blocks_hold_through_a_short_outage_then_the_proxy_fails_open(f
     assert not follow.failing
     with pytest.raises(openai.RateLimitError, match="rule user-block"):  # still held
         client.chat.completions.create(model="gpt-5", messages=MESSAGE)
+    mono.t += 5.0  # 5 s without an answer
     wait_until(lambda: follow.failing, message="never failed open")
     assert client.chat.completions.create(model="gpt-5", messages=MESSAGE).usage.prompt_tokens == 1200
     status = proxy.part.status()["feed_blocks"]

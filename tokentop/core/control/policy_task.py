@@ -17,7 +17,7 @@ import logging
 import shlex
 import shutil
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Iterable, Mapping
 
 from tokentop.core.control.policy import (
@@ -335,8 +335,6 @@ def _block_decision(b: ApiBlock, rb: RuleBlock | None, source: tuple[str, str, s
 
 
 def _with_message(d: Decision, message: str) -> Decision:
-    from dataclasses import replace
-
     return replace(d, message=message)
 
 

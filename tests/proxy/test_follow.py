@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import RunningProxy
+from tests.proxy.helpers import RunningProxy
 from test_command import start_proxy, stop, tokentop, write_config
 
 from tokentop.core.control.blocks import BlocksStatus

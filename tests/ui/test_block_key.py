@@ -38,10 +38,7 @@ def _free_port() -> int:
 @pytest.fixture
 def proxied_feed(tmp_path: Path):  # noqa: ANN201
     """A real feed with the metering proxy as its part, the proxy's upstream a fake provider."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
-    from fake_upstream import FakeServer
+    from tests.proxy.fake_upstream import FakeServer
 
     upstream = FakeServer().start()
     port = _free_port()

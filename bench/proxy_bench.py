@@ -8,6 +8,11 @@ a real uvicorn server speaking the OpenAI/Anthropic protocols), a real feed (`to
 proxy (`tokentop proxy --feed ...`, exactly as a user runs it) and this client. Everything on
 loopback, nothing reaches the internet.
 
+The proxy enforces the feed's budget stop as a user's does: it follows the feed's blocks
+(`GET /v1/blocks` every second) and its gate looks every request up in them. The feed holds a
+budget rule with `block_at` (not reached) and a block of a session that is not the bench's, so
+the gate does real lookups (session, agent and model scopes) on every request, and lets it through.
+
 * overhead: sequential non-streaming Chat Completions on one keep-alive connection, alternating
   direct-to-upstream and through-the-proxy; p50/p95 of each and of the difference, and the
   proxy process's CPU time per request;
@@ -174,10 +179,15 @@ def main() -> int:
         wait_http(upstream, "/v1/models")
         feed_port, proxy_port = free_port(), free_port()
         config = tmp / "config.toml"
-        config.write_text(f'[sources]\nenabled = []\n[proxy.upstreams]\nopenai = "{upstream}"\nanthropic = "{upstream}"\n')
+        config.write_text(f'[sources]\nenabled = []\n[proxy.upstreams]\nopenai = "{upstream}"\nanthropic = "{upstream}"\n'
+                          '[budget.bench]\nusd_per_day = 1000000.0\nblock_at = 1.0\n')
         feed_url = f"http://127.0.0.1:{feed_port}"
         procs.append(start([sys.executable, "-m", "tokentop", "--config", str(config), "serve", "--listen", f"127.0.0.1:{feed_port}"], env))
         wait_http(feed_url, "/healthz")
+        token = (tmp / "state" / "token").read_text().strip()
+        auth = {"authorization": f"Bearer {token}"}
+        for scope, key in (("session", "not-the-bench"), ("agent", "not-the-bench"), ("model", "not-the-bench")):
+            httpx.post(feed_url + "/v1/block", json={"scope": scope, "key": key}, headers=auth).raise_for_status()
         proxy_proc = start([sys.executable, "-m", "tokentop", "--config", str(config), "proxy",
                             "--listen", f"127.0.0.1:{proxy_port}", "--feed", feed_url], env)
         procs.append(proxy_proc)
@@ -218,11 +228,14 @@ def main() -> int:
             if counted >= expected:
                 break
             time.sleep(0.2)
-        status = httpx.get(proxy + "/_tokentop/status",
-                           headers={"x-tokentop-token": (tmp / "state" / "token").read_text().strip()}).json()
+        status = httpx.get(proxy + "/_tokentop/status", headers={"x-tokentop-token": token}).json()
         print(f"feed counted {counted} of {expected} metered requests; proxy events delivered {status['events']['delivered']}, "
               f"dropped {status['events']['dropped']}")
-        return 0 if counted == expected and s["ok"] == s["streams"] else 1
+        follow = status.get("feed_blocks") or {}
+        print(f"budget stop: following the feed's blocks: {follow.get('state')}, {follow.get('blocks')} blocks in force, "
+              f"{follow.get('polls')} reads, {status['counters']['blocked']} requests refused")
+        ok = follow.get("state") == "ok" and follow.get("blocks") == 3 and status["counters"]["blocked"] == 0
+        return 0 if counted == expected and s["ok"] == s["streams"] and ok else 1
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sources.agent_helpers import touch_old, write
+from tests.sources.helpers import touch_old, write
 from tests.sources.test_gemini_cli import gemini, meta, project, session_file
 from tests.sources.test_pi import assistant, file_name, header, sessions
 from typing import Any, Mapping

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 #: Command modules under ``tokentop.commands``, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
-    "serve", "proxy", "emit", "report", "import_cmd", "run", "control_cmd", "log_cmd", "check", "config_cmd", "demo",
-    "doctor", "setup", "statusline",
+    "serve", "proxy", "emit", "report", "import_cmd", "run", "control_cmd", "block_cmd", "log_cmd", "check",
+    "config_cmd", "demo", "doctor", "setup", "statusline",
 ]
 
 

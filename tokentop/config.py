@@ -245,16 +245,7 @@ def validate(raw: Mapping[str, Any], path: Path | None = None, text: str = "") -
                 if not isinstance(table, dict):
                     problems.append(f"{_where(path, text, section, name)}: [{section}.{name!r}] must be a table")
                     continue
-                entry: dict[str, Any] = {}
-                for key, value in table.items():
-                    if key not in spec:
-                        problems.append(f"{_where(path, text, section, key)}: unknown key {section}.{name}.{key}{_suggest(key, list(spec))}")
-                        continue
-                    err = _check_value(spec[key], value)
-                    if err:
-                        problems.append(f"{_where(path, text, section, key)}: {section}.{name}.{key} {err}")
-                    else:
-                        entry[key] = value
+                entry = _entry(spec, section, name, table, problems, path, text)
                 for req in _REQUIRED_NAMED.get(section, ()):
                     if req not in table:
                         problems.append(f"{_where(path, text, section, name)}: [{section}.{name!r}] needs {req!r}")

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.control._helpers import Children
+from tests.control.helpers import Children
 
 
 @pytest.fixture

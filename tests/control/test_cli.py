@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from tests.control._helpers import proc_status, wait_for
+from tests.control.helpers import proc_status, wait_for
 
 #: An "agent": posts one event for the session tokentop run gave it, then sleeps.
 AGENT = r"""

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.control._helpers import proc_status, wait_for
+from tests.control.helpers import proc_status, wait_for
 
 FAKE_AGENT = f"#!{sys.executable}\nimport time\nprint('ready', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
 

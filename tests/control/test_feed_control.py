@@ -14,7 +14,7 @@ from tokentop.core.control.controller import build_controller
 from tokentop.core.control.controller import LocalController, RemoteController, UnavailableController
 from tokentop.core.control.port import Target
 from tokentop.core.control.process import identify
-from tests.control._helpers import proc_status, wait_for
+from tests.control.helpers import proc_status, wait_for
 
 
 def _auth(feed) -> dict[str, str]:

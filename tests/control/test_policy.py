@@ -19,7 +19,7 @@ from tokentop.core.control.policy import (
 from tokentop.core.control.process import identify
 from tokentop.core.events import Event
 from tokentop.core.feed.runner import FeedRunner
-from tests.control._helpers import proc_status, wait_for
+from tests.control.helpers import proc_status, wait_for
 
 
 def hot_event(session: str, ts: float, agent: str = "agent-x") -> Event:

@@ -14,7 +14,7 @@ import pytest
 from tokentop.core.control import process
 from tokentop.core.control.process import ProcessIdentity, Refused
 
-from tests.control._helpers import proc_status, wait_for
+from tests.control.helpers import proc_status, wait_for
 
 
 def test_pause_resume_terminate_a_real_process_group(children):

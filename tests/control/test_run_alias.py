@@ -8,7 +8,7 @@ import time
 import httpx
 import psutil
 
-from tests.control._helpers import proc_status, wait_for
+from tests.control.helpers import proc_status, wait_for
 from tokentop.core.control.process import identify
 
 

@@ -168,6 +168,37 @@ def test_genai_semconv_span_becomes_an_event(feed) -> None:
     assert snap.totals.usd_today == Decimal("0.0235")  # formats.md §7.2: gpt-5, 10k in (8k cached), 2k out
 
 
+def genai_span(trace: str, span_id: str, op: str, inp: int, out: int, name: str | None = None) -> dict:
+    return {"traceId": trace, "spanId": span_id, "name": name or f"{op} claude-sonnet-4",
+            "startTimeUnixNano": NOW_NS, "endTimeUnixNano": NOW_NS, "attributes": [
+                kv("gen_ai.operation.name", op), kv("gen_ai.provider.name", "anthropic"),
+                kv("gen_ai.request.model", "claude-sonnet-4"), kv("gen_ai.usage.input_tokens", inp),
+                kv("gen_ai.usage.output_tokens", out), kv("gen_ai.conversation.id", "conv-1")]}
+
+
+def traces(*spans: dict) -> dict:
+    return {"resourceSpans": [{"resource": {"attributes": [kv("service.name", "github-copilot")]},
+                               "scopeSpans": [{"scope": {"name": "github.copilot"}, "spans": list(spans)}]}]}
+
+
+def test_an_agent_span_summing_its_calls_is_not_counted_again(feed) -> None:
+    # GitHub Copilot CLI exports each call as a `chat` span and the turn as an `invoke_agent` span whose
+    # usage is the sum of its calls: counting both doubled the turn's tokens and cost.
+    calls = [genai_span("t1", "c1", "chat", 1000, 100), genai_span("t1", "c2", "chat", 2000, 200)]
+    turn = genai_span("t1", "a1", "invoke_agent", 3000, 300)
+    assert post(feed, "/v1/traces", traces(turn, *calls)).status_code == 200  # the parent first in the batch
+    assert today(feed) == (2, 300)
+    # children in an earlier batch than their parent (they end first, so exporters usually send them first)
+    assert post(feed, "/v1/traces", traces(genai_span("t2", "c3", "chat", 500, 50))).status_code == 200
+    assert post(feed, "/v1/traces", traces(genai_span("t2", "a2", "invoke_agent", 500, 50, name="invoke_agent"))).status_code == 200
+    assert today(feed) == (3, 350)
+    # an agent span with no calls of its own trace seen is the only record of them: it counts
+    assert post(feed, "/v1/traces", traces(genai_span("t3", "a3", "invoke_agent", 700, 70))).status_code == 200
+    assert today(feed) == (4, 420)
+    counters = feed.snapshot().status["otlp"]
+    assert counters["genai_agent_rollups_skipped"] == 2
+
+
 def test_codex_otel_events_are_left_to_the_rollout_reader(feed, tmp_path) -> None:
     rec = {"timeUnixNano": NOW_NS, "attributes": [
         kv("event.name", "codex.sse_event"), kv("event.kind", "response.completed"), kv("conversation.id", "c1"),

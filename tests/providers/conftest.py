@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_provider_api import FakeAPI, FakeServer  # noqa: E402
+from tests.providers.fake_provider_api import FakeAPI, FakeServer
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from fake_provider_api import Cost, Usage
-from provider_helpers import DAY, NOW, TODAY, RecordingSleep, make_api, seed_days
+from tests.providers.fake_provider_api import Cost, Usage
+from tests.providers.helpers import DAY, NOW, TODAY, RecordingSleep, make_api, seed_days
 from tokentop.core.pricing import to_pusd
 from tokentop.core.providers.keys import AdminKeyError, load_admin_key, mask
 from tokentop.core.providers.paging import ProviderAuthError, ProviderError

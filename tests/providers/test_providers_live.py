@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from fake_provider_api import Usage
-from provider_helpers import seed_days
+from tests.providers.fake_provider_api import Usage
+from tests.providers.helpers import seed_days
 from tokentop import config as config_mod
 from tokentop.core.events import Event
 from tokentop.core.ledger import Ledger
@@ -143,7 +143,7 @@ def test_unpriced_billed_models_are_loud_not_zero():
 async def test_poller_backs_off_after_a_rejected_key_and_prunes_old_minutes(fake_api, ledger, caplog):
     import httpx
 
-    from provider_helpers import settings_for
+    from tests.providers.helpers import settings_for
     from tokentop.core.providers.keys import AdminKey
     from tokentop.core.providers.poller import AUTH_RETRY_S, ProviderPoller
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from provider_helpers import DAY, seed_days
+from tests.providers.helpers import DAY, seed_days
 from tokentop import cli
 
 

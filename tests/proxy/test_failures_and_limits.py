@@ -10,7 +10,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import TOKEN
+from tests.proxy.helpers import TOKEN
 
 from tokentop.core.proxy.meters import BodyMeter, ChatStream, ResponsesStream
 

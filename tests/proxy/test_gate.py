@@ -7,7 +7,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import TOKEN
+from tests.proxy.helpers import TOKEN
 
 from tokentop.core.proxy.gate import Block, BlockList, GateChain, GateRequest
 

@@ -7,7 +7,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from fake_upstream import (
+from tests.proxy.fake_upstream import (
     ANTHROPIC_FINAL_OUTPUT, ANTHROPIC_MODEL, ANTHROPIC_START_USAGE, EMBEDDING_MODEL, OPENAI_MODEL, OPENAI_USAGE,
     RESPONSES_USAGE, TEXT,
 )
@@ -184,7 +184,7 @@ def test_anthropic_streaming_error_answer_is_json_not_sse(proxy, upstream) -> No
 
 def test_upstream_cookies_are_not_carried_from_one_client_to_another(proxy, upstream) -> None:
     """A CDN cookie set on one agent's answer must not ride along on another agent's request."""
-    import fake_upstream
+    from tests.proxy import fake_upstream
 
     original = fake_upstream.Handler.base_headers
 

@@ -11,7 +11,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from fake_upstream import ANTHROPIC_START_USAGE, OPENAI_USAGE, TEXT
+from tests.proxy.fake_upstream import ANTHROPIC_START_USAGE, OPENAI_USAGE, TEXT
 
 CLAUDE_INPUT = 3 + 2849 + 9493
 MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sources.agent_helpers import write
+from tests.sources.helpers import write
 from tests.sources.helpers import iso
 from tests.sources.test_live import requests, start_feed, wait_for
 from tests.sources.test_gemini_cli import gemini, meta, project, session_file

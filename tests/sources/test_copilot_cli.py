@@ -181,12 +181,14 @@ def test_a_span_sent_over_otlp_and_written_to_the_file_counts_once(home: Path, f
                                        "attributes": [{"key": k, "value": {"intValue": str(v)} if isinstance(v, int)
                                                        else {"stringValue": v}} for k, v in TOKSCALE_SPAN.items()]}]}]}]}
     assert httpx.post(feed.address + "/v1/traces", json=otlp, timeout=5).status_code == 200
-    r = httpx.post(feed.address + "/v1/events", json=[from_file.to_dict()], timeout=5)
-    assert r.status_code == 202 and r.json()["duplicates"] == 1 and r.json()["accepted"] == 0
+    # OTLP answers before the bus has taken the span: wait until it counts, so the file's copy is the duplicate
     deadline = time.monotonic() + 5
     while feed.snapshot().totals.requests_today != 1:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    r = httpx.post(feed.address + "/v1/events", json=[from_file.to_dict()], timeout=5)
+    assert r.status_code == 202 and r.json()["duplicates"] == 1 and r.json()["accepted"] == 0
+    assert feed.snapshot().totals.requests_today == 1
 
 
 def test_home_from_the_environment_and_only_session_logs_under_session_state(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sources.agent_helpers import Home, jl, touch_old, write
+from tests.sources.helpers import Home, jl, touch_old, write
 from tests.sources.helpers import NOW, iso
 from tokentop.core.pricing import Pricer
 from tokentop.core.sources import documents, gemini_cli

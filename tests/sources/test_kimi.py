@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sources.agent_helpers import Home, jl, write
+from tests.sources.helpers import Home, jl, write
 from tokentop.core.sources import kimi
 
 T_MS = 1780942009099  # the samples' own clock (2026-06-08)

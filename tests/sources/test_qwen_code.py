@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sources.agent_helpers import Home, jl, write
+from tests.sources.helpers import Home, jl, write
 from tests.sources.helpers import NOW, iso
 from tokentop.core.sources import qwen_code
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.team.fleetkit import host_runner, wait_for
+from tests.team.helpers import host_runner, wait_for
 from tests.team.natsserver import NatsServer
 from tests.team.test_team_control import ChildController, _responding, _status, child  # noqa: F401 - fixture
 from tokentop.cli import main

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.team.fleetkit import events, wait_for
+from tests.team.helpers import events, wait_for
 from tests.team.natsserver import NatsServer, free_port
 from tokentop.cli import main
 from tokentop.core.feed.client import FeedClient
@@ -69,7 +69,7 @@ def test_serve_nats_with_a_missing_credentials_file_fails_naming_it(tmp_path: Pa
 
 
 def test_events_accepted_while_nats_is_down_survive_a_host_crash(tmp_path: Path, nats_server: NatsServer) -> None:
-    from tests.team.fleetkit import stream_ids, stream_state
+    from tests.team.helpers import stream_ids, stream_state
 
     host, host_url = _serve(tmp_path, "h1", "--nats", nats_server.url, "--host-name", "box-1")
     try:

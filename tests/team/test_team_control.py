@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.team.fleetkit import host_runner, wait_for
+from tests.team.helpers import host_runner, wait_for
 from tests.team.natsserver import NatsServer
 from tokentop.cli import main
 from tokentop.core.control.port import Outcome, Plan, Target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.team.fleetkit import events, fleet_runner, host_runner, ingest, stream_ids, stream_state, totals, wait_for
+from tests.team.helpers import events, fleet_runner, host_runner, ingest, stream_ids, stream_state, totals, wait_for
 from tests.team.natsserver import NatsServer
 from tokentop.core.team import outbox
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from helpers import NOW, fleet_events, make_app, snapshot_of
+from tests.ui.helpers import NOW, fleet_events, make_app, snapshot_of
 
 from tokentop.core.ledger import Ledger
 from tokentop.core.pricing import to_pusd

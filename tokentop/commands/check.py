@@ -3,8 +3,10 @@ shell prompts and CI.
 
 Exit status: 0 under every budget and window rule, 10 when any is at its warning level
 (``warn_at``), 20 when any is over (a budget exceeded; a window at its ``pause_at`` / ``kill_at`` or
-exhausted); 2 for a configuration error. Reads the snapshot of the feed that answers, or rebuilds
-today (and the last known windows) from the ledger when none does.
+exhausted) or when a block at the API is in force (a rule at its ``block_at`` or tripped with
+``action = "block"``, or a person's block); 2 for a configuration error. Reads the snapshot of the
+feed that answers, or rebuilds today (and the last known windows, and the blocks people made) from
+the ledger when none does.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ EXIT_CODES: Final = {"ok": 0, "warning": 10, "over": 20}
 def register(sub: argparse._SubParsersAction) -> None:
     from tokentop.commands._common import add_feed_options
 
-    p = sub.add_parser("check", help="exit 0 under budget, 10 at a warning, 20 over budget or window "
-                                     "([budget.*], [limits.*] in config)")
+    p = sub.add_parser("check", help="exit 0 under budget, 10 at a warning, 20 over budget or window, or while a "
+                                     "block at the API is in force ([budget.*], [limits.*] in config)")
     add_feed_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -44,6 +46,7 @@ def _snapshot(args: argparse.Namespace, cfg) -> tuple[object, str]:  # noqa: ANN
 
 
 def run(args: argparse.Namespace) -> int:
+    from tokentop.core.control.blocks import BlocksStatus
     from tokentop.core.control.policy import (
         PolicyError, evaluate_budgets, evaluate_windows, rules_from_config, window_rules_from_config, worst_level,
     )
@@ -57,25 +60,33 @@ def run(args: argparse.Namespace) -> int:
     snapshot, source = _snapshot(args, cfg)
     findings = evaluate_budgets(snapshot, budgets)  # type: ignore[arg-type]
     findings += evaluate_windows(snapshot, windows)  # type: ignore[arg-type]
+    blocks = BlocksStatus.of(snapshot)  # type: ignore[arg-type]
+    active = list(blocks.active) if blocks is not None else []
     status = worst_level(findings)
+    if active or any(f.blocked for f in findings):
+        status = "over"  # a block at the API is in force (or a rule's block_at is reached)
     code = EXIT_CODES[status]
     if args.json:
         json.dump({"v": 1, "status": status, "exit_code": code, "source": source, "budgets": len(budgets),
-                   "window_rules": len(windows), "findings": [f.to_json() for f in findings]}, sys.stdout)
+                   "window_rules": len(windows), "findings": [f.to_json() for f in findings],
+                   "blocks": [b.to_json() for b in active]}, sys.stdout)
         sys.stdout.write("\n")
         return code
-    if not budgets and not windows:
+    if not budgets and not windows and not active:
         print("tokentop: no budgets or window rules configured ([budget.NAME], [limits.NAME] in "
-              "`tokentop config path`); nothing to check")
+              "`tokentop config path`) and nothing blocked at the API; nothing to check")
         return 0
     interesting = [f for f in findings if f.level != "ok"] or findings
     print(f"{status.upper()}: {len(findings)} figures checked ({source})")
     if windows and not any(f.view == "limits" for f in findings):
         print("  (no subscription window with data matches the [limits.*] rules)")
+    for b in active:
+        print(f"  {'blocked':<8} {b.rule}: {b.target} at the API ({b.message}); to lift it: {b.how_to_lift}")
     for f in sorted(interesting, key=lambda f: (-EXIT_CODES[f.level], f.rule, f.key)):
+        mark = " (block_at reached)" if f.blocked else ""
         if f.view == "limits":
-            print(f"  {f.level:<8} {f.rule}: window {f.key} at {f.value:.1f} % (threshold {f.limit:g} %)")
+            print(f"  {f.level:<8} {f.rule}: window {f.key} at {f.value:.1f} % (threshold {f.limit:g} %){mark}")
             continue
         where = "total" if f.view == "totals" else f"{f.view[:-1]} {f.key}"
-        print(f"  {f.level:<8} {f.rule}: {where} {f.measure} ${f.value:,.2f} of ${f.limit:,.2f}")
+        print(f"  {f.level:<8} {f.rule}: {where} {f.measure} ${f.value:,.2f} of ${f.limit:,.2f}{mark}")
     return code

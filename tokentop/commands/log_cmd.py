@@ -1,4 +1,5 @@
-"""``tokentop log``: the control audit log (every pause/resume/kill attempted, and its outcome).
+"""``tokentop log``: the control audit log (every pause/resume/kill and block/unblock at the API
+attempted, and its outcome).
 
 Reads the local ledger; with ``--feed URL``, asks that feed (``GET /v1/control/audit``, with the
 local token), whose ledger may be elsewhere.
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("log", help="print the control audit log (pause/resume/kill actions and outcomes)")
+    p = sub.add_parser("log", help="print the control audit log (pause/resume/kill, block/unblock, and outcomes)")
     add_feed_options(p)  # --feed URL: that feed's log, through its control API
     p.add_argument("--session", default=None, help="only this session")
     p.add_argument("--limit", type=int, default=50, help="newest N records (default 50)")
@@ -91,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
     for rec in records:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.ts))
         result = "ok     " if rec.ok else "REFUSED" if rec.code not in (None, "error") else "FAILED "
-        pid = f"pid {rec.pid}" if rec.pid is not None else "no pid"
-        print(f"{when}  {result}  {rec.requested:<12} {rec.session}  ({pid}, by {rec.origin})  {rec.message}")
+        pid = f"pid {rec.pid}" if rec.pid is not None else "at the API" if rec.action in ("block", "unblock") else "no pid"
+        print(f"{when}  {result}  {rec.requested:<12} {rec.target}  ({pid}, by {rec.origin})  {rec.message}")
     return 0

@@ -6,6 +6,11 @@ events wait in a bounded queue); else the configured feed when one answers (so t
 already have open shows the proxy's requests); else a feed embedded in this process (with
 ``[feed] embedded``, the default — it listens on ``[feed] listen`` when that is free, so
 ``tokentop`` in another pane finds it); else the configured feed URL, waiting for it.
+
+The proxy enforces the blocks of the feed its events go to (the budget stop): the embedded feed's
+block book directly, a feed over HTTP by reading its ``GET /v1/blocks`` every
+``[proxy] blocks_poll_s`` (:mod:`tokentop.core.proxy.follow`; ``[proxy] follow_blocks = false``
+turns it off). ``tokentop proxy block`` adds blocks of this proxy's own.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     from tokentop.config import state_dir
     from tokentop.core.feed.auth import load_or_create_token
+    from tokentop.core.proxy.follow import FollowedBlocks
     from tokentop.core.proxy.server import ListenError, build_proxy
     from tokentop.core.proxy.settings import ProxySettings
     from tokentop.core.proxy.sink import EventSink, FeedSink, ServiceSink
@@ -82,15 +88,17 @@ def serve(args: argparse.Namespace) -> int:
         return fail(str(exc))
     runner: FeedRunner | None = None
     sink: EventSink
+    feed_url: str | None = None
     explicit = getattr(args, "feed", None)
     if explicit:
+        feed_url = explicit
         sink, where = FeedSink(explicit, token=token), f"the feed at {explicit}"
     else:
         client = find_feed(args, cfg)
         if client is not None:
-            url = client.url
+            feed_url = client.url
             client.close()
-            sink, where = FeedSink(url, token=token), f"the feed at {url}"
+            sink, where = FeedSink(feed_url, token=token), f"the feed at {feed_url}"
         elif cfg.feed.embedded:
             from tokentop.core.feed.runner import FeedRunner
             from tokentop.core.ledger import LedgerError
@@ -102,21 +110,40 @@ def serve(args: argparse.Namespace) -> int:
             sink = ServiceSink(runner.service, runner.loop)
             where = f"a feed embedded here ({runner.address or 'not listening: ' + str(runner.listen_error)}, ledger {runner.ledger.path})"
         else:
+            feed_url = cfg.feed_url
             sink, where = FeedSink(cfg.feed_url, token=token), f"the feed at {cfg.feed_url} (not answering yet: events wait for it)"
     publish = (lambda status: runner.service.set_status("proxy", status)) if runner is not None else None
-    part = build_proxy(settings, sink, token=token, host=cfg.host_name, publish_status=publish)
+    follow = None
+    if feed_url is not None and settings.follow_blocks:
+        follow = FollowedBlocks(feed_url, token, poll_s=settings.blocks_poll_s,
+                                fail_closed=settings.on_feed_unreachable == "closed")
+    part = build_proxy(settings, sink, token=token, host=cfg.host_name, publish_status=publish, follow=follow)
+    book = runner.parts.control.blocks if runner is not None and runner.parts.control is not None else None
+    if book is not None:
+        part.gates.add(book)  # the embedded feed's budget stop: read in place, across the two loops
     try:
         url = part.bind()
     except (ListenError, ValueError) as exc:
         if runner is not None:
             runner.stop()
         return fail(f"{exc} (is another tokentop proxy running? try --listen 127.0.0.1:0)")
+    if book is not None:
+        book.add_enforcer(url)
+    if follow is not None:
+        stop = "open" if settings.on_feed_unreachable == "open" else "closed: 503"
+        budget = (f"the blocks of the feed at {feed_url} (read every {settings.blocks_poll_s:g} s; while it cannot be "
+                  f"read: fail {stop})")
+    elif book is not None:
+        budget = "the embedded feed's blocks"
+    else:
+        budget = "only its own (`tokentop proxy block`; [proxy] follow_blocks = false)"
     if not settings.is_loopback:
         print(f"tokentop: warning: the proxy listens on {settings.listen}, not loopback: anyone who can reach it can use "
               "it with their own keys, and have their requests counted here", file=sys.stderr)
     print(f"tokentop proxy on {url}, events to {where}; Ctrl-C stops\n"
           f"  Claude Code:  ANTHROPIC_BASE_URL={url}\n"
-          f"  OpenAI SDKs:  OPENAI_BASE_URL={url}/v1", file=sys.stderr, flush=True)
+          f"  OpenAI SDKs:  OPENAI_BASE_URL={url}/v1\n"
+          f"  budget stop:  enforces {budget}", file=sys.stderr, flush=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -220,5 +247,15 @@ def _print_status(data: dict[str, Any]) -> None:
           f"cancelled by clients {c['cancelled']}, usage missing {c['usage_missing']}")
     print(f"  events: {e['delivered']} delivered, {e['queued']} queued, {e['dropped']} dropped"
           + (f" (last error: {e['last_error']})" if e["last_error"] else ""))
+    follow = data.get("feed_blocks")
+    if isinstance(follow, dict):
+        line = f"  budget stop: the feed at {follow.get('feed')}: {follow.get('state')}, {follow.get('blocks', 0)} blocks"
+        if follow.get("failing"):
+            line += f" — FAILING {str(follow['failing']).upper()}: {follow.get('error')}"
+        elif follow.get("error"):
+            line += f" (last error: {follow['error']})"
+        print(line)
     for b in data["blocks"]:
         print(f"  blocked {b['scope']} {b['key'] or '(all)'} by {b['rule']}: {b['message']}")
+    for rule, n in sorted((data.get("refused_by_rule") or {}).items()):
+        print(f"  refused by {rule}: {n}")

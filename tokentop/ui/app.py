@@ -19,8 +19,10 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
+from tokentop.core.control.blocks import BlocksStatus
 from tokentop.core.control.policy_task import PolicyStatus
-from tokentop.core.control.port import Controller, NoController, Target
+from tokentop.core.control.port import Blocker, BlockTarget, CannotBlock, Controller, NoController, Target
+from tokentop.core.proxy.gate import GateRequest
 from tokentop.core.snapshot import SORT_KEYS, Row, Snapshot, SortKey, sort_rows
 from tokentop.ui import providers_view
 from tokentop.ui.header import CONDENSE_BELOW_HEIGHT, CONDENSE_BELOW_WIDTH, HeaderState, Meters
@@ -103,6 +105,7 @@ class TokentopApp(App[None]):
         Binding("k,f9", "kill", "Kill", id="kill"),
         Binding("s", "pause_session", "Pause session", show=False, id="pause-session"),
         Binding("c", "resume_session", "Continue session", show=False, id="resume-session"),
+        Binding("b", "block", "Block at the API", show=False, id="block"),
         Binding("ctrl+l", "redraw", "Redraw", show=False, id="redraw"),
     ]
 
@@ -113,6 +116,7 @@ class TokentopApp(App[None]):
         clock: Callable[[], float] = time.time,
         refresh_s: float | None = 1.0,
         controller: Controller | None = None,
+        blocker: Blocker | None = None,
         readonly: bool = False,
         view: str = "agents",
         sort: SortKey = "burn",
@@ -138,6 +142,13 @@ class TokentopApp(App[None]):
         self.timer_enabled = refresh_s is not None
         self.refresh_s = refresh_s if refresh_s is not None else 1.0
         self.controller: Controller = controller or NoController()
+        #: blocks at the API (key b): the controller when it can block (the embedded feed, a feed's
+        #: control API), else something that says why not
+        if blocker is None:
+            blocker = self.controller if isinstance(self.controller, Blocker) else CannotBlock(
+                "this view cannot block at the API: blocks go to a host's own feed (run `tokentop` on that host, or "
+                "`tokentop --feed URL`)")
+        self.blocker: Blocker = blocker
         self.readonly = readonly
         spec = view_by_dim(view) or TABLE_VIEWS["1"]
         self.view_spec: ViewSpec = spec
@@ -260,7 +271,11 @@ class TokentopApp(App[None]):
                 if self.focused is None:
                     table.focus()
             policy = PolicyStatus.of(snap)
-            table.flags = policy.row_flags(self.view_spec.dim, snap.sessions) if policy is not None else {}
+            flags = policy.row_flags(self.view_spec.dim, snap.sessions) if policy is not None else {}
+            blocks = BlocksStatus.of(snap)
+            if blocks is not None and blocks.active:
+                flags.update(blocks.row_flags(self.view_spec.dim, snap.view(self.view_spec.dim)))
+            table.flags = flags
             cells = fleet_cells(snap) if self.view_spec.dim == "hosts" else {}
             cells.update(window_cells(snap, self.view_spec.dim))
             table.set_extra_cells(cells)
@@ -301,6 +316,7 @@ class TokentopApp(App[None]):
             daily_budget_usd=(policy.daily_budget_usd if policy is not None else 0.0) or self.daily_budget_usd,
             readonly=self.readonly,
             flagged=policy.sessions_over if policy is not None else 0,
+            blocked=blocks.count if (blocks := BlocksStatus.of(self.shown)) is not None else 0,
         )
         meters = self.query_one(Meters)
         meters.show(self.shown, state)
@@ -310,7 +326,7 @@ class TokentopApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "view":
             return parameters[0] in TABLE_VIEWS or parameters[0] in self.screen_views
-        if action in ("kill", "pause_session", "resume_session"):
+        if action in ("kill", "pause_session", "resume_session", "block"):
             return not self.readonly
         if action == "clear_filter":
             return bool(self.filter_text) or self.query_one("#filter", Input).has_class("-shown")
@@ -489,6 +505,49 @@ class TokentopApp(App[None]):
     def action_resume_session(self) -> None:
         self._open_action("resume")
 
+    # -- block / unblock at the API -----------------------------------------------------------------
+    def capture_block_targets(self) -> list[BlockTarget]:
+        """What ``b`` would block, captured now by key: tagged rows, else the cursor row, as the
+        view's scope (a session, an agent, a model, a project). Rows named ``(none)`` are skipped."""
+        scope = _BLOCK_SCOPES.get(self.view_spec.dim)
+        table = self.query_one(BurnTable)
+        snap = self.shown
+        if snap is None or scope is None:
+            return []
+        keys = [k for k in table.rows_keys_in_order() if k in table.tagged] or (
+            [table.cursor_key] if table.cursor_key is not None else []
+        )
+        out = []
+        for key in keys[:MAX_TARGETS]:
+            row = snap.find(self.view_spec.dim, key)
+            if row is None or key == "(none)":
+                continue
+            out.append(BlockTarget(scope, key, row.usd_per_hour, agent=row.agent, model=row.model))  # type: ignore[arg-type]
+        return out
+
+    def action_block(self) -> None:
+        from tokentop.ui.screens.block import BlockRow, BlockScreen
+
+        if self.view_spec.dim not in _BLOCK_SCOPES:
+            self.notify("blocks at the API are by session, agent, model or project: the proxy does not tell hosts "
+                        "apart", severity="warning")
+            return
+        targets = self.capture_block_targets()
+        if not targets:
+            self.notify("no row to block here", severity="warning")
+            return
+        status = BlocksStatus.of(self.shown)
+        rows = []
+        for t in targets:
+            exact = tuple(status.exact(t.scope, t.key)) if status is not None else ()
+            covered = None
+            if status is not None:
+                others = BlocksStatus(active=tuple(b for b in status.active if b not in exact))
+                covered = others.blocking(_request_of(t))
+            rows.append(BlockRow(t, exact, covered))
+        mode = "unblock" if all(r.exact for r in rows) else "block"
+        self.push_screen(BlockScreen(mode, rows, self.blocker, status))
+
     # -- palette, theme persistence ---------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -515,6 +574,16 @@ class TokentopApp(App[None]):
 
 
 _SESSION_FIELD = {"agents": "agent", "models": "model", "projects": "project", "hosts": "host"}
+#: the block scope of a row of each view (hosts: none, the proxy does not tell them apart)
+_BLOCK_SCOPES = {"sessions": "session", "agents": "agent", "models": "model", "projects": "project"}
+
+
+def _request_of(t: BlockTarget) -> GateRequest:
+    """A request of the target, as the gate would see it (to say what else refuses it)."""
+    if t.scope == "session":
+        return GateRequest(t.agent or "", t.key, t.model, "")
+    return GateRequest(t.key if t.scope == "agent" else "", None, t.key if t.scope == "model" else None, "",
+                       t.key if t.scope == "project" else None)
 
 
 def keys_on_matching_hosts(snap: Snapshot, dim: str, needle: str) -> set[str]:

@@ -45,6 +45,8 @@ class HeaderState:
     readonly: bool = False
     #: sessions the feed's policy flags as over budget or runaway
     flagged: int = 0
+    #: blocks at the API in force (status.blocks)
+    blocked: int = 0
 
 
 def projected_today_usd(spent: Decimal, usd_per_hour: float, now: float) -> float:
@@ -176,6 +178,12 @@ class Meters(Widget):
             else:
                 out.append(Piece(P_FLAGGED, self._t((f" {st.flagged} OVER/RUNAWAY ", "bad")),
                                  self._t((f" ⚠{st.flagged} ", "bad"))))
+        if st.blocked:
+            if condensed:
+                out.append(Piece(P_BLOCKED, self._t((f"⊘{st.blocked}", "bad"))))
+            else:
+                out.append(Piece(P_BLOCKED, self._t((f" {st.blocked} BLOCKED at the API ", "bad")),
+                                 self._t((f" {st.blocked} BLOCKED ", "bad")), self._t((f" ⊘{st.blocked} ", "bad"))))
         if st.filter_text:
             needle = fmt.printable(st.filter_text)
             if condensed:
@@ -381,6 +389,7 @@ P_TODAY = 99         # spend today (with the budget bar; short: "37% of budget",
 P_DISCONNECTED = 98  # the feed (or NATS) is down: more important than any figure
 P_PAUSED = 97        # the display is frozen
 P_FILTER = 96        # rows are hidden (short: without the filter text)
+P_BLOCKED = 95       # blocks at the API in force (short: "⊘2")
 P_FLAGGED = 94       # sessions over budget / runaway
 P_SORT = 90          # a sort other than burn
 P_UNPRICED = 85      # requests not in the $ figures (short: "⚠ 3 unpriced")

@@ -5,6 +5,7 @@ No colour, no box drawing beyond the sparkline blocks, one line per row; money s
 
 from __future__ import annotations
 
+from tokentop.core.control.blocks import BlocksStatus
 from tokentop.core.limits.status import LimitsStatus
 from tokentop.core.snapshot import Snapshot, sort_rows
 from tokentop.ui import format as fmt
@@ -23,6 +24,20 @@ def limit_lines(snapshot: Snapshot, now: float, width: int = 100) -> list[str]:
     return lines
 
 
+def blocked_line(snapshot: Snapshot) -> str | None:
+    """``blocked at the API: 2 (every request by budget.daily; session s-42 by user-block)``, or
+    ``None`` when nothing is blocked."""
+    status = BlocksStatus.of(snapshot)
+    if status is None or not status.count:
+        return None
+    shown = "; ".join(f"{fmt.printable(b.target)} by {b.rule}" for b in status.active[:5])
+    more = f"; +{status.count - 5} more" if status.count > 5 else ""
+    line = f"blocked at the API: {status.count} ({shown}{more})"
+    if not status.enforced:
+        line += " - no proxy enforces them now"
+    return line
+
+
 def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn", reverse: bool = False, width: int = 100,
                 now: float | None = None) -> str:
     t = snapshot.totals
@@ -33,6 +48,9 @@ def plain_frame(snapshot: Snapshot, *, view: str = "agents", sort: str = "burn",
     ]
     if t.unpriced_requests_today:
         lines.append(f"warning: {t.unpriced_requests_today} requests today could not be priced and are not in the $ figures")
+    blocked = blocked_line(snapshot)
+    if blocked is not None:
+        lines.append(blocked)
     lines += limit_lines(snapshot, snapshot.generated_at if now is None else now, width)
     values = window_values(snapshot, spec.dim) if sort == "window" else None
     rows = sort_rows(snapshot.view(spec.dim), sort, reverse, values)  # type: ignore[arg-type]

@@ -30,9 +30,10 @@ from tokentop.ui import format as fmt
 from tokentop.ui.views import CellText, Column, ViewSpec, layout_columns, visible_columns
 
 GUTTER = 1  # left cell: the tag mark
-#: how a budget / runaway flag from the feed's policy shows in the STATE column
-FLAG_TEXT = {"warning": "WARN", "over": "OVER", "runaway": "RUNAWAY"}
-FLAG_STYLE = {"warning": "burn-mid", "over": "burn-high", "runaway": "burn-high"}
+#: how a budget / runaway flag from the feed's policy, or a block at the API (status.blocks), shows
+#: in the STATE column
+FLAG_TEXT = {"warning": "WARN", "over": "OVER", "runaway": "RUNAWAY", "blocked": "BLOCKED"}
+FLAG_STYLE = {"warning": "burn-mid", "over": "burn-high", "runaway": "burn-high", "blocked": "burn-high"}
 
 
 class BurnTable(Widget, can_focus=True):

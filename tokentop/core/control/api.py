@@ -4,6 +4,12 @@
 "pid": N}``; TERM escalates to KILL after the grace) · ``/terminate`` (same as kill with TERM) ·
 ``GET /v1/sessions/{id}/plan`` · ``POST /v1/sessions/{id}/process`` (``tokentop run`` registers
 pid/create_time/uid/cmd) · ``DELETE /v1/sessions/{id}/process`` · ``GET /v1/control/audit``.
+
+Blocks at the API (the budget stop): ``GET /v1/blocks`` (what the feed's proxies must refuse; a
+proxy in another process polls it, naming itself in ``X-Tokentop-Proxy``; ``ETag`` /
+``If-None-Match``) · ``POST /v1/block`` / ``POST /v1/unblock`` (body ``{"scope", "key"}``, plus
+``"message"`` and ``"for_s"`` / ``"until"`` for a block) · ``POST /v1/sessions/{id}/block`` /
+``/unblock`` (the same for one session).
 Contract: ``docs/control.md``.
 """
 
@@ -20,7 +26,7 @@ from starlette.websockets import WebSocket
 
 from tokentop.core.control.port import Plan
 from tokentop.core.control.process import ProcessIdentity, Refused, parse_signal, verify
-from tokentop.core.control.service import ControlService
+from tokentop.core.control.service import BlockResult, ControlService
 from tokentop.core.feed.server import BodyTooLarge, TokenGate, read_body
 
 T = TypeVar("T")
@@ -76,6 +82,8 @@ def routes(ctl: ControlService, gate: TokenGate) -> list[BaseRoute]:
         if isinstance(body, Response):
             return body
         action = request.path_params["action"]
+        if action in ("block", "unblock"):
+            return await block_answer(ctl, action, "session", session, body)
         signal = body.get("signal")
         pid = body.get("pid")
         if signal is not None and not isinstance(signal, str):
@@ -134,12 +142,63 @@ def routes(ctl: ControlService, gate: TokenGate) -> list[BaseRoute]:
         records = await _in_thread(lambda: ctl.audit.recent(limit, session))
         return JSONResponse({"audit": [r.to_json() for r in records]})
 
+    async def blocks(request: Request) -> Response:
+        denied = gate.refusal(request)
+        if denied is not None:
+            return denied
+        follower = request.headers.get("x-tokentop-proxy")
+        if follower:
+            ctl.blocks.saw_follower(follower)
+        etag = ctl.blocks.etag
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"etag": etag})
+        return JSONResponse(ctl.blocks.to_json(), headers={"etag": etag})
+
+    async def change_block(request: Request) -> Response:
+        denied = gate.refusal(request)
+        if denied is not None:
+            return denied
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        scope, key = body.get("scope"), body.get("key") or ""
+        if not isinstance(scope, str) or not isinstance(key, str):
+            return JSONResponse({"error": "send {\"scope\": \"session|agent|model|project|global\", \"key\": \"...\"}"}, 400)
+        action = "block" if request.url.path.endswith("/block") else "unblock"
+        return await block_answer(ctl, action, scope, key, body)
+
     return [
+        Route("/v1/blocks", blocks, methods=["GET"]),
+        Route("/v1/block", change_block, methods=["POST"]),
+        Route("/v1/unblock", change_block, methods=["POST"]),
         Route("/v1/sessions/{session:path}/plan", plan, methods=["GET"]),
         Route("/v1/sessions/{session:path}/process", register, methods=["POST", "DELETE"]),
         Route("/v1/sessions/{session:path}/{action:str}", act, methods=["POST"]),
         Route("/v1/control/audit", audit, methods=["GET"]),
     ]
+
+
+async def block_answer(ctl: ControlService, action: str, scope: str, key: str, body: dict[str, Any]) -> Response:
+    """Carry out a block / unblock asked over HTTP: 200 done, 409 nothing to lift, 400 a bad body."""
+    origin = str(body.get("origin") or "api")[:40]
+    result: BlockResult
+    if action == "block":
+        message = body.get("message")
+        if message is not None and not isinstance(message, str):
+            return JSONResponse({"error": "message must be a string"}, 400)
+        until = body.get("until")
+        for_s = body.get("for_s")
+        for name, value in (("until", until), ("for_s", for_s)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                return JSONResponse({"error": f"{name} must be a positive number of seconds"}, 400)
+        if for_s is not None:
+            until = ctl.service.clock() + float(for_s)
+        result = await ctl.block(scope, key, origin=origin, message=message,
+                                 until=float(until) if until is not None else None)
+    else:
+        result = await ctl.unblock(scope, key, origin=origin)
+    status = 200 if result.ok else 400 if result.code == "bad_block" else 409
+    return JSONResponse(result.to_json(), status)
 
 
 async def _in_thread(fn: Callable[[], T]) -> T:

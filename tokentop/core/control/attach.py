@@ -1,8 +1,8 @@
 """The control layer's parts of a feed.
 
 * :func:`attach`: the feed's :class:`ControlService` (with the ``[control]`` settings), the control
-  API routes, and the publish-socket hooks through which in-process emitters receive control
-  messages.
+  API routes (blocks at the API included), the blocks' housekeeping job, and the publish-socket
+  hooks through which in-process emitters receive control messages.
 * :func:`attach_policy`: the budget / runaway policy task, when rules are configured. It acts
   through the control service, so a feed lists it after :func:`attach`.
 """
@@ -23,8 +23,8 @@ log = logging.getLogger("tokentop.control")
 def attach(feed: FeedBase) -> Attached:
     ctl = ControlService(feed.service, ControlSettings.from_config(feed.config))
     hooks = api.PublishHooks(ctl)
-    return Attached(routes=tuple(api.routes(ctl, feed.gate)), publish_meta=(hooks.on_meta,),
-                    publish_closed=(hooks.on_closed,), control=ctl)
+    return Attached(routes=tuple(api.routes(ctl, feed.gate)), background=(ctl.run_blocks,),
+                    publish_meta=(hooks.on_meta,), publish_closed=(hooks.on_closed,), control=ctl)
 
 
 def attach_policy(feed: FeedBase) -> Attached:

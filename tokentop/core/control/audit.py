@@ -7,7 +7,13 @@ The ``action`` column holds the control port's action (``terminate``: TERM first
 grace; ``kill``: KILL at once; ``pause``; ``resume``). People asked for a *kill* with a signal, so
 the log shows :attr:`AuditRecord.requested` — ``kill (TERM)``, ``kill (KILL)``, ``pause``,
 ``resume`` — derived from ``action`` and ``signal`` (no column of its own: records written before
-it read the same, and the table keeps its shape). The JSON carries both.
+it read the same). The JSON carries both.
+
+Blocks at the API (the budget stop, :mod:`.blocks`) are audited here too: ``action`` ``block`` or
+``unblock``, and ``scope`` says what the ``session`` column names — a session (``session``, or
+``NULL`` on every process action), an agent, a model, a project, or every request (``global``, with
+an empty key). ``scope`` was added after the table first shipped: :meth:`AuditLog.__init__` adds
+the column to an older table (``NULL``: a session, which every older record is about).
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ CREATE TABLE IF NOT EXISTS control_audit (
 CREATE INDEX IF NOT EXISTS control_audit_ts ON control_audit(ts);
 """
 
-_COLUMNS: Final = ("ts", "session", "action", "origin", "pid", "signal", "ok", "code", "message")
+_COLUMNS: Final = ("ts", "session", "action", "origin", "pid", "signal", "ok", "code", "message", "scope")
+
+
+def _add_scope(conn: sqlite3.Connection) -> None:
+    """The table's one migration: ``scope`` (blocks at the API) on a table made before it."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(control_audit)")}
+    if "scope" not in columns:
+        conn.execute("ALTER TABLE control_audit ADD COLUMN scope TEXT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +64,24 @@ class AuditRecord:
     code: str | None
     message: str
     seq: int | None = None
+    #: what ``session`` names: ``None`` / ``"session"`` a session; ``agent``, ``model``,
+    #: ``project``; ``global`` every request (blocks at the API)
+    scope: str | None = None
 
     @property
     def requested(self) -> str:
-        """The action as the user asked for it: ``kill (TERM)``, ``kill (KILL)``, ``pause``, ``resume``."""
+        """The action as the user asked for it: ``kill (TERM)``, ``kill (KILL)``, ``pause``, ``resume``,
+        ``block``, ``unblock``."""
         return requested_action(self.action, self.signal)
+
+    @property
+    def target(self) -> str:
+        """What was acted on, in words: ``s-42`` (a session), ``agent codex``, ``every request``."""
+        if self.scope in (None, "session"):
+            return self.session
+        if self.scope == "global":
+            return "every request"
+        return f"{self.scope} {self.session}"
 
     def to_json(self) -> dict[str, Any]:
         """The record's columns, plus ``requested`` (added in place of renaming ``action``: readers of
@@ -65,10 +91,11 @@ class AuditRecord:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> AuditRecord:
         """A record from :meth:`to_json` (``GET /v1/control/audit``); ``requested`` is derived again."""
+        scope = obj.get("scope")
         return cls(ts=float(obj["ts"]), session=str(obj["session"]), action=str(obj["action"]),
                    origin=str(obj.get("origin") or ""), pid=obj.get("pid"), signal=obj.get("signal"),
                    ok=bool(obj.get("ok")), code=obj.get("code"), message=str(obj.get("message") or ""),
-                   seq=obj.get("seq"))
+                   seq=obj.get("seq"), scope=scope if isinstance(scope, str) else None)
 
 
 def requested_action(action: str, signal: str | None) -> str:
@@ -82,11 +109,13 @@ class AuditLog:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         ledger.ensure_schema(AUDIT_DDL)
+        ledger.call(_add_scope)
 
     def _insert(self, conn: sqlite3.Connection, rec: AuditRecord) -> int:
         cur = conn.execute(
             f"INSERT INTO control_audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-            (rec.ts, rec.session, rec.action, rec.origin, rec.pid, rec.signal, int(rec.ok), rec.code, rec.message),
+            (rec.ts, rec.session, rec.action, rec.origin, rec.pid, rec.signal, int(rec.ok), rec.code, rec.message,
+             rec.scope),
         )
         return int(cur.lastrowid or 0)
 
@@ -101,8 +130,8 @@ class AuditLog:
         def run(conn: sqlite3.Connection) -> list[Any]:
             q = f"SELECT seq, {', '.join(_COLUMNS)} FROM control_audit"
             args: list[Any] = []
-            if session is not None:
-                q += " WHERE session = ?"
+            if session is not None:  # a session's records: its process actions and its own blocks
+                q += " WHERE session = ? AND (scope IS NULL OR scope = 'session')"
                 args.append(session)
             q += " ORDER BY seq DESC LIMIT ?"
             args.append(limit)
@@ -111,6 +140,6 @@ class AuditLog:
         rows = self.ledger.call(run)
         return [
             AuditRecord(ts=r[1], session=r[2], action=r[3], origin=r[4], pid=r[5], signal=r[6], ok=bool(r[7]),
-                        code=r[8], message=r[9], seq=r[0])
+                        code=r[8], message=r[9], seq=r[0], scope=r[10])
             for r in reversed(rows)
         ]

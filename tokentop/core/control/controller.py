@@ -5,6 +5,7 @@
   responder) they run directly.
 * :class:`RemoteController` calls the feed's control API with the local token.
 
+Both are also blockers (:class:`~tokentop.core.control.port.Blocker`: the ``b`` key, blocks at the API).
 Build the right one with :func:`build_controller`.
 """
 
@@ -17,7 +18,9 @@ from urllib.parse import quote
 import httpx
 
 from tokentop.config import state_dir
-from tokentop.core.control.port import Action, Candidate, Controller, NoController, Outcome, Plan, Target
+from tokentop.core.control.port import (
+    Action, BlockTarget, Candidate, Controller, NoController, Outcome, Plan, Target,
+)
 from tokentop.core.feed.auth import read_token, token_path
 
 if TYPE_CHECKING:
@@ -61,6 +64,24 @@ class LocalController:
         else:
             result = await coro
         return result.outcome
+
+    # -- blocks at the API ----------------------------------------------------------------------------
+    def block_unavailable(self) -> str | None:
+        return None
+
+    async def block(self, target: BlockTarget, *, message: str | None = None) -> Outcome:
+        result = await self._on_feed(self.control.block(target.scope, target.key, origin=self.origin, message=message))
+        return Outcome(target.describe(), "block", result.ok, result.message)
+
+    async def unblock(self, target: BlockTarget) -> Outcome:
+        result = await self._on_feed(self.control.unblock(target.scope, target.key, origin=self.origin))
+        return Outcome(target.describe(), "unblock", result.ok, result.message)
+
+    async def _on_feed(self, coro: Any) -> Any:
+        loop = self._feed_loop()
+        if loop is not None:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        return await coro
 
 
 class RemoteController:
@@ -118,6 +139,34 @@ class RemoteController:
             return Outcome(target.session, action, bool(data["ok"]), str(data.get("message") or ""))
         return Outcome(target.session, action, False, f"the feed refused: {_error_text(r)}")
 
+    # -- blocks at the API ----------------------------------------------------------------------------
+    def block_unavailable(self) -> str | None:
+        return None
+
+    async def block(self, target: BlockTarget, *, message: str | None = None) -> Outcome:
+        body: dict[str, Any] = {"scope": target.scope, "key": target.key, "origin": self.origin}
+        if message:
+            body["message"] = message
+        return await self._block_call("block", target, body)
+
+    async def unblock(self, target: BlockTarget) -> Outcome:
+        return await self._block_call("unblock", target, {"scope": target.scope, "key": target.key, "origin": self.origin})
+
+    async def _block_call(self, action: str, target: BlockTarget, body: dict[str, Any]) -> Outcome:
+        base, kwargs = self._akwargs_factory(self.url)
+        try:
+            async with httpx.AsyncClient(base_url=base, headers=self._headers, timeout=self.timeout_s, **kwargs) as c:
+                r = await c.post(f"/v1/{action}", json=body)
+        except httpx.HTTPError as exc:
+            return Outcome(target.describe(), action, False, f"the feed at {self.url} did not answer: {exc}")
+        try:
+            data = r.json()
+        except ValueError:
+            data = {}
+        if "ok" in data:
+            return Outcome(target.describe(), action, bool(data["ok"]), str(data.get("message") or ""))
+        return Outcome(target.describe(), action, False, f"the feed refused: {_error_text(r)}")
+
 
 def _error_text(r: httpx.Response) -> str:
     try:
@@ -137,6 +186,15 @@ class UnavailableController:
 
     async def act(self, target: Target, action: Action, *, pid: int | None = None, signal: str | None = None) -> Outcome:
         return Outcome(target.session, action, False, self.reason)
+
+    def block_unavailable(self) -> str | None:
+        return self.reason
+
+    async def block(self, target: BlockTarget, *, message: str | None = None) -> Outcome:
+        return Outcome(target.describe(), "block", False, self.reason)
+
+    async def unblock(self, target: BlockTarget) -> Outcome:
+        return Outcome(target.describe(), "unblock", False, self.reason)
 
 
 def build_controller(*, runner: FeedRunner | None = None, url: str | None = None, token: str | None = None,

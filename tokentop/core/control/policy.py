@@ -20,6 +20,14 @@ and 100 % (exhausted): ok < warning < over, with the same hysteresis. Pause and 
 official figure only, unless the rule says ``estimated = true``.
 
 Decisions are edge-triggered: one when a level rises or a rule trips, none while it stays there.
+
+The budget stop (opt-in per rule: a budget's ``block_at``, a runaway rule's ``action = "block"``, a
+window rule's ``block_at``) is *state*, not a decision: after each evaluation
+:attr:`PolicyEngine.blocks` holds a :class:`RuleBlock` for every scope the rules block right now
+(the feed's :class:`~tokentop.core.control.blocks.BlockBook` takes them, and the metering proxy
+looks them up on every request). A block lasts exactly as long as its condition, with the rules'
+hysteresis: a budget figure back 5 % under its ``block_at``, a runaway rule cleared, a window 5 %
+under its ``block_at`` or reset.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import TYPE_CHECKING, Any, Final, Iterable, Mapping
 
+from tokentop.core.control.blocks import unblock_command
+from tokentop.core.proxy.gate import model_family
 from tokentop.core.snapshot import Row, Snapshot
 
 if TYPE_CHECKING:
@@ -39,6 +49,11 @@ LEVELS: Final = ("ok", "warning", "over")
 #: A level is left only once the value is this fraction below its threshold.
 HYSTERESIS: Final = 0.05
 SCOPE_VIEWS: Final = {"agent": "agents", "model": "models", "project": "projects", "session": "sessions"}
+#: the block scope of a figure's view (the proxy's gate scopes, :mod:`tokentop.core.proxy.gate`)
+VIEW_SCOPES: Final = {"totals": "global", "agents": "agent", "models": "model", "projects": "project",
+                      "sessions": "session"}
+#: the config table of each kind of rule (a rule's id is ``<table>.<name>``: ``budget.daily``)
+RULE_TABLES: Final = {"budget": "budget", "runaway": "runaway", "window": "limits"}
 #: Fewest trailing samples before the median rule may trip.
 MIN_MEDIAN_SAMPLES: Final = 5
 PAYLOAD_VERSION: Final = 1
@@ -58,6 +73,8 @@ class BudgetRule:
     usd_per_session: float | None = None
     warn_at: float = 0.8
     action: str = "alert"
+    #: block at the API at this fraction of each limit (1.0: at the limit); ``None``: never
+    block_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +102,9 @@ class WindowRule:
     warn_at: float = 80.0
     pause_at: float | None = None
     kill_at: float | None = None
-    #: pause / kill also on an estimated window (alerts always)
+    #: block the agent's requests at the API at this used % (opt-in)
+    block_at: float | None = None
+    #: pause / kill / block also on an estimated window (alerts always)
     estimated: bool = False
 
     def matches(self, w: Window) -> bool:
@@ -103,6 +122,15 @@ class WindowRule:
             out.append((100.0, "over", "alert"))  # an exhausted window is over, whatever the rule acts on
         return sorted(out, key=lambda t: t[0])
 
+    def blocks(self, w: Window, before: bool = False) -> bool:
+        """Whether this rule blocks ``w``'s agent now: at ``block_at`` (an official figure, or an
+        estimate when the rule allows it); one that blocked (``before``) stays blocked until the
+        window is 5 % under ``block_at`` (or reset)."""
+        if self.block_at is None or not (w.official or self.estimated):
+            return False
+        used = w.used_percent
+        return used >= self.block_at or (before and used >= self.block_at * (1 - HYSTERESIS))
+
     def stage(self, used: float, previous: int = 0) -> int:
         """How many thresholds ``used`` has crossed; one crossed before (``previous``) stays crossed
         until ``used`` falls 5 % below it (hysteresis)."""
@@ -118,13 +146,13 @@ def window_key(w: Window) -> str:
     return f"{w.agent} {w.window} {w.account}".strip()
 
 
-def _window_finding(rule: WindowRule, w: Window, stage: int) -> Finding:
+def _window_finding(rule: WindowRule, w: Window, stage: int, blocked: bool = False) -> Finding:
     thresholds = rule.thresholds()
     if stage:
         limit, level, _ = thresholds[stage - 1]
     else:
         limit, level = (thresholds[0][0] if thresholds else 100.0), "ok"
-    return Finding(rule.name, "limits", window_key(w), "used_percent", w.used_percent, limit, level)
+    return Finding(rule.name, "limits", window_key(w), "used_percent", w.used_percent, limit, level, blocked)
 
 
 def evaluate_windows(snapshot: Snapshot, rules: Iterable[WindowRule]) -> list[Finding]:
@@ -133,7 +161,7 @@ def evaluate_windows(snapshot: Snapshot, rules: Iterable[WindowRule]) -> list[Fi
     for rule in rules:
         for w in snapshot.limits:
             if rule.matches(w):
-                out.append(_window_finding(rule, w, rule.stage(w.used_percent)))
+                out.append(_window_finding(rule, w, rule.stage(w.used_percent), rule.blocks(w)))
     return out
 
 
@@ -148,10 +176,42 @@ class Finding:
     value: float
     limit: float
     level: str
+    #: the rule blocks this figure's scope at the API now (its ``block_at`` is reached)
+    blocked: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "view": self.view, "key": self.key, "measure": self.measure,
-                "value": round(self.value, 6), "limit": self.limit, "level": self.level}
+        out = {"rule": self.rule, "view": self.view, "key": self.key, "measure": self.measure,
+               "value": round(self.value, 6), "limit": self.limit, "level": self.level}
+        if self.blocked:
+            out["blocked"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RuleBlock:
+    """A scope a rule blocks at the API right now (:attr:`PolicyEngine.blocks`).
+
+    ``scope`` / ``key`` are the gate's (``global`` / ``""``, ``agent``, ``model``, ``project``,
+    ``session``); ``view`` / ``finding`` name the figure that caused it (to pair it with that
+    figure's decision); ``message`` and ``how_to_lift`` are what the refused client reads."""
+
+    rule: str
+    kind: str  # "budget" | "runaway" | "window"
+    scope: str
+    key: str
+    message: str
+    how_to_lift: str
+    view: str = ""
+    finding: str = ""
+    #: the figure against its block threshold (alert payloads)
+    measure: str = ""
+    value: float = 0.0
+    limit: float = 0.0
+
+    @property
+    def rule_id(self) -> str:
+        """``budget.daily``, ``runaway.hot-session``, ``limits.claude-5h``: the rule's config table."""
+        return f"{RULE_TABLES[self.kind]}.{self.rule}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +269,10 @@ def window_rules_from_config(cfg: Config) -> list[WindowRule]:
         rule = WindowRule(name=name, **table)
         if not rule.window:
             raise PolicyError(f"[limits.{name}] names no window: set window = \"5h\" (or 7d, 7d-opus, ...)")
-        acts = [v for v in (rule.pause_at, rule.kill_at) if v is not None]
+        acts = [v for v in (rule.pause_at, rule.kill_at, rule.block_at) if v is not None]
         if rule.warn_at and acts and rule.warn_at >= min(acts):
             raise PolicyError(f"[limits.{name}] warns at {rule.warn_at:g} % but acts at {min(acts):g} %: warn_at must "
-                              f"be below pause_at and kill_at")
+                              f"be below pause_at, kill_at and block_at")
         rules.append(rule)
     return rules
 
@@ -233,16 +293,27 @@ def _level(value: float, limit: float, warn_at: float, previous: str = "ok") -> 
     return "ok"
 
 
+def matches_key(scope: str, value: str | None, match: str) -> bool:
+    """``value`` (a row's agent / model / project) is the one a rule's ``match`` names. Models match
+    by family (:func:`~tokentop.core.proxy.gate.model_family`): ``match = "claude-sonnet-4-5"`` is
+    the rows of ``claude-sonnet-4-5-20250929`` too."""
+    if value is None:
+        return False
+    if scope == "model":
+        return model_family(value) == model_family(match)
+    return value == match
+
+
 def _scoped_rows(snapshot: Snapshot, scope: str, match: str) -> Iterable[Row]:
     rows = snapshot.view(SCOPE_VIEWS[scope])
-    return (r for r in rows if r.key == match) if match else rows
+    return (r for r in rows if matches_key(scope, r.key, match)) if match else rows
 
 
 def _session_in_scope(row: Row, scope: str, match: str) -> bool:
     if scope == "global" or not match:
         return True
     value = {"agent": row.agent, "model": row.model, "project": row.project}.get(scope)
-    return value == match
+    return matches_key(scope, value, match)
 
 
 def _session_scope_key(row: Row, scope: str) -> str | None:
@@ -251,21 +322,33 @@ def _session_scope_key(row: Row, scope: str) -> str | None:
 
 def evaluate_budgets(snapshot: Snapshot, rules: Iterable[BudgetRule],
                      previous: Mapping[tuple[str, str, str, str], str] | None = None,
-                     *, include_ok: bool = True) -> list[Finding]:
-    """Every (rule, key, measure) with its level now. ``previous`` levels give hysteresis.
+                     *, include_ok: bool = True,
+                     blocked: frozenset[tuple[str, str, str, str]] | set[tuple[str, str, str, str]] = frozenset(),
+                     ) -> list[Finding]:
+    """Every (rule, key, measure) with its level now. ``previous`` levels give hysteresis; so does
+    ``blocked`` (the figures blocked at the last evaluation) for the rules' ``block_at``.
 
-    ``include_ok=False`` leaves out per-key figures comfortably under their warning level (global
-    figures are always included), so the feed's per-second evaluation of thousands of sessions stays
-    cheap and its status small."""
+    ``include_ok=False`` leaves out per-key figures comfortably under their warning (and block)
+    level (global figures are always included), so the feed's per-second evaluation of thousands of
+    sessions stays cheap and its status small."""
     prev = previous or {}
     out: list[Finding] = []
     for rule in rules:
+        low = rule.warn_at if rule.block_at is None else min(rule.warn_at, rule.block_at)
+
         def add(view: str, key: str, measure: str, value: float, limit: float) -> None:
-            before = prev.get((rule.name, view, key, measure), "ok")
-            if not include_ok and view != "totals" and before == "ok" and value < limit * rule.warn_at * (1 - HYSTERESIS):
+            k = (rule.name, view, key, measure)
+            before = prev.get(k, "ok")
+            was_blocked = k in blocked
+            if not include_ok and view != "totals" and before == "ok" and not was_blocked \
+                    and value < limit * low * (1 - HYSTERESIS):
                 return
             level = _level(value, limit, rule.warn_at, before)
-            out.append(Finding(rule.name, view, key, measure, value, limit, level))
+            is_blocked = False
+            if rule.block_at is not None:
+                at = limit * rule.block_at
+                is_blocked = value >= at or (was_blocked and value >= at * (1 - HYSTERESIS))
+            out.append(Finding(rule.name, view, key, measure, value, limit, level, is_blocked))
 
         if rule.scope == "global":
             totals = snapshot.totals
@@ -320,23 +403,38 @@ class PolicyEngine:
         self.window_stages: dict[tuple[str, str], int] = {}
         self.findings: list[Finding] = []
         self.window_findings: list[Finding] = []
+        #: budget figures (rule, view, key, measure) at their ``block_at`` after the last evaluation
+        self.blocked: set[tuple[str, str, str, str]] = set()
+        #: (rule, window key) blocking its agent after the last evaluation
+        self.window_blocked: set[tuple[str, str]] = set()
+        #: every scope the rules block at the API now (replaced by each evaluation)
+        self.blocks: list[RuleBlock] = []
 
     @property
     def active(self) -> bool:
         return bool(self.budgets or self.runaways or self.windows)
 
+    @property
+    def may_block(self) -> bool:
+        """Some rule opted in to the budget stop."""
+        return any(r.block_at is not None for r in self.budgets) or any(r.action == "block" for r in self.runaways) \
+            or any(r.block_at is not None for r in self.windows)
+
     def evaluate(self, snapshot: Snapshot, now: float) -> list[Decision]:
         decisions: list[Decision] = []
-        decisions.extend(self._budgets(snapshot))
-        decisions.extend(self._runaway(snapshot, now))
-        decisions.extend(self._windows(snapshot))
+        blocks: list[RuleBlock] = []
+        decisions.extend(self._budgets(snapshot, blocks))
+        decisions.extend(self._runaway(snapshot, now, blocks))
+        decisions.extend(self._windows(snapshot, now, blocks))
+        self.blocks = blocks
         return decisions
 
     # subscription windows
-    def _windows(self, snapshot: Snapshot) -> list[Decision]:
+    def _windows(self, snapshot: Snapshot, now: float, blocks: list[RuleBlock]) -> list[Decision]:
         decisions: list[Decision] = []
         stages: dict[tuple[str, str], int] = {}
         findings: list[Finding] = []
+        blocked: set[tuple[str, str]] = set()
         for rule in self.windows:
             thresholds = rule.thresholds()
             for w in snapshot.limits:
@@ -345,7 +443,11 @@ class PolicyEngine:
                 k = (rule.name, window_key(w))
                 before = self.window_stages.get(k, 0)
                 stage = stages[k] = rule.stage(w.used_percent, before)
-                findings.append(_window_finding(rule, w, stage))
+                blocks_now = rule.blocks(w, k in self.window_blocked)
+                if blocks_now:
+                    blocked.add(k)
+                    blocks.append(_window_block(rule, w, now))
+                findings.append(_window_finding(rule, w, stage, blocks_now))
                 if stage <= before:
                     continue  # edge-triggered: only rises decide anything
                 threshold, level, action = thresholds[stage - 1]
@@ -364,6 +466,7 @@ class PolicyEngine:
                 ))
         self.window_stages = stages
         self.window_findings = findings
+        self.window_blocked = blocked
         return decisions
 
     def flags(self) -> dict[str, dict[str, str]]:
@@ -381,13 +484,17 @@ class PolicyEngine:
         return out
 
     # budgets
-    def _budgets(self, snapshot: Snapshot) -> list[Decision]:
-        findings = evaluate_budgets(snapshot, self.budgets, self.levels, include_ok=False)
+    def _budgets(self, snapshot: Snapshot, blocks: list[RuleBlock]) -> list[Decision]:
+        findings = evaluate_budgets(snapshot, self.budgets, self.levels, include_ok=False, blocked=self.blocked)
         rules = {r.name: r for r in self.budgets}
         decisions: list[Decision] = []
         levels: dict[tuple[str, str, str, str], str] = {}
+        blocked: set[tuple[str, str, str, str]] = set()
         for f in findings:
             k = (f.rule, f.view, f.key, f.measure)
+            if f.blocked:
+                blocked.add(k)
+                blocks.append(_budget_block(rules[f.rule], f))
             before = self.levels.get(k, "ok")
             levels[k] = f.level
             if LEVELS.index(f.level) <= LEVELS.index(before):
@@ -402,6 +509,7 @@ class PolicyEngine:
             ))
         self.levels = levels
         self.findings = findings
+        self.blocked = blocked
         return decisions
 
     @staticmethod
@@ -417,7 +525,7 @@ class PolicyEngine:
         return tuple(out)
 
     # runaway
-    def _runaway(self, snapshot: Snapshot, now: float) -> list[Decision]:
+    def _runaway(self, snapshot: Snapshot, now: float, blocks: list[RuleBlock]) -> list[Decision]:
         decisions: list[Decision] = []
         seen: set[tuple[str, str, str]] = set()
         for rule in self.runaways:
@@ -461,6 +569,8 @@ class PolicyEngine:
                                 ))
                         else:
                             st.below_since = None
+                if st.tripped and rule.action == "block":
+                    blocks.append(_runaway_block(rule, view, row.key, burn, st.threshold))
                 # the median learns only from normal behaviour, never from a runaway
                 if not above and not st.tripped and now - st.last_sample >= sample_every:
                     st.samples.append((now, burn))
@@ -500,3 +610,65 @@ def _label(view: str, key: str) -> str:
     if view == "totals":
         return "total spend"
     return f"{view[:-1]} {key}"
+
+
+# -- the budget stop's words ---------------------------------------------------------------------
+# What a refused client reads (docs/proxy.md, "Budget stop"): which rule, where it stands, and how
+# to lift it. Written on each evaluation, so the figures are those of the last second.
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _either(options: list[str]) -> str:
+    return options[0] if len(options) == 1 else ", ".join(options[:-1]) + ", or " + options[-1]
+
+
+def _budget_block(rule: BudgetRule, f: Finding) -> RuleBlock:
+    scope = VIEW_SCOPES[f.view]
+    key = "" if scope == "global" else f.key
+    who = "" if scope == "global" else f" for {f.view[:-1]} {f.key}"
+    block_at = rule.block_at if rule.block_at is not None else 1.0
+    if f.measure == "usd_per_hour":
+        message = f'budget "{rule.name}"{who}: burning {_usd(f.value)}/h, limit {_usd(f.limit)}/h'
+        wait = f"wait until the burn falls under {_usd(f.limit * block_at * (1 - HYSTERESIS))}/h"
+    else:
+        message = f'budget "{rule.name}"{who}: {_usd(f.value)} of {_usd(f.limit)} today'
+        wait = "wait for midnight (a new day)"
+    if block_at != 1.0:
+        message += f" (blocks at {block_at:.0%} of it)"
+    lift = _either([f"raise [budget.{rule.name}] {f.measure} (or block_at) and restart the feed", wait,
+                    f"run `{unblock_command(scope, key)}`"])
+    return RuleBlock(rule.name, "budget", scope, key, message, lift, f.view, f.key, f.measure, f.value, f.limit * block_at)
+
+
+def _runaway_block(rule: RunawayRule, view: str, key: str, burn: float, threshold: float) -> RuleBlock:
+    scope = VIEW_SCOPES[view]
+    message = (f'runaway rule "{rule.name}": {_label(view, key)} burning {_usd(burn)}/h, above '
+               f"{_usd(threshold)}/h for {rule.for_s:g} s")
+    lift = _either([f"it lifts by itself once the burn stays under {_usd(threshold * rule.clear_fraction)}/h for "
+                    f"{rule.for_s:g} s", f"run `{unblock_command(scope, key)}`"])
+    return RuleBlock(rule.name, "runaway", scope, key, message, lift, view, key, "usd_per_hour", burn, threshold)
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(0, int(seconds // 60))
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+
+
+def _window_block(rule: WindowRule, w: Window, now: float) -> RuleBlock:
+    estimate = "" if w.official else " (estimated)"
+    message = (f'subscription window rule "{rule.name}": {w.label} {w.window} window at {w.used_percent:.0f} %'
+               f"{estimate} (blocks at {rule.block_at:g} %)")
+    wait = "wait for the window to reset"
+    if w.resets_at is not None and w.resets_at > now:
+        message += f", resets in {_duration(w.resets_at - now)}"
+        wait += f" (in {_duration(w.resets_at - now)})"
+    lift = _either([wait, f"raise [limits.{rule.name}] block_at and restart the feed",
+                    f"run `{unblock_command('agent', w.agent)}`"])
+    return RuleBlock(rule.name, "window", "agent", w.agent, message, lift, "limits", window_key(w), "used_percent",
+                     w.used_percent, float(rule.block_at or 0.0))

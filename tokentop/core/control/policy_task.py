@@ -1,6 +1,8 @@
 """The feed's policy task: evaluate budgets and runaway rules on each snapshot and carry out the
 decisions — alerts (snapshot status, desktop notification, exec hook) and, for rules that opted
-in, pause or kill through the control service (audited with origin ``policy:<rule>``).
+in, pause or kill through the control service (audited with origin ``policy:<rule>``) — and hand
+the rules' blocks at the API to the control service's block book (the budget stop: the metering
+proxy reads it on every request).
 
 What it publishes, ``status["policy"]``, is a :class:`PolicyStatus`: the task writes it with
 :meth:`PolicyStatus.to_json` and the live view reads it back with :meth:`PolicyStatus.of` (from an
@@ -15,13 +17,17 @@ import logging
 import shlex
 import shutil
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Iterable, Mapping
 
-from tokentop.core.control.policy import Decision, Finding, PolicyEngine, rules_from_config, window_rules_from_config
+from tokentop.core.control.policy import (
+    Decision, Finding, PolicyEngine, RuleBlock, rules_from_config, window_rules_from_config,
+)
+from tokentop.core.proxy.gate import scope_key
 
 if TYPE_CHECKING:
     from tokentop.config import Config
+    from tokentop.core.control.blocks import ApiBlock
     from tokentop.core.control.service import ControlService
     from tokentop.core.snapshot import Row, Snapshot
 
@@ -199,12 +205,28 @@ class PolicyRunner:
         self.error: str | None = None
 
     async def step(self, now: float | None = None) -> list[Decision]:
-        """One evaluation at ``now`` (the feed's clock by default) and its consequences."""
+        """One evaluation at ``now`` (the feed's clock by default) and its consequences: the rules'
+        blocks at the API (each one that appears or goes audited), then the decisions."""
         now = self.clock() if now is None else now
         snapshot = self.service.snapshot(now)
         decisions = self.engine.evaluate(snapshot, now)
+        rule_blocks = self.engine.blocks
+        appeared, gone = await self.control.sync_rule_blocks(rule_blocks)
+        causes = {(rb.rule_id, rb.scope, scope_key(rb.scope, rb.key)): rb for rb in rule_blocks}
+        new = {_source(causes, b): b for b in appeared}
+        lifted = {_source(causes, b): b for b in gone}
         for d in decisions:
-            await self._carry_out(d, now)
+            source = (d.rule, d.kind, d.view, d.key)
+            await self._carry_out(d, now, blocked=new.pop(source, None) if d.level != "cleared" else None,
+                                  unblocked=lifted.pop(source, None) if d.level == "cleared" else None)
+        # blocks no decision of this evaluation announced (a budget's block_at apart from its limit,
+        # a window's block_at): one alert each; lifts are listed, not notified
+        for source, b in new.items():
+            rb = causes.get((b.rule, b.scope, scope_key(b.scope, b.key)))
+            await self._carry_out(_block_decision(b, rb, source), now)
+        for source, b in lifted.items():
+            self._alert(Decision(source[0], source[1], source[2], source[3], "cleared", "", 0.0, 0.0, "block", (),
+                                 f"{b.target} is no longer blocked at the API (rule {b.rule} cleared)"), now)
         self._publish()
         return decisions
 
@@ -221,11 +243,22 @@ class PolicyRunner:
                 self._publish()
             await asyncio.sleep(self.interval_s)
 
-    async def _carry_out(self, d: Decision, now: float) -> None:
+    def _alert(self, d: Decision, now: float) -> dict[str, Any]:
         self.alert_seq += 1
         entry = dict(d.payload(now), seq=self.alert_seq)
-        # the entry is what the status shows; outcomes of the actions below are added to it
+        # the entry is what the status shows; outcomes of actions are added to it
         self.alerts.append(PolicyAlert(self.alert_seq, d.level, d.rule, d.message, entry))
+        return entry
+
+    async def _carry_out(self, d: Decision, now: float, *, blocked: ApiBlock | None = None,
+                         unblocked: ApiBlock | None = None) -> None:
+        if blocked is not None:  # this rise also blocked the scope at the API: one alert says both
+            d = _with_message(d, f"{d.message}; blocked at the API: the proxy refuses {blocked.target}")
+        elif unblocked is not None:
+            d = _with_message(d, f"{d.message}; {unblocked.target} is no longer blocked at the API")
+        entry = self._alert(d, now)
+        if blocked is not None:
+            entry["blocked"] = blocked.to_json()
         if d.level != "cleared":
             await self._notify(d, entry)
         if d.action in ("pause", "kill") and d.level in ("over", "runaway"):
@@ -280,6 +313,29 @@ class PolicyRunner:
 
     def _publish(self) -> None:
         self.service.set_status(PolicyStatus.KEY, self.status().to_json())
+
+
+def _source(causes: Mapping[tuple[str, str, str], RuleBlock], b: ApiBlock) -> tuple[str, str, str, str]:
+    """(rule name, kind, view, figure key) of the figure behind a rule's block (pairs it with that
+    figure's decision)."""
+    rb = causes.get((b.rule, b.scope, scope_key(b.scope, b.key)))
+    if rb is None:  # gone: its figure is no longer blocking; name it by the block itself
+        table, _, name = b.rule.partition(".")
+        kind = {"budget": "budget", "runaway": "runaway", "limits": "window"}.get(table, table)
+        view = {"session": "sessions", "agent": "agents", "model": "models", "project": "projects"}.get(b.scope, "totals")
+        return (name, kind, view, b.key or "all")
+    return (rb.rule, rb.kind, rb.view, rb.finding)
+
+
+def _block_decision(b: ApiBlock, rb: RuleBlock | None, source: tuple[str, str, str, str]) -> Decision:
+    level = "runaway" if source[1] == "runaway" else "over"
+    return Decision(source[0], source[1], source[2], source[3], level, rb.measure if rb else "",
+                    rb.value if rb else 0.0, rb.limit if rb else 0.0, "block", (),
+                    f"blocked at the API: {b.target} ({b.message})")
+
+
+def _with_message(d: Decision, message: str) -> Decision:
+    return replace(d, message=message)
 
 
 def build_policy_runner(config: Config, control: ControlService, clock: Callable[[], float]) -> PolicyRunner | None:

@@ -5,12 +5,16 @@ service, a feed's control API, or (watching a fleet) the session's own host over
 :func:`tokentop.core.control.controller.build_controller`. Where nothing can act, a controller such
 as :class:`NoController` answers every plan with the exact reason, so the modal can say why instead
 of pretending.
+
+Blocking at the API (the budget stop's key, ``b``) goes through a :class:`Blocker`: the embedded
+feed's and a feed's control API controllers are blockers too; anything else is a
+:class:`CannotBlock` that says why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Action = Literal["pause", "resume", "terminate", "kill"]
 ACTIONS: tuple[Action, ...] = ("pause", "resume", "terminate", "kill")
@@ -64,6 +68,53 @@ class Controller(Protocol):
     def plan(self, target: Target) -> Plan: ...
 
     async def act(self, target: Target, action: Action, *, pid: int | None = None, signal: str | None = None) -> Outcome: ...
+
+
+BlockScope = Literal["session", "agent", "model", "project", "global"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTarget:
+    """What a block at the API names: a session, agent, model or project (``key``), or every
+    request (``global``, key ``""``), captured when the key was pressed."""
+
+    scope: BlockScope
+    key: str = ""
+    #: the row's burn when it was captured (shown in the modal)
+    usd_per_hour: float = 0.0
+    #: session rows: the agent and model (shown in the modal)
+    agent: str | None = None
+    model: str | None = None
+
+    def describe(self) -> str:
+        return "every request" if self.scope == "global" else f"{self.scope} {self.key}"
+
+
+@runtime_checkable
+class Blocker(Protocol):
+    def block_unavailable(self) -> str | None:
+        """Why nothing can be blocked through this blocker (``None``: it can)."""
+        ...
+
+    async def block(self, target: BlockTarget, *, message: str | None = None) -> Outcome: ...
+
+    async def unblock(self, target: BlockTarget) -> Outcome: ...
+
+
+class CannotBlock:
+    """A :class:`Blocker` that never blocks and says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def block_unavailable(self) -> str | None:
+        return self.reason
+
+    async def block(self, target: BlockTarget, *, message: str | None = None) -> Outcome:
+        return Outcome(target.describe(), "block", False, self.reason)
+
+    async def unblock(self, target: BlockTarget) -> Outcome:
+        return Outcome(target.describe(), "unblock", False, self.reason)
 
 
 NO_PROCESS_REASON = (

@@ -1,5 +1,6 @@
 """The feed-side control layer: plans and acts on sessions, keeps the session→process registry,
-talks to emitters, writes the audit log and publishes outcomes in snapshot status.
+talks to emitters, holds the blocks at the API (the budget stop, :mod:`.blocks`), writes the audit
+log and publishes outcomes in snapshot status.
 
 One instance per feed, made by :func:`tokentop.core.control.attach.attach` (``runner.parts.control``);
 runs on the feed's event loop. The UI reaches it through a
@@ -9,6 +10,7 @@ the CLI and remote viewers through the HTTP API (``tokentop.core.control.api``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal as _signal
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Sequence
 
 from tokentop.core.control import discovery, process
 from tokentop.core.control.audit import AuditLog, AuditRecord
+from tokentop.core.control.blocks import ApiBlock, BlockBook, BlockError, BlocksStatus, check_target, describe
 from tokentop.core.control.emitters import EmitterHub
 from tokentop.core.control.port import ACTIONS, NO_PROCESS_REASON, Candidate, Outcome, Plan, Target
 from tokentop.core.control.process import ProcessIdentity, Refused
@@ -26,9 +29,11 @@ from tokentop.core.aggregate import NONE_LABEL
 from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.pricing import Cost
+from tokentop.core.proxy.gate import Block, GateRequest
 
 if TYPE_CHECKING:
     from tokentop.config import Config
+    from tokentop.core.control.policy import RuleBlock
     from tokentop.core.snapshot import Snapshot
 
 log = logging.getLogger("tokentop.control")
@@ -37,6 +42,11 @@ log = logging.getLogger("tokentop.control")
 STATUS_OUTCOMES: Final = 20
 #: (session, pid) pairs from events that were refused a binding, remembered so each is checked once.
 MAX_REFUSED_BINDINGS: Final = 10_000
+#: seconds between the block book's rounds (ends of blocks, the status with the enforcing proxies)
+BLOCKS_TICK_S: Final = 1.0
+#: what makes a block take effect when no proxy enforces the feed's blocks
+NO_PROXY_REMEDY: Final = ("no tokentop proxy enforces this feed's blocks now: set `[proxy] enabled = true` (and "
+                          "restart the feed), or run `tokentop proxy`, and point the agent at it")
 
 
 @dataclass
@@ -103,6 +113,26 @@ class ControlStatus:
         return None if snapshot is None else cls.from_json(snapshot.status.get(cls.KEY))
 
 
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    """What a block or an unblock did (the control API's answer; audited)."""
+
+    action: str  # "block" | "unblock"
+    scope: str
+    key: str
+    ok: bool
+    message: str
+    code: str | None = None
+    #: the block made, or the blocks lifted
+    blocks: tuple[ApiBlock, ...] = ()
+    #: some proxy enforces the feed's blocks now
+    enforced: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "scope": self.scope, "key": self.key, "ok": self.ok, "message": self.message,
+                "code": self.code, "blocks": [b.to_json() for b in self.blocks], "enforced": self.enforced}
+
+
 class ControlService:
     def __init__(self, service: FeedService, settings: ControlSettings | None = None, *, persist: bool = True) -> None:
         self.service = service
@@ -110,6 +140,8 @@ class ControlService:
         ledger = service.ledger
         self.registry = ProcessRegistry(ledger if persist else None)
         self.audit = AuditLog(ledger)
+        #: the blocks at the API the metering proxy enforces (the budget stop)
+        self.blocks = BlockBook(ledger, clock=service.clock)
         self.emitters = EmitterHub()
         self.outcomes: deque[dict[str, Any]] = deque(maxlen=STATUS_OUTCOMES)
         self.refused_event_pids = 0
@@ -120,6 +152,7 @@ class ControlService:
             service.aggregator.bind_process(rec.session, rec.facts())
         service.listeners.append(self.on_events)
         self._publish_status()
+        self.publish_blocks()
 
     # -- binding ---------------------------------------------------------------------------------
     def register(self, session: str, identity: ProcessIdentity, *, host: str | None = None, agent: str | None = None,
@@ -350,6 +383,138 @@ class ControlService:
             agg.set_session_state(session, None)
         else:
             agg.set_session_state(session, "stopped")
+
+    # -- blocks at the API (the budget stop) ---------------------------------------------------------
+    async def block(self, scope: str, key: str = "", *, origin: str = "api", message: str | None = None,
+                    until: float | None = None) -> BlockResult:
+        """A person's block: the metering proxy refuses the scope's next requests with the provider's
+        own 429 until it is lifted (or ends). Audited; never raises for a refusal."""
+        try:
+            scope, key = check_target(scope, key)
+            entry = self.blocks.block(scope, key, origin=origin, message=message, until=until)
+        except BlockError as exc:
+            result = BlockResult("block", scope, key, False, str(exc), "bad_block")
+        else:
+            try:
+                await self.blocks.save_block(entry)
+            except Exception:  # the block holds in memory; a restart would not know it
+                log.exception("could not store the block in the ledger")
+            enforced = bool(self.blocks.enforcers())
+            text = f"blocked {entry.target} at the API: the proxy refuses its next requests (rule {entry.rule})"
+            if not enforced:
+                text += f"; but {NO_PROXY_REMEDY}"
+            result = BlockResult("block", scope, key, True, text, None, (entry,), enforced)
+        await self._audit_block(result, origin)
+        return result
+
+    async def unblock(self, scope: str, key: str = "", *, origin: str = "api") -> BlockResult:
+        """Lift every block of exactly this scope and key: a person's is removed, a rule's is lifted
+        until the rule clears. Audited; says what still refuses a session's requests, if anything."""
+        try:
+            scope, key = check_target(scope, key)
+            lifted = self.blocks.unblock(scope, key)
+        except BlockError as exc:
+            result = BlockResult("unblock", scope, key, False, str(exc), "bad_block")
+            await self._audit_block(result, origin)
+            return result
+        try:
+            await self.blocks.delete_blocks(lifted)
+            await self.blocks.save_lifts(lifted, origin)
+        except Exception:
+            log.exception("could not store the unblock in the ledger")
+        still = self._still_blocked(scope, key)
+        if lifted:
+            words = ", ".join(f"{b.rule} (until the rule clears)" if b.kind == "rule" else b.rule for b in lifted)
+            text = f"lifted {describe(scope, key)}: {words}"
+        else:
+            text = f"nothing blocked {describe(scope, key)} itself"
+        if still is not None:
+            text += f"; its requests are still refused by rule {still.rule}: {still.message} (to lift it: {still.how_to_lift})"
+        result = BlockResult("unblock", scope, key, bool(lifted), text, None if lifted else "not_blocked", tuple(lifted),
+                             bool(self.blocks.enforcers()))
+        await self._audit_block(result, origin)
+        return result
+
+    def _still_blocked(self, scope: str, key: str) -> Block | None:
+        """The block a session's (or agent's, ...) requests still meet after an unblock."""
+        if scope == "session":
+            facts = self._session_facts(key)
+            request = GateRequest(facts.get("agent") or "", key, None, "", facts.get("project"))
+        elif scope == "agent":
+            request = GateRequest(key, None, None, "")
+        elif scope == "model":
+            request = GateRequest("", None, key, "")
+        elif scope == "project":
+            request = GateRequest("", None, None, "", key)
+        else:
+            request = GateRequest("", None, None, "")
+        return self.blocks.check(request)
+
+    async def sync_rule_blocks(self, blocks: Sequence[RuleBlock]) -> tuple[list[ApiBlock], list[ApiBlock]]:
+        """The policy task's blocks of one evaluation: each that appears or goes is audited with
+        origin ``policy:<rule>``. Returns ``(appeared, gone)``."""
+        appeared, gone, dropped = self.blocks.set_rule_blocks(blocks)
+        if dropped:
+            try:
+                await self.blocks.delete_lifts(dropped)
+            except Exception:
+                log.exception("could not drop lifted blocks from the ledger")
+        enforced = bool(self.blocks.enforcers()) if appeared else True
+        for b in appeared:
+            text = f"blocked {b.target} at the API: {b.message}"
+            if not enforced:
+                text += f" (but {NO_PROXY_REMEDY})"
+            await self._audit_block(BlockResult("block", b.scope, b.key, True, text, blocks=(b,), enforced=enforced),
+                                    b.origin)
+        for b in gone:
+            await self._audit_block(BlockResult("unblock", b.scope, b.key, True,
+                                                f"lifted {b.target}: rule {b.rule} no longer blocks it", blocks=(b,)),
+                                    b.origin)
+        if appeared or gone or dropped:
+            self.publish_blocks()
+        return appeared, gone
+
+    async def expire_blocks(self) -> list[ApiBlock]:
+        """End the blocks whose time is up (audited, origin ``expiry``)."""
+        ended = self.blocks.expire()
+        if ended:
+            try:
+                await self.blocks.delete_blocks(ended)
+            except Exception:
+                log.exception("could not drop ended blocks from the ledger")
+            for b in ended:
+                await self._audit_block(BlockResult("unblock", b.scope, b.key, True, f"{b.target}: the block ended",
+                                                    blocks=(b,)), "expiry")
+        return ended
+
+    async def run_blocks(self) -> None:
+        """The feed's background job for blocks: ends expired ones and republishes the status (the
+        enforcing proxies come and go) every :data:`BLOCKS_TICK_S`."""
+        while True:
+            try:
+                await self.expire_blocks()
+                self.publish_blocks()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never take the feed down
+                log.exception("blocks housekeeping failed")
+            await asyncio.sleep(BLOCKS_TICK_S)
+
+    async def _audit_block(self, result: BlockResult, origin: str) -> None:
+        rec = AuditRecord(self.service.clock(), result.key, result.action, origin, None, None, result.ok, result.code,
+                          result.message, scope=result.scope)
+        try:
+            await self.audit.record_async(rec)
+        except Exception:
+            log.exception("audit write failed")
+        self.outcomes.append({"session": result.key, "scope": result.scope, "action": result.action, "ok": result.ok,
+                              "message": result.message, "code": result.code, "pid": None, "ts": rec.ts,
+                              "origin": origin})
+        self._publish_status()
+        self.publish_blocks()
+
+    def publish_blocks(self) -> None:
+        self.service.set_status(BlocksStatus.KEY, self.blocks.status().to_json())
 
     # -- status ----------------------------------------------------------------------------------
     def status(self) -> ControlStatus:

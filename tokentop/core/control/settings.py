@@ -12,6 +12,17 @@ from tokentop.core.setting import NUM, Setting, fraction, non_negative, one_of, 
 
 #: what a budget or runaway rule may do when it trips
 POLICY_ACTIONS: Final = ("alert", "pause", "kill")
+#: a runaway rule may also block the session (or agent) at the API: the metering proxy refuses its
+#: requests until the rule clears (budgets block with ``block_at`` instead)
+RUNAWAY_ACTIONS: Final = (*POLICY_ACTIONS, "block")
+
+
+def block_fraction(v: object) -> str | None:
+    """``block_at`` is a fraction of the limit, like ``warn_at``; 100 is most likely meant as 100 %."""
+    if isinstance(v, (int, float)) and 0 < v <= 10:
+        return None
+    return (f"is a fraction of the limit, like warn_at (1.0 blocks at the limit, 0.9 at 90 %, 1.2 at 120 %); "
+            f"got {v!r}" + (" (for 'at the limit' write 1.0)" if isinstance(v, (int, float)) and v > 10 else ""))
 
 SECTIONS: Final = {
     "control": {
@@ -34,6 +45,8 @@ NAMED_TABLES: Final = {
         "usd_per_session": Setting(NUM, None, "limit on any one session's spend today (within the scope)", positive),
         "warn_at": Setting(NUM, 0.8, "fraction of a limit that is a warning", fraction),
         "action": Setting(str, "alert", "what happens over budget: alert | pause | kill", one_of(*POLICY_ACTIONS)),
+        "block_at": Setting(NUM, None, "block at the API at this fraction of a limit (1.0: at the limit): the "
+                                       "metering proxy refuses the scope's requests (opt-in)", block_fraction),
     },
     "runaway": {
         "scope": Setting(str, "session", "session | agent", one_of("session", "agent")),
@@ -44,6 +57,8 @@ NAMED_TABLES: Final = {
         "min_usd_per_hour": Setting(NUM, 1.0, "the median rule ignores burn below this ($/h)", non_negative),
         "for_s": Setting(NUM, 30, "seconds the condition must hold before the rule trips", non_negative),
         "clear_fraction": Setting(NUM, 0.8, "hysteresis: clears when burn < fraction x threshold for for_s", fraction),
-        "action": Setting(str, "alert", "alert | pause | kill (pause/kill are opt-in)", one_of(*POLICY_ACTIONS)),
+        "action": Setting(str, "alert", "alert | pause | kill | block (pause/kill/block are opt-in; block: the "
+                                        "metering proxy refuses its requests until the rule clears)",
+                          one_of(*RUNAWAY_ACTIONS)),
     },
 }

@@ -26,7 +26,8 @@ What becomes an event (everything else is accepted and ignored):
 * Codex ``codex.sse_event`` with ``event.kind = response.completed``: counted only when the Codex
   log source is disabled — rollouts carry the same requests and no shared request id.
 * Any GenAI-instrumented app (``gen_ai.usage.*`` on spans or log records): one event per span or
-  record; ``gen_ai.client.token.usage`` histograms only for services that sent no such
+  record, except an agent span (``invoke_agent``) whose calls of the same trace were seen: it sums
+  them; ``gen_ai.client.token.usage`` histograms only for services that sent no such
   per-request data.
 """
 
@@ -199,6 +200,8 @@ class OtlpReceiver:
         self.claude_seen = False
         #: services that sent per-request GenAI data (their histograms are ignored)
         self.genai_services: set[str] = set()
+        #: traces with per-call GenAI spans: an agent span of such a trace sums calls already counted
+        self.call_traces: set[str] = set()
         #: cumulative series: key -> (start_nanos, last value)
         self.cumulative: dict[tuple[Any, ...], tuple[str, float]] = {}
         self.counters: dict[str, int] = {}
@@ -323,11 +326,15 @@ class OtlpReceiver:
             return events, rejected, errors
         outer, inner, items = {"logs": ("resourceLogs", "scopeLogs", "logRecords"),
                                "traces": ("resourceSpans", "scopeSpans", "spans")}[signal]
+        rollups: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
         for res in _list(payload.get(outer)):
             rattrs = attrs((res.get("resource") or {}).get("attributes"))
             for scope in _list(res.get(inner)):
                 sname = str((scope.get("scope") or {}).get("name") or "")
                 for rec in _list(scope.get(items)):
+                    if signal == "traces" and _is_agent_rollup(rec):
+                        rollups.append((rattrs, sname, rec))  # decided once the batch's calls are known
+                        continue
                     try:
                         e = convert_one(rattrs, sname, rec, now)  # type: ignore[misc]
                     except BadRecord as exc:
@@ -337,6 +344,19 @@ class OtlpReceiver:
                         continue
                     if e is not None:
                         events.append(e)
+        for rattrs, sname, rec in rollups:
+            if str(rec.get("traceId") or "") in self.call_traces:
+                self._count("genai_agent_rollups_skipped")
+                continue
+            try:
+                e = self._span(rattrs, sname, rec, now)
+            except BadRecord as exc:
+                rejected += 1
+                errors.append(str(exc))
+                self._count("rejected")
+                continue
+            if e is not None:
+                events.append(e)
         return events, rejected, errors
 
     def _log_record(self, rattrs: dict[str, Any], scope: str, rec: dict[str, Any], now: float) -> Event | None:
@@ -369,6 +389,11 @@ class OtlpReceiver:
             return self._claude_request(rattrs, a, end, now, "otlp-trace")
         if any(k.startswith("gen_ai.usage.") for k in a):
             self._count("genai_span")
+            trace = str(span.get("traceId") or "")
+            if trace and not _is_agent_rollup(span):
+                if len(self.call_traces) > 200_000:
+                    self.call_traces.clear()
+                self.call_traces.add(trace)
             span_id = f"{span.get('traceId', '')}:{span.get('spanId', '')}"
             return self._genai(rattrs, a, end, now, f"otel-span:{span_id}" if span_id != ":" else
                                _hash_id("otel-span", end, sorted(a.items())))
@@ -532,6 +557,28 @@ class OtlpReceiver:
 
 
 # -- decoding -----------------------------------------------------------------------------------
+
+#: GenAI operations whose span sums the calls made under it (the semantic conventions' agent spans)
+AGENT_OPERATIONS: Final = frozenset({"invoke_agent", "create_agent"})
+
+
+def _is_agent_rollup(span: dict[str, Any]) -> bool:
+    """An agent span carrying usage: its tokens are the sum of its ``chat`` children's, which are
+    counted themselves when they are exported (GitHub Copilot CLI sends both)."""
+    op = None
+    usage = False
+    for kv in _list(span.get("attributes")):
+        key = kv.get("key") if isinstance(kv, dict) else None
+        if key == "gen_ai.operation.name":
+            op = any_value(kv.get("value"))
+        elif isinstance(key, str) and key.startswith("gen_ai.usage."):
+            usage = True
+    if not usage:
+        return False
+    if op is not None:
+        return op in AGENT_OPERATIONS
+    return str(span.get("name") or "").startswith(("invoke_agent", "create_agent"))
+
 
 def _list(v: Any) -> list[Any]:
     return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []

@@ -49,7 +49,9 @@ ENTRIES: Final = {
         "warn_at": Setting(NUM, 80, "alert at this used %", between(0, 1000, "%")),
         "pause_at": Setting(NUM, None, "pause the agent's active sessions at this used % (opt-in)", percent),
         "kill_at": Setting(NUM, None, "stop (TERM) the agent's active sessions at this used % (opt-in)", percent),
-        "estimated": Setting(bool, False, "let pause/kill act on an estimated window too (alerts always do)"),
+        "block_at": Setting(NUM, None, "block the agent's requests at the API (the metering proxy) at this used % "
+                                       "(opt-in)", percent),
+        "estimated": Setting(bool, False, "let pause/kill/block act on an estimated window too (alerts always do)"),
     },
 }
 

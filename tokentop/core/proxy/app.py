@@ -213,6 +213,8 @@ class ProxyApp:
         self.clock = clock
         self.status_extra = status_extra
         self.counters = ProxyCounters()
+        #: requests refused, by the rule that refused them (every gate's, not only the block list's)
+        self.refused: dict[str, int] = {}
         self.inflight = 0
         self.started_at = clock()
         self.upstreams = Upstreams(settings)
@@ -301,10 +303,11 @@ class ProxyApp:
         block = self.gate.check(GateRequest(agent, session, requested, route.upstream, project))
         if block is not None:
             self.counters.blocked += 1
-            out.status_code = 429
+            self.refused[block.rule] = self.refused.get(block.rule, 0) + 1
+            out.status_code = block.status
             out.failed = True
             self._record(out)
-            await self._answer(send, route.family, 429, block.text(), retry=False)
+            await self._answer(send, route.family, block.status, block.text(), retry=block.retry)
             return
 
         forward = [(k, v) for k, v in scope["headers"] if k not in _DROP_REQUEST and not k.startswith(_OWN_PREFIX) and k != b"accept-encoding"]
@@ -542,7 +545,7 @@ class ProxyApp:
             "counters": self.counters.to_json(),
             "events": self.pump.status(),
             "blocks": [e.to_json() for e in self.blocks.entries()],
-            "refused_by_rule": dict(self.blocks.refused),
+            "refused_by_rule": dict(self.refused),
         }
         if self.status_extra is not None:
             data.update(self.status_extra())

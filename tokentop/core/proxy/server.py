@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Final
 import uvicorn
 
 from tokentop.core.proxy.app import ProxyApp, UpstreamAborted
+from tokentop.core.proxy.follow import FollowedBlocks
 from tokentop.core.proxy.gate import BlockList, GateChain
 from tokentop.core.proxy.settings import ProxySettings
 from tokentop.core.proxy.sink import EventPump, EventSink, ServiceSink
@@ -84,8 +85,9 @@ def bind(listen: str) -> socket.socket:
 class ProxyPart:
     """One proxy: ``await part.run()`` serves until cancelled or :meth:`stop`.
 
-    Handles for the rest of tokentop: :attr:`blocks` (block / unblock by scope), :attr:`gates`
-    (add a gate: phase 2's budget and runaway gates), :meth:`status`.
+    Handles for the rest of tokentop: :attr:`blocks` (the proxy's own block list), :attr:`gates`
+    (add a gate: a feed's :class:`~tokentop.core.control.blocks.BlockBook`), :attr:`follow` (a
+    remote feed's blocks, read over HTTP), :meth:`status`.
     """
 
     settings: ProxySettings
@@ -94,6 +96,7 @@ class ProxyPart:
     blocks: BlockList
     gates: GateChain
     publish_status: Callable[[dict[str, Any]], None] | None = None
+    follow: FollowedBlocks | None = None
     url: str | None = None
     _sock: socket.socket | None = None
     _server: uvicorn.Server | None = None
@@ -112,8 +115,13 @@ class ProxyPart:
         return self.url
 
     def status(self) -> dict[str, Any]:
-        data = self.app.status()
-        data["url"] = self.url
+        return self.app.status()
+
+    def _status_extra(self) -> dict[str, Any]:
+        """What the part adds to the app's status (``GET /_tokentop/status`` shows it too)."""
+        data: dict[str, Any] = {"url": self.url}
+        if self.follow is not None:
+            data["feed_blocks"] = self.follow.status()
         return data
 
     def stop(self) -> None:
@@ -139,6 +147,11 @@ class ProxyPart:
         if self._stopping:
             server.should_exit = True
         loop = asyncio.get_running_loop()
+        follow_task = None
+        if self.follow is not None:
+            self.follow.me = self.follow.me or (self.url or "")
+            await self.follow.prime()  # the feed's blocks hold from the first request on
+            follow_task = loop.create_task(self.follow.run(), name="tokentop-proxy-follow")
         pump_task = loop.create_task(self.pump.run(), name="tokentop-proxy-pump")
         status_task = loop.create_task(self._publish_loop(), name="tokentop-proxy-status") if self.publish_status else None
         serve_task = loop.create_task(server.serve(sockets=[self._sock]), name="tokentop-proxy-server")
@@ -150,12 +163,12 @@ class ProxyPart:
             server.should_exit = True  # graceful: in-flight requests get timeout_graceful_shutdown to finish
         # From here nothing may be cut short: a second Ctrl-C (or uvicorn re-raising the signal it
         # caught) must not lose queued events without counting them.
-        cancelled |= await _to_the_end(self._finish(serve_task, pump_task, status_task))
+        cancelled |= await _to_the_end(self._finish(serve_task, pump_task, status_task, follow_task))
         if cancelled:
             raise asyncio.CancelledError
 
     async def _finish(self, serve_task: asyncio.Task[None], pump_task: asyncio.Task[None],
-                      status_task: asyncio.Task[None] | None) -> None:
+                      status_task: asyncio.Task[None] | None, follow_task: asyncio.Task[None] | None) -> None:
         try:
             await asyncio.wait_for(serve_task, 10)
         except (asyncio.TimeoutError, asyncio.CancelledError):
@@ -164,6 +177,14 @@ class ProxyPart:
             log.exception("proxy: the server stopped with an error")
         if status_task is not None:
             status_task.cancel()
+        if follow_task is not None:
+            follow_task.cancel()
+            try:
+                await follow_task
+            except asyncio.CancelledError:
+                pass
+            assert self.follow is not None
+            await self.follow.aclose()
         await self.pump.drain(DRAIN_TIMEOUT_S)
         pump_task.cancel()
         try:
@@ -212,14 +233,19 @@ def build_proxy(
     host: str | None = None,
     clock: Callable[[], float] = time.time,
     publish_status: Callable[[dict[str, Any]], None] | None = None,
+    follow: FollowedBlocks | None = None,
 ) -> ProxyPart:
     """A proxy sending its events to ``sink``. ``token`` guards the ``/_tokentop/`` routes
-    (status, block, unblock); without it they answer 401."""
+    (status, block, unblock); without it they answer 401. ``follow``: a feed's blocks to enforce
+    (read over HTTP), asked after the proxy's own block list."""
     blocks = BlockList(clock)
     gates = GateChain([blocks])
+    if follow is not None:
+        gates.add(follow)
     pump = EventPump(sink, max_queue=settings.queue_max)
     app = ProxyApp(settings, pump, gate=gates, blocks=blocks, token=token, host=host, clock=clock)
-    part = ProxyPart(settings, app, pump, blocks, gates, publish_status)
+    part = ProxyPart(settings, app, pump, blocks, gates, publish_status, follow=follow)
+    app.status_extra = part._status_extra
     closer = getattr(sink, "aclose", None)
     if closer is not None:
         part._closers.append(closer)

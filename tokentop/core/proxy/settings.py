@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
-from tokentop.core.setting import NUM, Setting, positive
+from tokentop.core.setting import NUM, Setting, one_of, positive
 
 if TYPE_CHECKING:
     from tokentop.config import Config
@@ -62,6 +62,10 @@ SETTINGS: Final = {
     "max_parse_bytes": Setting(int, 16 * 1024 * 1024, "largest response body or SSE event kept whole to read usage; larger ones pass through and usage is read from their tail", positive),
     "queue_max": Setting(int, 100_000, "events waiting for the feed; beyond this new events are dropped and counted", positive),
     "include_usage": Setting(bool, True, "ask streamed Chat Completions for their usage chunk when the client did not (and strip it again)"),
+    "follow_blocks": Setting(bool, True, "a proxy sending to a feed over HTTP enforces that feed's blocks (budget stop), read from GET /v1/blocks"),
+    "blocks_poll_s": Setting(NUM, 1.0, "seconds between reads of the feed's blocks", positive),
+    "on_feed_unreachable": Setting(str, "open", "when the feed's blocks cannot be read for a while: open (let requests "
+                                                "through, with a warning) or closed (answer 503)", one_of("open", "closed")),
     # last: `tokentop config init` writes a table-valued default as its own [header] block
     "upstreams": Setting(dict, dict(BUILTIN_UPSTREAMS), "name -> base URL, as a [proxy.upstreams] table; /<name>/... reaches it (openai and anthropic are built in)", _upstreams),
 }
@@ -86,6 +90,9 @@ class ProxySettings:
     max_parse_bytes: int = 16 * 1024 * 1024
     queue_max: int = 100_000
     include_usage: bool = True
+    follow_blocks: bool = True
+    blocks_poll_s: float = 1.0
+    on_feed_unreachable: str = "open"
     enabled: bool = False
 
     def __post_init__(self) -> None:

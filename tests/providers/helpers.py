@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from fake_provider_api import Cost, FakeServer, Usage
+from tests.providers.fake_provider_api import Cost, FakeServer, Usage
 from tokentop.core.providers.keys import AdminKey
 from tokentop.core.providers.paging import RetryPolicy
 from tokentop.core.providers.settings import provider_settings

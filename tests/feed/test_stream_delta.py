@@ -18,7 +18,7 @@ import websockets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.limits.test_feed_limits import statusline_payload
+from tests.limits.helpers import statusline_payload
 from tokentop import config as config_mod
 from tokentop.core.feed.runner import FeedRunner
 from tokentop.core.feed.stream import DeltaGap, DeltaReader, StreamShape, columns

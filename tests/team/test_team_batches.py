@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.team.fleetkit import events, fleet_runner, host_runner, ingest, stream_ids, stream_state, totals, wait_for
+from tests.team.helpers import events, fleet_runner, host_runner, ingest, stream_ids, stream_state, totals, wait_for
 from tests.team.natsserver import NatsServer
 from tokentop import config as config_mod
 from tokentop.core.setting import ConfigError

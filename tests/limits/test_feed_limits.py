@@ -13,6 +13,7 @@ import httpx
 import pytest
 import websockets
 
+from tests.limits.helpers import statusline_payload
 from tests.sources.helpers import iso, write_lines
 from tokentop import config as config_mod
 from tokentop.cli import main as cli_main
@@ -41,14 +42,6 @@ def usage_line(t: float, total_in: int, total_out: int) -> str:
              "reasoning_output_tokens": 0}
     return json.dumps({"timestamp": iso(t), "type": "event_msg", "payload": {
         "type": "token_count", "info": {"total_token_usage": usage, "last_token_usage": usage}, "rate_limits": None}})
-
-
-def statusline_payload(used5: float = 62, used7: float = 41, reset5: float | None = None) -> dict:
-    now = time.time()
-    payload = json.loads((FIXTURES / "statusline_2.1.x_rate_limits_filled_COMPOSED.json").read_text())
-    payload["rate_limits"]["five_hour"] = {"used_percentage": used5, "resets_at": int(reset5 or now + 72 * 60)}
-    payload["rate_limits"]["seven_day"] = {"used_percentage": used7, "resets_at": int(now + 3 * 86400)}
-    return payload
 
 
 @pytest.fixture

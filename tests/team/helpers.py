@@ -96,7 +96,9 @@ def stream_ids(url: str) -> list[str]:
         try:
             while True:
                 msgs = await sub.fetch(500, timeout=0.5)
-                out.extend(json.loads(m.data)["event"]["id"] for m in msgs)
+                for m in msgs:
+                    obj = json.loads(m.data)
+                    out.extend(item["event"]["id"] for item in obj.get("events") or [obj])  # a batch, or one
         except Exception:
             pass
         await nc.close()

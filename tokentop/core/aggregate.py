@@ -20,9 +20,11 @@ Layout, chosen so that per-event work is one dictionary look-up and one small up
   additive), the new record's go into its cell, and the rates and sparklines get the difference at
   the second of the revision. No request is counted twice.
 * :meth:`Aggregator.snapshot` freezes cells and cold sums into a
-  :class:`~tokentop.core.snapshot.Snapshot` (the data model, which knows nothing of this module);
-  the builder is the last section here, beside the state it reads, and keeps its cache of quiet
-  rows (:data:`RowCache`) on the aggregator so eviction can drop entries with their rows.
+  :class:`~tokentop.core.snapshot.Snapshot` (the data model, which knows nothing of this module)
+  with :class:`tokentop.core.snapshot_builder.SnapshotBuilder`, which rebuilds only the rows that
+  changed since the previous snapshot. What changed is recorded here, where it happens, at O(1)
+  per event: :meth:`apply` and :meth:`revise` mark the cells they touch, :meth:`cool` lists the
+  cells it folds, and a changed cold sum, session state or eviction names its row.
 """
 
 from __future__ import annotations
@@ -30,23 +32,22 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, Final, Mapping
+from typing import TYPE_CHECKING
 
+from tokentop.core.cells import _DIM_FIELD, _KEY_INDEX, CELL_KEY, Cell, Counts, RowSum, add_model_share
 from tokentop.core.events import Event
-from tokentop.core.pricing import PICO, Cost, usd
-from tokentop.core.snapshot import DIMENSIONS, NONE_LABEL, SERIES_S, ModelShare, Row, Snapshot, Totals, sort_rows
+from tokentop.core.pricing import Cost
+from tokentop.core.snapshot import DIMENSIONS, NONE_LABEL, SERIES_S, Snapshot
 
 if TYPE_CHECKING:
     from tokentop.config import Config
+    from tokentop.core.snapshot_builder import SnapshotBuilder
 
-#: A cell's key: the value of each of these event fields, missing ones as NONE_LABEL (except the
-#: session, which stays None: such requests count everywhere but have no session row). The hot
-#: paths below index keys by position (0 agent, 1 model, 2 session, 3 project, 5 host).
-CELL_KEY: Final = ("agent", "model", "session", "project", "provider", "host")
-#: the event field each dimension groups by ("agents" -> "agent", ...)
-_DIM_FIELD: Final = {dim: dim[:-1] for dim in DIMENSIONS}
-#: index of each dimension's value in a cell key
-_KEY_INDEX: Final = {dim: CELL_KEY.index(field) for dim, field in _DIM_FIELD.items()}
+#: CELL_KEY, Cell, Counts, RowSum and add_model_share live in :mod:`tokentop.core.cells` (shared with
+#: the snapshot builder) and are named here too, where readers of the aggregator look for them
+__all__ = ["CELL_KEY", "Aggregator", "AggregatorConfig", "Cell", "Counts", "DayClock", "RecentRequest", "RowSum",
+           "add_model_share"]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,114 +112,6 @@ class DayClock:
         return self.start, self.index
 
 
-class Counts:
-    """Today's counters (tokens in the contract's semantics, money in pico-dollars)."""
-
-    __slots__ = (
-        "day", "requests", "input", "output", "cache_read", "cache_write", "reasoning", "errors",
-        "pusd_estimated", "pusd_provided", "unpriced", "first_seen", "last_seen",
-    )
-
-    def __init__(self) -> None:
-        self.day = -1
-        self.requests = self.input = self.output = self.cache_read = self.cache_write = 0
-        self.reasoning = self.errors = self.pusd_estimated = self.pusd_provided = self.unpriced = 0
-        self.first_seen = 0.0
-        self.last_seen = 0.0
-
-    def clear_day(self, day: int) -> None:
-        self.day = day
-        self.requests = self.input = self.output = self.cache_read = self.cache_write = 0
-        self.reasoning = self.errors = self.pusd_estimated = self.pusd_provided = self.unpriced = 0
-
-    def add_counts(self, other: Counts, day: int) -> None:
-        """Add ``other``'s counters if they are of ``day`` (this one is moved to ``day`` first)."""
-        if self.day != day:
-            self.clear_day(day)
-        if other.day == day:
-            self.requests += other.requests
-            self.input += other.input
-            self.output += other.output
-            self.cache_read += other.cache_read
-            self.cache_write += other.cache_write
-            self.reasoning += other.reasoning
-            self.errors += other.errors
-            self.pusd_estimated += other.pusd_estimated
-            self.pusd_provided += other.pusd_provided
-            self.unpriced += other.unpriced
-        if other.last_seen > self.last_seen:
-            self.last_seen = other.last_seen
-        if other.first_seen and (not self.first_seen or other.first_seen < self.first_seen):
-            self.first_seen = other.first_seen
-
-    @property
-    def pusd_today(self) -> int:
-        return self.pusd_estimated + self.pusd_provided
-
-
-class Cell(Counts):
-    """One hot (agent, model, session, project, provider, host) combination."""
-
-    __slots__ = ("key", "buckets", "pid", "branch")
-
-    def __init__(self, key: tuple[str, ...]) -> None:
-        super().__init__()
-        self.key = key
-        #: [second, requests, input tokens, output tokens, pusd], oldest first
-        self.buckets: list[list[int]] = []
-        self.pid: int | None = None
-        self.branch: str | None = None
-
-    def window(self, now: float, seconds: int) -> tuple[int, int, int, int]:
-        """(requests, input tokens, output tokens, pusd) in the last ``seconds`` one-second buckets."""
-        cutoff = int(now) - seconds
-        req = tin = tout = pusd = 0
-        for b in reversed(self.buckets):
-            if b[0] <= cutoff:
-                break
-            req += b[1]
-            tin += b[2]
-            tout += b[3]
-            pusd += b[4]
-        return req, tin, tout, pusd
-
-
-class RowSum(Counts):
-    """A row's cold sum: what its cooled cells contributed today, plus identity for session rows."""
-
-    __slots__ = ("models", "version", "agent", "model", "pid", "host", "project", "branch")
-
-    def __init__(self) -> None:
-        super().__init__()
-        #: model -> [requests, tokens, pusd, unpriced] for today
-        self.models: dict[str, list[int]] = {}
-        self.version = 0
-        self.agent: str | None = None
-        self.model: str | None = None
-        self.pid: int | None = None
-        self.host: str | None = None
-        self.project: str | None = None
-        self.branch: str | None = None
-
-    def clear_day(self, day: int) -> None:
-        super().clear_day(day)
-        self.models = {}
-
-
-def add_model_share(models: dict[str, list[int]], model: str, c: Counts, day: int) -> None:
-    # not "no requests": a cell a revision took a record out of can hold tokens and money at 0 requests
-    if c.day != day or not (c.requests or c.input or c.output or c.pusd_estimated or c.pusd_provided or c.unpriced):
-        return
-    share = models.get(model)
-    if share is None:
-        models[model] = [c.requests, c.input + c.output, c.pusd_today, c.unpriced]
-    else:
-        share[0] += c.requests
-        share[1] += c.input + c.output
-        share[2] += c.pusd_today
-        share[3] += c.unpriced
-
-
 @dataclass(frozen=True, slots=True)
 class RecentRequest:
     event: Event
@@ -239,13 +132,20 @@ class Aggregator:
         self.session_states: dict[str, str] = {}
         #: session id -> process facts recorded by ``tokentop run`` / control (pid, host, cmd, ...)
         self.session_processes: dict[str, dict[str, object]] = {}
-        #: bumped whenever a session's state or process facts change (snapshot row cache key)
-        self.session_versions: dict[str, int] = {}
         self.events_applied = 0
         self.events_revised = 0
         self.evicted = 0
-        #: rows of quiet (cold-only) rows from earlier snapshots, reused while unchanged
-        self.row_cache: RowCache = {}
+        # What changed since the last snapshot, for the incremental builder (each O(1) to record):
+        #: cells an event or a revision touched, in first-touch order (``Cell.dirty`` says "listed")
+        self.dirty: list[Cell] = []
+        #: cells :meth:`cool` folded into the cold sums
+        self.cooled: list[Cell] = []
+        #: rows whose cold sum or session state changed otherwise: (dimension, key), ("total", None)
+        self.touched: set[tuple[str, str | None]] = set()
+        #: rows :meth:`evict` dropped
+        self.dropped: list[tuple[str, str]] = []
+        self._serial = 0
+        self._builder: SnapshotBuilder | None = None
 
     # -- input ---------------------------------------------------------------------------------
     def apply(self, e: Event, cost: Cost, now: float) -> None:
@@ -260,7 +160,10 @@ class Aggregator:
                e.host or NONE_LABEL)
         cell = self.cells.get(key)
         if cell is None:
-            cell = self.cells[key] = Cell(key)
+            cell = self._new_cell(key)
+        if not cell.dirty:
+            cell.dirty = True
+            self.dirty.append(cell)
         if ts > cell.last_seen:
             cell.last_seen = ts
             if e.pid is not None:
@@ -314,7 +217,7 @@ class Aggregator:
                         keep += 1
                     del buckets[:keep]
             else:
-                _add_late(buckets, sec, inp, out, pusd)
+                _add_late(cell, sec, inp, out, pusd)
         self.events_applied += 1
         if self.config.recent_max:
             self.recent.append((e, cost))
@@ -337,7 +240,11 @@ class Aggregator:
         old_cell = self.cells.get(old_key)  # before the new record's cell may be made: a cold record stays cold
         new_cell = self.cells.get(new_key)
         if new_cell is None and (new.ts >= start or new.ts > series_edge):
-            new_cell = self.cells[new_key] = Cell(new_key)
+            new_cell = self._new_cell(new_key)  # type: ignore[arg-type]
+        for cell in (old_cell, new_cell):
+            if cell is not None and not cell.dirty:
+                cell.dirty = True
+                self.dirty.append(cell)
         if new_cell is not None:
             _touch(new_cell, new)
             if new.ts >= start:
@@ -352,11 +259,11 @@ class Aggregator:
             pusd_new = new_cost.pusd or 0
             pusd_old = old_cost.pusd or 0
             if old_cell is None or old_cell is new_cell:
-                _add_bucket(new_cell.buckets, sec, 0, new.input_tokens - old.input_tokens,
+                _add_bucket(new_cell, sec, 0, new.input_tokens - old.input_tokens,
                             new.output_tokens - old.output_tokens, pusd_new - pusd_old)
             else:
-                _add_bucket(new_cell.buckets, sec, 1, new.input_tokens, new.output_tokens, pusd_new)
-                _add_bucket(old_cell.buckets, sec, -1, -old.input_tokens, -old.output_tokens, -pusd_old)
+                _add_bucket(new_cell, sec, 1, new.input_tokens, new.output_tokens, pusd_new)
+                _add_bucket(old_cell, sec, -1, -old.input_tokens, -old.output_tokens, -pusd_old)
         if self.config.recent_max:
             recent = self.recent
             eid = new.id
@@ -370,6 +277,7 @@ class Aggregator:
         are skipped: what they held lives on in the totals and the other dimensions, as it does
         for any evicted row)."""
         _count(self.cold_total, e, cost, day, -1)
+        self.touched.add(("total", None))
         model = key[1]
         for dim, index in _KEY_INDEX.items():
             k = key[index]
@@ -386,17 +294,24 @@ class Aggregator:
                     share[1] -= e.input_tokens + e.output_tokens
                     share[2] -= cost.pusd or 0
                     share[3] -= cost.kind not in ("estimated", "provided")
-            row.version += 1
+            self.touched.add((dim, k))  # type: ignore[arg-type]
 
     # -- maintenance ---------------------------------------------------------------------------
     def cool(self, now: float) -> int:
-        """Fold cells quiet for :attr:`AggregatorConfig.hot_s` into the cold sums. Returns how many."""
+        """Fold cells quiet for :attr:`AggregatorConfig.hot_s` into the cold sums. Returns how many.
+
+        A cell whose newest bucket is still inside the sparkline's two minutes (a revision lands at
+        the second it became known, which can be after the record's own time) stays hot until it
+        leaves them: what it added to the rates and sparklines does not vanish early."""
         _, day = self.days.today(now)
         edge = now - self.config.hot_s
-        quiet = [cell for cell in self.cells.values() if cell.last_seen < edge]
+        series_start = int(now) - SERIES_S + 1
+        quiet = [cell for cell in self.cells.values()
+                 if cell.last_seen < edge and (not cell.buckets or cell.buckets[-1][0] < series_start)]
         for cell in quiet:
             del self.cells[cell.key]
             self._fold(cell, day)
+            self.cooled.append(cell)
         return len(quiet)
 
     def _fold(self, cell: Cell, day: int) -> None:
@@ -419,7 +334,6 @@ class Aggregator:
                     row.pid = cell.pid
                 if cell.branch is not None:
                     row.branch = cell.branch
-            row.version += 1
 
     def evict(self, now: float) -> int:
         """Drop silent rows (see module doc). Returns how many rows were evicted."""
@@ -434,8 +348,7 @@ class Aggregator:
             del sessions[key]
             self.session_states.pop(key, None)
             self.session_processes.pop(key, None)
-            self.session_versions.pop(key, None)
-            self.row_cache.pop(("sessions", key), None)
+            self.dropped.append(("sessions", key))
         dropped += len(stale)
         row_cutoff = now - self.config.row_ttl_s
         for dim in DIMENSIONS:
@@ -447,7 +360,7 @@ class Aggregator:
             stale = [k for k, row in table.items() if row.last_seen < row_cutoff and row.day != day and k not in hot_keys]
             for key in stale:
                 del table[key]
-                self.row_cache.pop((dim, key), None)
+                self.dropped.append((dim, key))
             dropped += len(stale)
         self.evicted += dropped
         return dropped
@@ -458,12 +371,12 @@ class Aggregator:
             self.session_states.pop(session, None)
         else:
             self.session_states[session] = state
-        self.session_versions[session] = self.session_versions.get(session, 0) + 1
+        self.touched.add(("sessions", session))
 
     def bind_process(self, session: str, facts: dict[str, object]) -> None:
         """Record the process behind a session (pid, host, start_time, uid, cmd)."""
         self.session_processes[session] = dict(facts)
-        self.session_versions[session] = self.session_versions.get(session, 0) + 1
+        self.touched.add(("sessions", session))
 
     # -- output --------------------------------------------------------------------------------
     def recent_requests(self, dim: str | None = None, key: str | None = None, limit: int = 50) -> list[RecentRequest]:
@@ -483,8 +396,27 @@ class Aggregator:
         return out
 
     def snapshot(self, now: float, **status: object) -> Snapshot:
-        """Freeze the model at ``now`` (``status``: the snapshot's free-form status entries)."""
-        return _build_snapshot(self, now, status)
+        """Freeze the model at ``now`` (``status``: the snapshot's free-form status entries).
+
+        Incremental: rows nothing happened to since the previous snapshot are the previous Row
+        objects (or, while their sparkline slides, copies with the series moved on); the figures
+        are always those :func:`tokentop.core.snapshot_builder.build_full_snapshot` computes from
+        scratch (a property test holds them equal)."""
+        if self._builder is None:
+            from tokentop.core.snapshot_builder import SnapshotBuilder
+
+            self._builder = SnapshotBuilder(self)
+        return self._builder.build(now, status)
+
+    @property
+    def builder(self) -> SnapshotBuilder | None:
+        """The incremental snapshot builder (None before the first snapshot; tests and benches read it)."""
+        return self._builder
+
+    def _new_cell(self, key: tuple[str, ...]) -> Cell:
+        self._serial += 1
+        cell = self.cells[key] = Cell(key, self._serial)
+        return cell
 
 
 def _cell_key(e: Event) -> tuple[str | None, ...]:
@@ -526,7 +458,8 @@ def _count(c: Counts, e: Event, cost: Cost, day: int, sign: int) -> None:
         c.unpriced += sign
 
 
-def _add_bucket(buckets: list[list[int]], sec: int, req: int, inp: int, out: int, pusd: int) -> None:
+def _add_bucket(cell: Cell, sec: int, req: int, inp: int, out: int, pusd: int) -> None:
+    buckets = cell.buckets
     if buckets and buckets[-1][0] == sec:
         b = buckets[-1]
         b[1] += req
@@ -536,11 +469,18 @@ def _add_bucket(buckets: list[list[int]], sec: int, req: int, inp: int, out: int
     elif not buckets or buckets[-1][0] < sec:
         buckets.append([sec, req, inp, out, pusd])
     else:
-        _add_late(buckets, sec, inp, out, pusd, req)
+        _add_late(cell, sec, inp, out, pusd, req)
 
 
-def _add_late(buckets: list[list[int]], sec: int, inp: int, out: int, pusd: int, req: int = 1) -> None:
-    """A late event: add it to its own second's bucket (a short walk back; rare)."""
+def _add_late(cell: Cell, sec: int, inp: int, out: int, pusd: int, req: int = 1) -> None:
+    """A late event: add it to its own second's bucket (a short walk back; rare). What lands in a
+    bucket older than the one the snapshot builder last read is noted for it in ``cell.late``."""
+    if sec < cell.syn_sec:
+        late = cell.late
+        if late is None:
+            late = cell.late = []
+        late.append([sec, req, inp, out, pusd])
+    buckets = cell.buckets
     for i in range(len(buckets) - 1, -1, -1):
         b = buckets[i]
         if b[0] == sec:
@@ -554,233 +494,3 @@ def _add_late(buckets: list[list[int]], sec: int, inp: int, out: int, pusd: int,
             return
     buckets.insert(0, [sec, req, inp, out, pusd])
 
-
-# -- snapshot building ----------------------------------------------------------------------------
-
-_PICO_TO_USD = (1.0 / PICO).__mul__  # floats for sparklines; exact money stays in Decimal fields
-#: (cold sum version, session version, day): a quiet row's Row is rebuilt when one of them changes
-RowStamp = tuple[int, int, int]
-#: (dimension, row key) -> the stamp a quiet row was built at, and the Row built
-RowCache = dict[tuple[str, str], tuple[RowStamp, Row]]
-
-
-class _Hot(Counts):
-    """What a row's hot cells add up to at this instant."""
-
-    __slots__ = ("req", "tin", "tout", "burn", "series", "parts", "models", "active", "latest", "latest_ts")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.req = self.tin = self.tout = self.burn = 0
-        self.series: list[int] | None = None
-        #: the dense per-second series of each hot cell of this row
-        self.parts: list[list[int]] = []
-        self.models: dict[str, list[int]] = {}
-        self.active: set[str] = set()
-        self.latest: Cell | None = None
-        self.latest_ts = -1.0
-
-
-def _sum_series(parts: list[list[int]]) -> list[int] | None:
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    return list(map(sum, zip(*parts)))
-
-
-def _money_models(models: dict[str, list[int]]) -> tuple[ModelShare, ...]:
-    return tuple(
-        ModelShare(name, s[0], s[1], usd(s[2]), s[3])
-        for name, s in sorted(models.items(), key=lambda kv: (-kv[1][2], -kv[1][1], kv[0]))
-    )
-
-
-def _make_row(agg: Aggregator, dim: str, key: str, cold: RowSum | None, hot: _Hot | None, now: float, day: int) -> Row:
-    cfg = agg.config
-    c = Counts()
-    c.day = day
-    if cold is not None:
-        c.add_counts(cold, day)
-    if hot is not None:
-        c.add_counts(hot, day)
-    kwargs: dict[str, Any] = {}
-    if c.requests:
-        kwargs.update(
-            requests_today=c.requests, tokens_today=c.input + c.output, input_tokens_today=c.input,
-            output_tokens_today=c.output, cache_read_tokens_today=c.cache_read,
-            cache_write_tokens_today=c.cache_write, reasoning_tokens_today=c.reasoning,
-            usd_today=usd(c.pusd_today), usd_estimated_today=usd(c.pusd_estimated),
-            usd_provided_today=usd(c.pusd_provided), unpriced_requests_today=c.unpriced, errors_today=c.errors,
-        )
-    if hot is not None:
-        rw = cfg.rate_window_s
-        kwargs.update(
-            requests_per_s=hot.req / rw, tokens_per_s=(hot.tin + hot.tout) / rw, input_tokens_per_s=hot.tin / rw,
-            output_tokens_per_s=hot.tout / rw, usd_per_hour=hot.burn / PICO * 3600.0 / cfg.burn_window_s,
-        )
-        if hot.series is not None:
-            kwargs["burn_series"] = tuple(map(_PICO_TO_USD, hot.series))
-    if dim != "models":
-        models: dict[str, list[int]] = {}
-        for source in (cold.models if cold is not None and cold.day == day else None, hot.models if hot else None):
-            if source:
-                for name, share in source.items():
-                    mine = models.get(name)
-                    if mine is None:
-                        models[name] = list(share)
-                    else:
-                        for i in range(4):
-                            mine[i] += share[i]
-        kwargs["models"] = _money_models(models)
-    active = c.last_seen >= now - cfg.idle_after_s
-    state = "active" if active else "idle"
-    if dim == "sessions":
-        state = agg.session_states.get(key, state)
-        proc = agg.session_processes.get(key, {})
-        if hot is not None and hot.latest is not None:
-            cell = hot.latest
-            agent, model, project, host = cell.key[0], cell.key[1], cell.key[3], cell.key[5]
-            pid, branch = cell.pid, cell.branch
-            if cold is not None:
-                pid = pid if pid is not None else cold.pid
-                branch = branch if branch is not None else cold.branch
-        elif cold is not None:
-            agent, model, project, host, pid, branch = cold.agent, cold.model, cold.project, cold.host, cold.pid, cold.branch
-        else:  # pragma: no cover - a row always has one part
-            agent = model = project = host = branch = None
-            pid = None
-        kwargs.update(
-            agent=agent, model=None if model == NONE_LABEL else model,
-            pid=pid if pid is not None else proc.get("pid"),
-            host=(None if host == NONE_LABEL else host) or proc.get("host"),
-            project=None if project == NONE_LABEL else project, branch=branch, cmd=proc.get("cmd"),
-            sessions=1 if active else 0,
-        )
-    elif hot is not None:
-        kwargs["sessions"] = len(hot.active)
-    return Row(key=key, first_seen=c.first_seen, last_seen=c.last_seen, state=state, **kwargs)
-
-
-def _build_snapshot(agg: Aggregator, now: float, status: Mapping[str, object] | None = None) -> Snapshot:
-    """Freeze the aggregator at ``now``: O(hot cells + rows); unchanged cold rows are reused."""
-    cfg = agg.config
-    agg.cool(now)
-    _, day = agg.days.today(now)
-    rw, bw = cfg.rate_window_s, cfg.burn_window_s
-    idle_edge = now - cfg.idle_after_s
-    series_start = int(now) - SERIES_S + 1
-    hot: dict[str, dict[str, _Hot]] = {dim: {} for dim in DIMENSIONS}
-    total_hot = _Hot()
-    req_series = [0] * SERIES_S
-    tok_series = [0] * SERIES_S
-    active_sessions: set[str] = set()
-    now_i = int(now)
-    rate_cut, burn_cut = now_i - rw, now_i - bw
-    total_parts: list[list[int]] = []
-    for cell in agg.cells.values():
-        # One pass over the cell's buckets: both windows, its dense burn series, the header series.
-        req = tin = tout = burn = 0
-        dense: list[int] | None = None
-        for b in cell.buckets:
-            sec = b[0]
-            if sec >= series_start:
-                i = sec - series_start
-                if dense is None:
-                    dense = [0] * SERIES_S
-                dense[i] += b[4]
-                req_series[i] += b[1]
-                tok_series[i] += b[2] + b[3]
-            if sec > burn_cut:
-                burn += b[4]
-                if sec > rate_cut:
-                    req += b[1]
-                    tin += b[2]
-                    tout += b[3]
-        active = cell.last_seen >= idle_edge
-        session = cell.key[2]
-        if active and session is not None:
-            active_sessions.add(session)
-        if dense is not None:
-            total_parts.append(dense)
-        targets = [total_hot]
-        for dim, index in _KEY_INDEX.items():
-            k = cell.key[index]
-            if k is None:
-                continue
-            table = hot[dim]
-            h = table.get(k)
-            if h is None:
-                h = table[k] = _Hot()
-            targets.append(h)
-            if dim != "models":
-                add_model_share(h.models, cell.key[1], cell, day)
-            if active and session is not None:
-                h.active.add(session)
-            if cell.last_seen > h.latest_ts:
-                h.latest, h.latest_ts = cell, cell.last_seen
-            if dense is not None:
-                h.parts.append(dense)
-        for h in targets:
-            h.add_counts(cell, day)
-            h.req += req
-            h.tin += tin
-            h.tout += tout
-            h.burn += burn
-    total_series = total_hot.series = _sum_series(total_parts) or [0] * SERIES_S
-    for table in hot.values():
-        for h in table.values():
-            h.series = _sum_series(h.parts)
-
-    views: dict[str, tuple[Row, ...]] = {}
-    cache = agg.row_cache
-    for dim in DIMENSIONS:
-        cold_table = agg.cold[dim]
-        hot_table = hot[dim]
-        rows: list[Row] = []
-        for key, cold in cold_table.items():
-            h = hot_table.get(key)
-            if h is None:
-                ck = (cold.version, agg.session_versions.get(key, 0) if dim == "sessions" else 0, day)
-                cached = cache.get((dim, key))
-                if cached is not None and cached[0] == ck:
-                    rows.append(cached[1])
-                    continue
-                row = _make_row(agg, dim, key, cold, None, now, day)
-                cache[(dim, key)] = (ck, row)
-                rows.append(row)
-            else:
-                rows.append(_make_row(agg, dim, key, cold, h, now, day))
-        for key, h in hot_table.items():
-            if key not in cold_table:
-                rows.append(_make_row(agg, dim, key, None, h, now, day))
-        views[dim] = sort_rows(rows, "burn")
-
-    t = Counts()
-    t.day = day
-    t.add_counts(agg.cold_total, day)
-    t.add_counts(total_hot, day)
-    totals = Totals(
-        requests_per_s=total_hot.req / rw,
-        tokens_per_s=(total_hot.tin + total_hot.tout) / rw,
-        input_tokens_per_s=total_hot.tin / rw,
-        output_tokens_per_s=total_hot.tout / rw,
-        usd_per_hour=total_hot.burn / PICO * 3600.0 / bw,
-        requests_today=t.requests,
-        tokens_today=t.input + t.output,
-        input_tokens_today=t.input,
-        output_tokens_today=t.output,
-        cache_read_tokens_today=t.cache_read,
-        cache_write_tokens_today=t.cache_write,
-        reasoning_tokens_today=t.reasoning,
-        usd_today=usd(t.pusd_today),
-        usd_estimated_today=usd(t.pusd_estimated),
-        usd_provided_today=usd(t.pusd_provided),
-        unpriced_requests_today=t.unpriced,
-        errors_today=t.errors,
-        active_sessions=len(active_sessions),
-        requests_series=tuple(req_series),
-        tokens_series=tuple(tok_series),
-        burn_series=tuple(map(_PICO_TO_USD, total_series)),
-    )
-    return Snapshot(generated_at=now, totals=totals, status=dict(status or {}), **views)

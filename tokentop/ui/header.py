@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from rich.style import Style
 from rich.text import Text
+from textual.geometry import Size
 from textual.widget import Widget
 
 from tokentop.core.snapshot import Snapshot
@@ -119,17 +120,22 @@ class Meters(Widget):
         self.snapshot: Snapshot | None = None
         self.state = HeaderState()
         self._last: tuple | None = None
+        #: the text :meth:`show` composed, and the size it was composed for: the repaint that
+        #: follows takes it rather than composing it a second time
+        self._shown: tuple[Text, Size, Size] | None = None
 
     def show(self, snapshot: Snapshot | None, state: HeaderState) -> None:
         """Repaint only when what the header says actually changed."""
         self.snapshot = snapshot
         self.state = state
         self.set_class(fleet_line(snapshot) is not None, "-fleet")
+        self._shown = None
         text = self.render()
         key = (text.plain, tuple(text.spans), self.size)
         if key == self._last:
             return
         self._last = key
+        self._shown = (text, self.size, self.app.size)
         self.refresh()
 
     @property
@@ -144,7 +150,14 @@ class Meters(Widget):
         return self.get_component_rich_style(f"meters--{name}", partial=True)
 
     def render(self) -> Text:
+        shown = self._shown
+        if shown is not None and shown[1] == self.size and shown[2] == self.app.size:
+            return shown[0]
         return self.condensed_text() if self.condensed else self.full_text()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._shown = None  # composed with the previous theme's styles
 
     # -- pieces ---------------------------------------------------------------------------------
     def _t(self, *parts: tuple[str, str]) -> Text:

@@ -120,12 +120,13 @@ class EmbeddedSource:
 
 
 def live_view_shape() -> StreamShape:
-    """The stream the live view needs: its table views, sessions (kill flow, per-row sessions), and
-    burn series in compact form (integer micro-dollars: sparklines and the detail chart)."""
+    """The stream the live view needs: its table views, sessions (kill flow, per-row sessions), burn
+    series in compact form (integer micro-dollars: sparklines and the detail chart), as delta
+    frames (only the rows that changed since the previous frame; a quiet row costs nothing)."""
     from tokentop.ui.views import TABLE_VIEWS
 
     dims = {spec.dim for spec in TABLE_VIEWS.values()} | {"sessions"}
-    return StreamShape(views=tuple(sorted(dims)), series="compact")
+    return StreamShape(views=tuple(sorted(dims)), series="compact", delta=1)
 
 
 class RemoteSource:

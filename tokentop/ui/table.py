@@ -450,12 +450,25 @@ class BurnTable(Widget, can_focus=True):
         return style
 
     def _row_strip(self, cells: tuple[tuple[str, str], ...], width: int, cursor: bool, tagged: bool) -> Strip:
+        # Neighbouring cells of the same style go out as one segment (the separators too): about
+        # half the segments of one per cell, and each segment costs Textual's compositor and its
+        # colour filter per line and frame.
         base = self._composite("", cursor, tagged)
-        segs = [Segment("•" if tagged else " ", base)]
+        segs = []
+        run = ["•" if tagged else " "]
+        run_style = base
         for n, (text, style_name) in enumerate(cells):
+            style = self._composite(style_name, cursor, tagged) if style_name else base
             if n:
-                segs.append(Segment(" ", base))
-            segs.append(Segment(text, self._composite(style_name, cursor, tagged)))
+                if run_style is not base:
+                    segs.append(Segment("".join(run), run_style))
+                    run, run_style = [], base
+                run.append(" ")
+            if style is not run_style:
+                segs.append(Segment("".join(run), run_style))
+                run, run_style = [], style
+            run.append(text)
+        segs.append(Segment("".join(run), run_style))
         return Strip(segs).adjust_cell_length(width, base)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:  # noqa: D401

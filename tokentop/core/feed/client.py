@@ -10,9 +10,10 @@ import json
 from typing import Any, AsyncIterator, Iterable
 
 import httpx
+import orjson
 
-from tokentop.core.feed.stream import StreamShape, decode_snapshot
-from tokentop.core.snapshot import RowReuse, Snapshot
+from tokentop.core.feed.stream import DeltaReader, StreamShape
+from tokentop.core.snapshot import Snapshot
 
 
 class FeedUnavailable(ConnectionError):
@@ -110,8 +111,8 @@ async def stream_snapshots(url: str, *, retry_s: float = 1.0,
                            shape: StreamShape | None = None) -> AsyncIterator[Snapshot | Exception]:
     """Snapshots from ``WS /v1/stream`` forever, reconnecting when the feed goes away.
 
-    ``shape`` narrows the stream (only some views, compact series; ``docs/api.md``); a feed too old
-    to know the query sends the full snapshot, which decodes the same. Yields the exception
+    ``shape`` narrows the stream (only some views, compact series, delta frames; ``docs/api.md``); a
+    feed too old to know the query sends the full snapshot, which decodes the same. Yields the exception
     (without raising) each time the connection fails, so a viewer can show "disconnected" and keep
     going; backs off up to 10 s between attempts.
     """
@@ -126,9 +127,12 @@ async def stream_snapshots(url: str, *, retry_s: float = 1.0,
         try:
             async with websockets.connect(target, max_size=64 * 1024 * 1024, open_timeout=5, **kwargs) as ws:
                 delay = retry_s
-                reuse = RowReuse()
+                reader = DeltaReader()  # reads v1 frames too (rows unchanged since the last frame are kept)
                 async for message in ws:
-                    yield decode_snapshot(message, reuse)
+                    data = orjson.loads(message)
+                    if not isinstance(data, dict):
+                        raise ValueError(f"a snapshot is a JSON object, got {type(data).__name__}")
+                    yield reader.read(data)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # connection refused, reset, bad frame: report and retry

@@ -241,6 +241,7 @@ class SnapshotHub:
     async def publish(self, payload: StreamFrame) -> None:
         async with self._changed:
             self.seq += 1
+            payload.seq = self.seq
             self.latest = payload
             self._changed.notify_all()
 
@@ -477,11 +478,16 @@ class FeedApp:
             return
         self.hub.subscribers += 1
         try:
-            await ws.send_text(self.snapshot_json(shape=shape))
             seq = self.hub.seq
+            # the first frame is built now (the hub's may be a second old, or not there yet); a delta
+            # stream's next frames are each the difference from the frame this subscriber got last
+            base = StreamFrame(self.service.snapshot(), self.settings.max_stream_rows, seq)
+            await ws.send_text(base.text(shape))
             while True:
                 seq, frame = await self.hub.wait_newer(seq)
-                await asyncio.wait_for(ws.send_text(frame.text(shape)), self.settings.send_timeout_s)
+                text = frame.delta_text(shape, base) if shape.delta else frame.text(shape)
+                await asyncio.wait_for(ws.send_text(text), self.settings.send_timeout_s)
+                base = frame
         except (WebSocketDisconnect, asyncio.TimeoutError, RuntimeError, OSError):
             pass
         finally:

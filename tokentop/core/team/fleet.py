@@ -52,7 +52,7 @@ from tokentop.core.pricing import Cost, Pricer
 from tokentop.core.team.settings import EVENTS_PREFIX, HEARTBEAT_PREFIX, NatsSettings, subject_token
 from tokentop.core.team.status import FleetHost, FleetStatus
 from tokentop.core.team.stream import StreamMismatch, ensure_stream
-from tokentop.core.team.wire import WireError, decode
+from tokentop.core.team.wire import WireError, decode_message
 
 log = logging.getLogger("tokentop.team")
 
@@ -257,21 +257,23 @@ class FleetConsumer:
         carried = self.pricer.carried
         for m in msgs:
             try:
-                got = decode(m.data, now)
+                received, bad = decode_message(m.data, now)
             except WireError as exc:
+                received, bad = [], [str(exc)]
+            for reason in bad:  # a bad entry of a batch is skipped alone: the others count
                 self.bad_messages += 1
-                self.last_bad = f"{m.subject}: {exc}"
-                log.warning("fleet: skipped a message on %s: %s", m.subject, exc)
-                continue
-            events.append(got.event)
-            carried[id(got.event)] = got.cost
-            host = got.event.host or m.subject.rsplit(".", 1)[-1]
-            h = self.hosts.get(host)
-            if h is None:
-                h = self.hosts[host] = HostState()
-            h.events += 1
-            h.last_seen = now
-            h.lag_s = max(0.0, now - got.accepted_at)
+                self.last_bad = f"{m.subject}: {reason}"
+                log.warning("fleet: skipped a message on %s: %s", m.subject, reason)
+            for got in received:
+                events.append(got.event)
+                carried[id(got.event)] = got.cost
+                host = got.event.host or m.subject.rsplit(".", 1)[-1]
+                h = self.hosts.get(host)
+                if h is None:
+                    h = self.hosts[host] = HostState()
+                h.events += 1
+                h.last_seen = now
+                h.lag_s = max(0.0, now - got.accepted_at)
         try:
             await self.service.ingest_events(events)  # durable in the fleet ledger when this returns
         finally:

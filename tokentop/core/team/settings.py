@@ -44,6 +44,15 @@ def _replicas(v: Any) -> str | None:
     return None if 1 <= v <= 5 else "must be between 1 and 5"
 
 
+#: most events in one stream message (a message of 1000 events is ~0.4 MB, within NATS's default
+#: 1 MB max_payload)
+MAX_EVENTS_PER_MESSAGE: Final = 1000
+
+
+def _per_message(v: Any) -> str | None:
+    return None if 1 <= v <= MAX_EVENTS_PER_MESSAGE else f"must be between 1 and {MAX_EVENTS_PER_MESSAGE}"
+
+
 SETTINGS: Final = {
     "url": Setting(str, "", "NATS server(s), comma-separated, e.g. nats://10.0.0.5:4222 (empty: team mode off)"),
     "creds_file": Setting(str, "", "NATS .creds file (JWT + nkey) for decentralized auth"),
@@ -57,6 +66,8 @@ SETTINGS: Final = {
     "storage": Setting(str, "file", "stream storage: 'file' or 'memory'", _storage),
     "replicas": Setting(int, 1, "stream replicas (clustered JetStream)", _replicas),
     "publish_window": Setting(int, 1000, "most publishes awaiting a JetStream ack at once", positive),
+    "events_per_message": Setting(int, 1, "events a host sends in one stream message (more than 1 needs every fleet "
+                                  "view to read batches; docs/team.md)", _per_message),
     "ack_timeout_s": Setting(NUM, 5, "a publish not acknowledged in this time is retried", positive),
     "heartbeat_s": Setting(NUM, 10, "seconds between a host's heartbeats (fleet 'reporting' status)", positive),
     "consumer": Setting(str, "", "durable consumer name of this fleet view (default: derived from host and ledger)"),
@@ -84,6 +95,7 @@ class NatsSettings:
     storage: str = "file"
     replicas: int = 1
     publish_window: int = 1000
+    events_per_message: int = 1
     ack_timeout_s: float = 5
     heartbeat_s: float = 10
     consumer: str = ""

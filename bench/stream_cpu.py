@@ -31,7 +31,7 @@ CONSUMER = r"""
 import asyncio, json, sys, time
 from tokentop.core.feed.client import stream_snapshots
 from tokentop.core.feed.stream import StreamShape
-from tokentop.ui.source import live_view_shape
+from tokentop.ui.feeds import live_view_shape
 
 url, which, warmup, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 live = live_view_shape()
@@ -96,7 +96,7 @@ def main() -> int:
         time.sleep(5)  # let the 120 s series fill a little and the rows appear
         try:
             from tokentop.core.feed.stream import StreamShape
-            from tokentop.ui.source import live_view_shape
+            from tokentop.ui.feeds import live_view_shape
 
             live = live_view_shape()
             v1_live = StreamShape(views=live.views, series=live.series)  # the live view's shape without delta frames

@@ -32,10 +32,10 @@ SEED = 1
 async def shoot(out: Path, width: int, height: int, theme: str, view: str) -> None:
     from tokentop.demo.replay import fleet_snapshot
     from tokentop.ui.app import TokentopApp
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
     snapshot = fleet_snapshot(seed=SEED, now=NOW, seconds=150)
-    source = ManualSource(snapshot, label="embedded feed http://127.0.0.1:7411")
+    source = ManualFeed(snapshot, label="embedded feed http://127.0.0.1:7411")
     app = TokentopApp(source, clock=lambda: NOW + 0.4, refresh_s=None, theme=theme, view=view,
                       daily_budget_usd=50.0)
     async with app.run_test(size=(width, height)) as pilot:
@@ -57,7 +57,7 @@ async def shoot_kill(out: Path, width: int, height: int, theme: str) -> None:
     from tokentop.demo.replay import fleet_snapshot
     from tokentop.ui.app import TokentopApp
     from tokentop.ui.screens.action import ActionScreen
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
     agents = fleet(SEED)
     runaway = next(a for a in agents if a.profile == "runaway")
@@ -85,7 +85,7 @@ async def shoot_kill(out: Path, width: int, height: int, theme: str) -> None:
         control.register(session, identify(child.pid), agent=runaway.agent)
         # the replayed fleet with the runaway's row carrying the real pid
         snapshot = fleet_snapshot(seed=SEED, now=NOW, seconds=150, first_pid=child.pid - runaway.index)
-        source = ManualSource(snapshot, label="embedded feed http://127.0.0.1:7411")
+        source = ManualFeed(snapshot, label="embedded feed http://127.0.0.1:7411")
         app = TokentopApp(source, clock=lambda: NOW + 0.4, refresh_s=None, theme=theme, view="sessions",
                           daily_budget_usd=50.0, controller=LocalController(control, runner=runner))
         async with app.run_test(size=(width, height)) as pilot:

@@ -219,13 +219,13 @@ async def test_providers_screen_in_the_demo_says_simulated_where_it_would_say_bi
     from tokentop.ui.app import default_screen_views
     from tokentop.ui.screens.provider_dashboard import ProviderDashboardScreen
     from tokentop.ui.screens.providers import ProviderCard, ProvidersScreen
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
     ledger, billing = _billing(tmp_path, 1, NOW)
     try:
         snap = snapshot_of(fleet_events())
         snap = dc_replace(snap, status=dict(snap.status, providers=billing.status().to_json()))
-        app = make_app(source=ManualSource(snap, label="demo"), screen_views=default_screen_views(ledger, simulated=True))
+        app = make_app(feed=ManualFeed(snap, label="demo"), screen_views=default_screen_views(ledger, simulated=True))
         async with app.run_test(size=(120, 40)) as pilot:
             app.refresh_now()
             await pilot.press("5")

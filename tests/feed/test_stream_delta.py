@@ -23,7 +23,7 @@ from tokentop import config as config_mod
 from tokentop.core.feed.runner import FeedRunner
 from tokentop.core.feed.stream import DeltaGap, DeltaReader, StreamShape, columns
 from tokentop.core.snapshot import DIMENSIONS, Snapshot
-from tokentop.ui.source import live_view_shape
+from tokentop.ui.feeds import live_view_shape
 
 
 @pytest.fixture

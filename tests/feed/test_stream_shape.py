@@ -1,5 +1,5 @@
 """Narrowing WS /v1/stream (?views=, ?series=compact) over a real feed, the compact series form
-round-tripping through Snapshot.from_json, and the live view's RemoteSource asking for it."""
+round-tripping through Snapshot.from_json, and the live view's RemoteFeed asking for it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tokentop.core.feed.stream import DEFAULT_SHAPE, StreamShape, StreamShapeError
 from tokentop.core.snapshot import DIMENSIONS, SERIES_S, RowReuse, Snapshot, compact_series, read_series
-from tokentop.ui.source import RemoteSource, live_view_shape
+from tokentop.ui.feeds import RemoteFeed, live_view_shape
 
 UUSD = 1e-6  # the documented precision of a compact series value
 
@@ -146,7 +146,7 @@ def test_row_reuse_keeps_unchanged_rows_and_rebuilds_changed_ones(feed) -> None:
 
 async def test_remote_source_asks_for_the_live_views_in_compact_form(feed) -> None:  # noqa: ANN001
     await asyncio.to_thread(post, feed, SPEND)
-    source = RemoteSource(feed.address, retry_s=0.1)
+    source = RemoteFeed(feed.address, retry_s=0.1)
     await source.start()
     try:
         deadline = time.monotonic() + 10

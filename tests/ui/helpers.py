@@ -76,12 +76,12 @@ class Clock:
 
 def make_app(snapshot: Snapshot | None = None, **kwargs: Any):
     from tokentop.ui.app import TokentopApp
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
-    source = kwargs.pop("source", None) or ManualSource(snapshot, label="test feed http://127.0.0.1:7411")
+    feed = kwargs.pop("feed", None) or ManualFeed(snapshot, label="test feed http://127.0.0.1:7411")
     kwargs.setdefault("clock", Clock())
     kwargs.setdefault("refresh_s", None)
-    return TokentopApp(source, **kwargs)
+    return TokentopApp(feed, **kwargs)
 
 
 def table_lines(app) -> list[str]:

@@ -75,15 +75,15 @@ async def _settle(pilot, app, until, tries: int = 100) -> None:  # noqa: ANN001
 
 async def test_b_blocks_a_session_at_the_api_and_b_again_lifts_it(proxied_feed) -> None:
     from tokentop.commands.top import make_controller
-    from tokentop.ui.source import EmbeddedSource
+    from tokentop.ui.feeds import EmbeddedFeed
 
     runner, url, upstream = proxied_feed
     agent = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=2, default_headers={"X-Tokentop-Session": "s-ui"})
     other = openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=2, default_headers={"X-Tokentop-Session": "s-other"})
     await asyncio.to_thread(agent.chat.completions.create, model="gpt-5", messages=MESSAGE)
     await asyncio.to_thread(other.chat.completions.create, model="gpt-5", messages=MESSAGE)
-    source = EmbeddedSource(runner)
-    app = make_app(source=source, view="sessions", controller=make_controller(source), clock=time.time, sort="name")
+    source = EmbeddedFeed(runner)
+    app = make_app(feed=source, view="sessions", controller=make_controller(source), clock=time.time, sort="name")
     async with app.run_test(size=(130, 30)) as pilot:
         await _settle(pilot, app, lambda: {"s-ui", "s-other"} <= {r.key for r in app.current_rows()}
                       and BlocksStatus.of(app.shown) is not None and BlocksStatus.of(app.shown).enforced)
@@ -205,7 +205,7 @@ async def test_b_on_an_agent_row_blocks_the_agent_and_the_rows_behind_it_show_bl
         await pilot.press("escape")
         # the feed now reports the block: the agent row and its session show BLOCKED, the header counts it
         blocked = ApiBlock("agent", "codex", "user-block", "ui", "agent codex is blocked by hand", "run it", 1.0)
-        app.source.push(_with_blocks(_fleet(), BlocksStatus(active=(blocked,), count=1, proxies=proxy)))
+        app.feed.push(_with_blocks(_fleet(), BlocksStatus(active=(blocked,), count=1, proxies=proxy)))
         app.refresh_now()
         await pilot.pause()
         assert [line.split()[0] for line in table_lines(app)[1:] if "BLOCKED" in line] == ["codex"]

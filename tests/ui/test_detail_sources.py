@@ -14,9 +14,9 @@ def _request(source: str) -> dict:
 
 async def _recent_text(source: str) -> str:
     from tokentop.ui.screens.detail import DetailScreen
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
-    app = make_app(source=ManualSource(snapshot_of(fleet_events()), requests=[_request(source)]))
+    app = make_app(feed=ManualFeed(snapshot_of(fleet_events()), requests=[_request(source)]))
     async with app.run_test(size=(110, 34)) as pilot:
         await pilot.pause()
         await pilot.press("enter")

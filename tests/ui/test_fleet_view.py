@@ -79,7 +79,7 @@ async def test_a_quiet_hosts_seen_and_lag_keep_moving_though_its_row_did_not_cha
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
         assert "2 min" in next(line for line in table_lines(app) if "gpu-3" in line)
-        app.source.push(later)
+        app.feed.push(later)
         app.refresh_now()
         await pilot.pause()
         assert "10 min" in next(line for line in table_lines(app) if "gpu-3" in line)

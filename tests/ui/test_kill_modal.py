@@ -151,7 +151,7 @@ async def test_the_target_is_captured_at_key_press() -> None:
         await pilot.press("k")
         await pilot.pause()
         # the data moves under the modal: quiet-2 becomes the top row
-        app.source.push(snapshot_of(traffic("codex", "quiet-2", "gpt-4o", per_request_in=900_000,
+        app.feed.push(snapshot_of(traffic("codex", "quiet-2", "gpt-4o", per_request_in=900_000,
                                             per_request_out=1_000, n=5, pid=5151)))
         app.refresh_now()
         await pilot.pause()
@@ -222,12 +222,12 @@ async def test_k_stops_a_real_demo_agent_through_the_embedded_control_layer(feed
 
     from tokentop.commands.demo import spawn_fleet, stop_fleet
     from tokentop.commands.top import make_controller
-    from tokentop.ui.source import EmbeddedSource
+    from tokentop.ui.feeds import EmbeddedFeed
 
     children = spawn_fleet(feed.address, seed=5, size=1, run_tag="e2e", backfill_s=0.0)
     child = children[0]
     try:
-        source = EmbeddedSource(feed)
+        source = EmbeddedFeed(feed)
         deadline = time.monotonic() + 30
         while True:
             snap = source.latest()
@@ -236,7 +236,7 @@ async def test_k_stops_a_real_demo_agent_through_the_embedded_control_layer(feed
                 break
             await asyncio.sleep(0.1)
         assert rows, "the demo agent never reported its pid"
-        app = make_app(source=source, view="sessions", controller=make_controller(source), clock=time.time)
+        app = make_app(feed=source, view="sessions", controller=make_controller(source), clock=time.time)
         async with app.run_test(size=(120, 30)) as pilot:
             app.refresh_now()
             await pilot.pause()

@@ -138,7 +138,7 @@ async def test_a_codex_rollout_appended_live_and_a_statusline_show_in_the_header
     a real ``tokentop statusline`` process."""
     from tokentop import config as config_mod
     from tokentop.core.feed.runner import FeedRunner
-    from tokentop.ui.source import EmbeddedSource
+    from tokentop.ui.feeds import EmbeddedFeed
 
     day = Path.home() / ".codex" / "sessions" / "2026" / "12" / "06"
     day.mkdir(parents=True)
@@ -148,7 +148,7 @@ async def test_a_codex_rollout_appended_live_and_a_statusline_show_in_the_header
     runner = FeedRunner(config_mod.from_mapping({"ledger": {"path": str(tmp_path / "f.db")}}), listen="127.0.0.1:0")
     runner.start_in_thread(require_listen=True)
     try:
-        app = make_app(source=EmbeddedSource(runner), clock=time.time)
+        app = make_app(feed=EmbeddedFeed(runner), clock=time.time)
         async with app.run_test(size=(120, 30)) as pilot:
             deadline = time.monotonic() + 10
             while (runner.snapshot().status.get("sources") or {}).get("state") != "watching" and time.monotonic() < deadline:
@@ -196,7 +196,7 @@ async def test_a_codex_rollout_appended_live_and_a_statusline_show_in_the_header
 
 
 def test_snapshot_two_windows_at_80x24(snap_compare) -> None:  # noqa: ANN001
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
-    app = make_app(source=ManualSource(with_windows(snapshot_of(fleet_events())), label="feed http://127.0.0.1:7411"))
+    app = make_app(feed=ManualFeed(with_windows(snapshot_of(fleet_events())), label="feed http://127.0.0.1:7411"))
     assert snap_compare(app, terminal_size=(80, 24))

@@ -102,7 +102,7 @@ async def test_pause_freezes_display_while_data_keeps_flowing() -> None:
         assert "PAUSED" in app.query_one(Meters).render().plain
         more = fleet_events() + traffic("newcomer", "nc-1", "gpt-4o", per_request_in=90_000, per_request_out=9_000, n=10, every_s=1.0)
         second = snapshot_of(more, now=NOW + 5)
-        app.source.push(second)
+        app.feed.push(second)
         app.refresh_now()
         await pilot.pause()
         assert app.latest is second  # data kept flowing
@@ -129,7 +129,7 @@ async def test_cursor_stays_on_the_same_session_across_resorts() -> None:
         # s-c becomes the biggest spender: it moves to the top and the cursor goes with it
         surge = events + traffic("c", "s-c", "gpt-4o", per_request_in=400_000, per_request_out=1_000, n=5,
                                  pid=103, start_age=0.5)
-        app.source.push(snapshot_of(surge, now=NOW + 1))
+        app.feed.push(snapshot_of(surge, now=NOW + 1))
         app.refresh_now()
         await pilot.pause()
         assert names_in_order(app)[0] == "s-c"
@@ -199,7 +199,7 @@ async def test_empty_state_explains_how_to_connect() -> None:
         for hint in ("tokentop demo", "tokentop run", "tokentop emit", "/v1/events", "OTEL_EXPORTER_OTLP_ENDPOINT",
                      "http://127.0.0.1:7411"):
             assert hint in text
-        app.source.push(snapshot_of(fleet_events()))
+        app.feed.push(snapshot_of(fleet_events()))
         app.refresh_now()
         await pilot.pause()
         assert not empty.display and app.query_one(BurnTable).display
@@ -272,15 +272,15 @@ async def test_small_panes_stay_readable_and_reflow_on_resize() -> None:
 
 async def test_detail_screen_shows_chart_models_and_recent_requests() -> None:
     from tokentop.ui.screens.detail import DetailScreen
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
     requests = [
         {"ts": NOW - 2 - i * 5, "agent": "claude-code", "model": "claude-sonnet-4-5", "input_tokens": 60_000,
          "output_tokens": 2_000, "usd": 0.2, "cost_kind": "estimated", "status": "ok"}
         for i in range(8)
     ]
-    source = ManualSource(snapshot_of(fleet_events()), requests=requests)
-    app = make_app(source=source)
+    source = ManualFeed(snapshot_of(fleet_events()), requests=requests)
+    app = make_app(feed=source)
     async with app.run_test(size=(110, 34)) as pilot:
         await pilot.pause()
         await pilot.press("enter")
@@ -318,7 +318,7 @@ async def test_arrow_keys_work_as_soon_as_data_arrives() -> None:
     app = make_app(None, view="sessions")
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
-        app.source.push(snapshot_of(fleet_events()))
+        app.feed.push(snapshot_of(fleet_events()))
         app.refresh_now()
         await pilot.pause()
         table = app.query_one(BurnTable)
@@ -366,12 +366,12 @@ async def test_unchanged_rows_are_not_repainted() -> None:
         table = app.query_one(BurnTable)
         before = table.lines_rendered
         # the same data in new objects (as a remote feed sends every second): nothing to redraw
-        app.source.push(snapshot_of(events))
+        app.feed.push(snapshot_of(events))
         app.refresh_now()
         await pilot.pause()
         assert table.lines_rendered == before
         # one row's money changes: that line is rebuilt, not the others
-        app.source.push(snapshot_of(events + traffic("aider", "ai-1", "gpt-4o", per_request_in=5_000,
+        app.feed.push(snapshot_of(events + traffic("aider", "ai-1", "gpt-4o", per_request_in=5_000,
                                                      per_request_out=10, n=1, start_age=0.5)))
         app.refresh_now()
         await pilot.pause()
@@ -404,7 +404,7 @@ async def test_policy_flags_budget_and_alerts_from_the_feed_are_shown() -> None:
         assert "of $30.00" in header and "1 OVER/RUNAWAY" in header
         assert rings == []  # alerts already raised before we started are not re-announced
         alert = {"seq": 4, "level": "runaway", "rule": "hot", "message": "session cc-1 is a runaway: $75.60/h"}
-        app.source.push(with_policy(4, [alert]))
+        app.feed.push(with_policy(4, [alert]))
         app.refresh_now()
         await pilot.pause()
         assert rings == [1] and notes == ["session cc-1 is a runaway: $75.60/h"]

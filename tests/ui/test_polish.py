@@ -112,7 +112,7 @@ async def test_cursor_stays_on_top_while_rows_resort_until_the_user_moves_it() -
         await pilot.pause()
         table = app.query_one(BurnTable)
         for n, leader in enumerate(("s-c", "s-a", "s-b", "s-c"), start=1):
-            app.source.push(frame(leader, n))
+            app.feed.push(frame(leader, n))
             app.refresh_now()
             await pilot.pause()
             assert names_in_order(app)[0] == leader
@@ -126,7 +126,7 @@ async def test_cursor_stays_on_top_while_rows_resort_until_the_user_moves_it() -
         chosen = table.cursor_key
         assert table.cursor_index == 1 and chosen != "s-c"
         for n, leader in enumerate(("s-a", "s-b", "s-c", chosen), start=10):
-            app.source.push(frame(leader, n))
+            app.feed.push(frame(leader, n))
             app.refresh_now()
             await pilot.pause()
             assert table.cursor_key == chosen

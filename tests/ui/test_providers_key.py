@@ -21,9 +21,9 @@ def embedded_app(snapshot, ledger):
     """The live view as an embedded feed runs it: a snapshot source, and the feed's ledger handed to
     the Providers screen."""
     from tokentop.ui.app import default_screen_views
-    from tokentop.ui.source import ManualSource
+    from tokentop.ui.feeds import ManualFeed
 
-    return make_app(source=ManualSource(snapshot, label="feed (test)"), screen_views=default_screen_views(ledger))
+    return make_app(feed=ManualFeed(snapshot, label="feed (test)"), screen_views=default_screen_views(ledger))
 
 
 def seeded_ledger(tmp_path) -> Ledger:

@@ -11,7 +11,7 @@ from tokentop import config as config_mod
 from tokentop.core.feed.client import FeedClient
 from tokentop.core.feed.runner import FeedRunner
 from tokentop.ui.header import Meters
-from tokentop.ui.source import RemoteSource
+from tokentop.ui.feeds import RemoteFeed
 
 from tests.ui.helpers import make_app, names_in_order
 
@@ -33,8 +33,8 @@ def post(url: str, agent: str) -> None:
 
 async def test_remote_feed_connects_disconnects_and_reconnects(feed, tmp_path: Path) -> None:  # noqa: ANN001
     await asyncio.to_thread(post, feed.address, "alpha")
-    source = RemoteSource(feed.address, retry_s=0.1)
-    app = make_app(source=source, clock=time.time)
+    source = RemoteFeed(feed.address, retry_s=0.1)
+    app = make_app(feed=source, clock=time.time)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(lambda: source.received > 0)
         await pilot.pause()
@@ -93,16 +93,16 @@ def test_once_plain_with_no_data_points_to_the_demo(feed, capsys) -> None:  # no
 
 
 async def test_embedded_source_reads_the_running_feed(feed) -> None:  # noqa: ANN001
-    from tokentop.ui.source import EmbeddedSource
+    from tokentop.ui.feeds import EmbeddedFeed
 
     await asyncio.to_thread(post, feed.address, "gamma")
-    source = EmbeddedSource(feed)
+    source = EmbeddedFeed(feed)
     assert f"embedded feed {feed.address}" == source.label
     snap = source.latest()
     assert snap is not None and [r.key for r in snap.agents] == ["gamma"]
     requests = await source.recent_requests("agents", "gamma", 5)
     assert len(requests) == 1 and requests[0]["input_tokens"] == 5000 and requests[0]["cost_kind"] == "estimated"
-    app = make_app(source=source, clock=time.time)
+    app = make_app(feed=source, clock=time.time)
     async with app.run_test(size=(100, 30)) as pilot:
         app.refresh_now()
         await pilot.pause()

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tokentop.ui.source import ManualSource
+from tokentop.ui.feeds import ManualFeed
 
 from tests.ui.helpers import NOW, fleet_events, make_app, snapshot_of
 
@@ -16,8 +16,8 @@ def app_with_data(**kwargs):
          "output_tokens": 2_000, "usd": 0.21, "cost_kind": "estimated", "status": "ok"}
         for i in range(12)
     ]
-    source = ManualSource(snapshot_of(fleet_events()), label="feed http://127.0.0.1:7411", requests=requests)
-    return make_app(source=source, **kwargs)
+    source = ManualFeed(snapshot_of(fleet_events()), label="feed http://127.0.0.1:7411", requests=requests)
+    return make_app(feed=source, **kwargs)
 
 
 def test_main_view(snap_compare) -> None:  # noqa: ANN001

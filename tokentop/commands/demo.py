@@ -133,9 +133,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         from tokentop.commands.top import make_controller
         from tokentop.ui.app import TokentopApp, default_screen_views
-        from tokentop.ui.source import EmbeddedSource
+        from tokentop.ui.feeds import EmbeddedFeed
 
-        source = EmbeddedSource(runner)
+        source = EmbeddedFeed(runner)
         app = TokentopApp(
             source,
             screen_views=default_screen_views(runner.ledger, simulated=True),

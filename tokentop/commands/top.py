@@ -16,7 +16,7 @@ from tokentop.commands._common import fail, find_feed, load_config
 
 if TYPE_CHECKING:
     from tokentop.core.control.port import Controller
-    from tokentop.ui.source import SnapshotSource
+    from tokentop.ui.feeds import WatchedFeed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,19 +78,19 @@ def run(args: argparse.Namespace, *, controller: Controller | None = None) -> in
 def run_live(args: argparse.Namespace, *, controller: Controller | None = None) -> int:
     """Run the Textual app on the configured/remote feed or an embedded one."""
     from tokentop.config import config_path
-    from tokentop.ui.source import EmbeddedSource, RemoteSource
+    from tokentop.ui.feeds import EmbeddedFeed, RemoteFeed
 
     cfg = load_config(args)
     runner = None
-    source: SnapshotSource
+    source: WatchedFeed
     explicit = getattr(args, "feed", None)
     client = None if explicit else find_feed(args, cfg)
     if explicit:
-        source = RemoteSource(explicit)
+        source = RemoteFeed(explicit)
     elif client is not None:
         url = client.url
         client.close()
-        source = RemoteSource(url)
+        source = RemoteFeed(url)
     elif cfg.feed.embedded:
         from tokentop.core.feed.runner import FeedRunner
         from tokentop.core.ledger import LedgerError
@@ -100,7 +100,7 @@ def run_live(args: argparse.Namespace, *, controller: Controller | None = None) 
             runner.start_in_thread(require_listen=False)
         except (LedgerError, PermissionError, ValueError) as exc:
             return fail(str(exc))
-        source = EmbeddedSource(runner)
+        source = EmbeddedFeed(runner)
     else:
         return fail(f"no feed answers at {cfg.feed_url} and feed.embedded is false; start one with: tokentop serve")
     from tokentop.ui.app import TokentopApp, default_screen_views
@@ -131,14 +131,14 @@ def run_live(args: argparse.Namespace, *, controller: Controller | None = None) 
     return 0
 
 
-def make_controller(source: SnapshotSource) -> Controller:
+def make_controller(source: WatchedFeed) -> Controller:
     """The controller for this source: the embedded feed's control service, or the remote feed's
     control API with the local token (``tokentop.core.control.controller.build_controller``)."""
     from tokentop.core.control.controller import build_controller
-    from tokentop.ui.source import EmbeddedSource, RemoteSource
+    from tokentop.ui.feeds import EmbeddedFeed, RemoteFeed
 
-    if isinstance(source, EmbeddedSource):
+    if isinstance(source, EmbeddedFeed):
         return build_controller(runner=source.runner)
-    if isinstance(source, RemoteSource):
+    if isinstance(source, RemoteFeed):
         return build_controller(url=source.url)
     return build_controller()

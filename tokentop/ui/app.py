@@ -1,4 +1,4 @@
-"""The live view: a top-style Textual app over a :mod:`snapshot source <tokentop.ui.source>`.
+"""The live view: a top-style Textual app over a :mod:`watched feed <tokentop.ui.feeds>` (embedded, remote or manual).
 
 Data and redraw are decoupled: the feed keeps ingesting on its own thread (or remote host), and
 :meth:`TokentopApp.refresh_now` — called by one interval timer, or directly by tests with
@@ -28,7 +28,7 @@ from tokentop.ui import providers_view
 from tokentop.ui.header import CONDENSE_BELOW_HEIGHT, CONDENSE_BELOW_WIDTH, HeaderState, Meters
 from tokentop.ui.keyline import KEY_LINE_MIN_HEIGHT, KeyLine
 from tokentop.ui.limits_bar import LimitsBar
-from tokentop.ui.source import SnapshotSource
+from tokentop.ui.feeds import WatchedFeed
 from tokentop.ui.table import BurnTable
 from tokentop.ui.themes import DEFAULT_THEME, NO_COLOR_THEME, load_themes
 from tokentop.ui.views import (
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from tokentop.core.ledger import Ledger
 
 #: A digit key that opens a screen instead of a table view: its title, and a factory that gets the
-#: app (its ``source``, ``clock``...) and returns the screen to push, or ``None`` with nothing to show.
+#: app (its ``feed``, ``clock``...) and returns the screen to push, or ``None`` with nothing to show.
 ScreenView = tuple[str, Callable[["TokentopApp"], Screen | None]]
 
 
@@ -111,7 +111,7 @@ class TokentopApp(App[None]):
 
     def __init__(
         self,
-        source: SnapshotSource,
+        feed: WatchedFeed,
         *,
         clock: Callable[[], float] = time.time,
         refresh_s: float | None = 1.0,
@@ -137,7 +137,7 @@ class TokentopApp(App[None]):
         super().__init__()
         #: digit -> screen view (keys that a table view does not take)
         self.screen_views: dict[str, ScreenView] = {k: v for k, v in views.items() if k not in TABLE_VIEWS}
-        self.source = source
+        self.feed = feed
         self.clock = clock
         self.timer_enabled = refresh_s is not None
         self.refresh_s = refresh_s if refresh_s is not None else 1.0
@@ -160,7 +160,7 @@ class TokentopApp(App[None]):
         self.config_path = config_path
         #: show the key line at the bottom (``ui.key_line``); hidden anyway on short panes
         self.key_line = key_line
-        #: newest snapshot pulled from the source (keeps moving while paused)
+        #: newest snapshot pulled from the feed (keeps moving while paused)
         self.latest: Snapshot | None = None
         #: snapshot on screen (frozen while paused)
         self.shown: Snapshot | None = None
@@ -211,9 +211,9 @@ class TokentopApp(App[None]):
         self.call_after_refresh(self._start)
 
     async def _start(self) -> None:
-        if hasattr(self.source, "on_fresh"):
-            self.source.on_fresh = self.refresh_now  # type: ignore[attr-defined]
-        await self.source.start()
+        if hasattr(self.feed, "on_fresh"):
+            self.feed.on_fresh = self.refresh_now  # type: ignore[attr-defined]
+        await self.feed.start()
         self.refresh_now()
         if self.timer_enabled:
             self._timer = self.set_interval(self.refresh_s, self.refresh_now, name="tokentop-refresh")
@@ -231,7 +231,7 @@ class TokentopApp(App[None]):
     # -- the tick -------------------------------------------------------------------------------
     def refresh_now(self) -> None:
         """Pull the newest snapshot; unless paused, show it. The timer calls this; tests call it."""
-        snap = self.source.latest()
+        snap = self.feed.latest()
         if snap is not None:
             self.latest = snap
         if not self.paused and self.latest is not None:
@@ -257,8 +257,8 @@ class TokentopApp(App[None]):
         empty = self.query_one("#empty", Static)
         snap = self.shown
         if snap is None or snap.empty:
-            url = getattr(self.source, "control_url", None) or "http://127.0.0.1:7411"
-            text = EMPTY_TEXT.format(label=self.source.label, url=url)
+            url = getattr(self.feed, "control_url", None) or "http://127.0.0.1:7411"
+            text = EMPTY_TEXT.format(label=self.feed.label, url=url)
             if text != self._empty_text:  # an unchanged Static is not re-rendered every tick
                 self._empty_text = text
                 empty.update(text)
@@ -304,9 +304,9 @@ class TokentopApp(App[None]):
         policy = PolicyStatus.of(self.shown)
         state = HeaderState(
             view_title=self.view_spec.title,
-            source_label=self.source.label,
-            connected=self.source.connected,
-            error=self.source.error,
+            feed_label=self.feed.label,
+            connected=self.feed.connected,
+            error=self.feed.error,
             now=self.clock(),
             refresh_s=self.refresh_s,
             paused=self.paused,
@@ -444,7 +444,7 @@ class TokentopApp(App[None]):
             return
         from tokentop.ui.screens.detail import DetailScreen
 
-        self.push_screen(DetailScreen(self.view_spec, row, self.source, self.clock))
+        self.push_screen(DetailScreen(self.view_spec, row, self.feed, self.clock))
 
     def action_help(self) -> None:
         from tokentop.ui.screens.help import HelpScreen

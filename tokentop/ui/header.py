@@ -32,7 +32,7 @@ class HeaderState:
     """Everything the header shows besides the snapshot."""
 
     view_title: str = "Agents"
-    source_label: str = ""
+    feed_label: str = ""
     connected: bool = True
     error: str | None = None
     now: float = 0.0
@@ -200,7 +200,7 @@ class Meters(Widget):
 
     def _feed_piece(self) -> Piece:
         st = self.state
-        label = fmt.printable(st.source_label)
+        label = fmt.printable(st.feed_label)
         if st.connected:
             return Piece(P_FEED, self._t(("● ", "ok"), (label, "dim")), self._t(("●", "ok")))
         forms = [self._t(("● disconnected ", "bad"), (label, "dim"))]

@@ -104,7 +104,7 @@ def window_parts(w: Window, now: float, label: str) -> list[Part]:
         parts.append(Part("source", "estimated", "est", "est"))
     else:
         short = "undocumented" if w.source == "claude-oauth" else "official"
-        parts.append(Part("source", w.source_label, "dim", short))
+        parts.append(Part("source", w.feed_label, "dim", short))
         if now - w.observed_at > SHOW_AGE_AFTER_S:
             parts.append(Part("age", f"seen {duration(now - w.observed_at)} ago", "dim"))
     return parts

@@ -382,4 +382,4 @@ class OAuthPoller:
                 "next_at": None if self.state.stopped else (None if self.state.last_call_at is None
                                                              else self.next_call_at()),
                 "last_success_at": self.last_success_at, "calls": self.calls,
-                "source_label": "OAuth usage endpoint (undocumented)"}
+                "feed_label": "OAuth usage endpoint (undocumented)"}

@@ -209,7 +209,7 @@ class Window:
         return agent_label(self.agent)
 
     @property
-    def source_label(self) -> str:
+    def feed_label(self) -> str:
         return SOURCE_LABELS.get(self.source, self.source)
 
     def points(self) -> dict[str, float]:

@@ -20,7 +20,7 @@ from tokentop.ui import format as fmt
 from tokentop.ui.views import ViewSpec
 
 if TYPE_CHECKING:
-    from tokentop.ui.source import SnapshotSource
+    from tokentop.ui.feeds import WatchedFeed
 
 #: seconds per chart point for tokens/s (recent requests are binned)
 TOKEN_BIN_S = 5
@@ -93,11 +93,11 @@ class DetailScreen(Screen[None]):
         Binding("r", "reload", "Reload"),
     ]
 
-    def __init__(self, spec: ViewSpec, row: Row, source: SnapshotSource, clock: Callable[[], float]) -> None:
+    def __init__(self, spec: ViewSpec, row: Row, feed: WatchedFeed, clock: Callable[[], float]) -> None:
         super().__init__()
         self.spec = spec
         self.row = row
-        self.source = source
+        self.feed = feed
         self.clock = clock
         self.requests: list[dict[str, Any]] = []
 
@@ -116,14 +116,14 @@ class DetailScreen(Screen[None]):
 
     async def action_reload(self) -> None:
         snap_row = None
-        latest = self.source.latest() if hasattr(self.source, "latest") else None
+        latest = self.feed.latest() if hasattr(self.feed, "latest") else None
         if latest is not None:
             snap_row = latest.find(self.spec.dim, self.row.key)
         if snap_row is not None:
             self.row = snap_row
             self.query_one("#breakdown", Static).update(self._breakdown())
         try:
-            self.requests = await self.source.recent_requests(self.spec.dim, self.row.key, 200)
+            self.requests = await self.feed.recent_requests(self.spec.dim, self.row.key, 200)
         except Exception as exc:
             self.requests = []
             self.query_one("#recent", Static).update(Text(f"recent requests unavailable: {exc}"))

@@ -1,15 +1,15 @@
 """Where the live view gets its snapshots: an embedded feed, a remote feed, or a manual slot.
 
-The app only ever calls :meth:`SnapshotSource.latest` (once per redraw) and
-:meth:`SnapshotSource.recent_requests` (detail screen); it never touches the aggregator. Sources:
+The app only ever calls :meth:`WatchedFeed.latest` (once per redraw) and
+:meth:`WatchedFeed.recent_requests` (detail screen); it never touches the aggregator. The feeds:
 
-- :class:`EmbeddedSource`: a :class:`~tokentop.core.feed.runner.FeedRunner` on its own thread;
+- :class:`EmbeddedFeed`: a :class:`~tokentop.core.feed.runner.FeedRunner` on its own thread;
   ``latest()`` hops onto the feed's loop for a fresh snapshot.
-- :class:`RemoteSource`: ``WS /v1/stream`` of another feed via
+- :class:`RemoteFeed`: ``WS /v1/stream`` of another feed via
   :func:`~tokentop.core.feed.client.stream_snapshots`; tracks connected/disconnected and reconnects.
   It asks only for what the live view draws (:func:`live_view_shape`: its table views plus
   sessions, series in compact form), which is most of the cost of watching a busy feed.
-- :class:`ManualSource`: a slot someone pushes snapshots into (tests, screenshots, ``--once``).
+- :class:`ManualFeed`: a slot someone pushes snapshots into (tests, screenshots, ``--once``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from tokentop.core.feed.runner import FeedRunner
 
 
-class SnapshotSource(Protocol):
+class WatchedFeed(Protocol):
     @property
     def label(self) -> str:
         """Shown in the header: where the data comes from."""
@@ -35,7 +35,7 @@ class SnapshotSource(Protocol):
     connected: bool
     #: why it is disconnected (shown in the header)
     error: str | None
-    #: the control API base URL and local token, when this source can reach one
+    #: the control API base URL and local token, when this feed can reach one
     control_url: str | None
 
     async def start(self) -> None: ...
@@ -47,7 +47,7 @@ class SnapshotSource(Protocol):
     async def recent_requests(self, view: str, key: str, limit: int = 20) -> list[dict[str, Any]]: ...
 
 
-class ManualSource:
+class ManualFeed:
     """Holds whatever snapshot was last :meth:`push`-ed."""
 
     def __init__(self, snapshot: Snapshot | None = None, *, label: str = "manual", requests: list[dict[str, Any]] | None = None) -> None:
@@ -76,7 +76,7 @@ class ManualSource:
         return self.requests[:limit]
 
 
-class EmbeddedSource:
+class EmbeddedFeed:
     """A feed running in this process on its own thread."""
 
     def __init__(self, runner: FeedRunner) -> None:
@@ -129,7 +129,7 @@ def live_view_shape() -> StreamShape:
     return StreamShape(views=tuple(sorted(dims)), series="compact", delta=1)
 
 
-class RemoteSource:
+class RemoteFeed:
     """Another feed's snapshot stream; reconnects by itself when the feed restarts."""
 
     def __init__(self, url: str, *, retry_s: float = 1.0, clock: Callable[[], float] = time.time,

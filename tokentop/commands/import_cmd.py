@@ -78,6 +78,7 @@ class ProgressBar:
 def run(args: argparse.Namespace) -> int:
     from tokentop.core.ledger import Ledger, LedgerError
     from tokentop.core.pricing import Pricer
+    from tokentop.core.sources.backfill import PricedRows
     from tokentop.core.sources.settings import SourceSettings
     from tokentop.core.sources.sourceset import SourceSet
 
@@ -107,17 +108,22 @@ def run(args: argparse.Namespace) -> int:
         # Random event ids make every commit touch most leaf pages of the events table, so 5000-event
         # commits cost ~3x more CPU than 50000-event ones on a 1M-line backfill.
         ledger.call(lambda conn: conn.execute(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}"))
-        sources = SourceSet.open(settings, ledger, host=cfg.host_name, workers=max(0, min(workers, 1)),
-                                 batch_events=IMPORT_BATCH_EVENTS)
         futures = []
+        overrides = cfg.price_overrides()
 
         def sink(batch) -> None:  # noqa: ANN001
             # Not waited for here: the ledger's single thread commits batches before the cursors
             # queued after them, so parsing overlaps the inserts and order stays safe.
             if not pricers:
-                pricers.append(Pricer(cfg.price_overrides()))
+                pricers.append(Pricer(overrides))
             price = pricers[0].price
             futures.append(ledger.submit([(e, price(e)) for e in batch]))
+
+        def store(rows) -> None:  # noqa: ANN001 - rows the parser process priced (backfill.PricedRows)
+            futures.append(ledger.submit_rows(rows))
+
+        sources = SourceSet.open(settings, ledger, host=cfg.host_name, workers=max(0, min(workers, 1)),
+                                 batch_events=IMPORT_BATCH_EVENTS, rows=PricedRows(overrides, store))
 
         try:
             sources.poll(sink, progress=bar)

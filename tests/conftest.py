@@ -25,7 +25,11 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TOKENTOP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TOKENTOP_STATE_DIR", str(tmp_path / "state"))
     for var in ("TOKENTOP_CONFIG", "TOKENTOP_FEED", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "NO_COLOR",
-                "OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY", "TOKENTOP_OPENAI_BASE_URL", "TOKENTOP_ANTHROPIC_BASE_URL"):
+                "OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY", "TOKENTOP_OPENAI_BASE_URL", "TOKENTOP_ANTHROPIC_BASE_URL",
+                "GEMINI_CLI_HOME", "QWEN_RUNTIME_DIR", "QWEN_HOME", "PI_CODING_AGENT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    # the store sources' locations (OpenCode/Kilo, Copilot CLI)
+    for var in ("XDG_DATA_HOME", "OPENCODE_DB", "COPILOT_HOME", "COPILOT_OTEL_FILE_EXPORTER_PATH"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 

@@ -21,4 +21,8 @@ def test_every_section_and_key_is_documented() -> None:
         if f"[{table}" not in index:
             missing.append(f"[{table}.*] has no section in docs/config.md")
         missing += [f"{table}.*.{key}" for key in keys if f"`{key}`" not in text and f"{key} =" not in text]
+    for section, keys in config.SECTION_ENTRIES.items():
+        if f"[{section}.NAME]" not in index:
+            missing.append(f"[{section}.NAME] entries have no section in docs/config.md")
+        missing += [f"{section}.NAME.{key}" for key in keys if f"`{key}`" not in text and f"{key} =" not in text]
     assert not missing, "undocumented config: " + ", ".join(missing)

@@ -7,16 +7,21 @@ A command module defines ``register(subparsers)`` which adds its parser and sets
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from typing import Sequence
 
 from tokentop import __version__
+
+# Not ``typing.TYPE_CHECKING``: ``tokentop statusline`` runs after every Claude Code message and
+# must not pay for importing typing or argparse (docs/limits.md, "Speed").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 #: Command modules under ``tokentop.commands``, in the order ``--help`` lists them.
 COMMANDS: list[str] = [
     "serve", "proxy", "emit", "report", "import_cmd", "run", "control_cmd", "log_cmd", "check", "config_cmd", "demo",
+    "doctor", "setup", "statusline",
 ]
 
 
@@ -30,6 +35,9 @@ def add_common(parser: argparse.ArgumentParser, *, sub: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+    import importlib
+
     from tokentop.commands import top
 
     parser = argparse.ArgumentParser(
@@ -48,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["statusline"] and not {"-h", "--help"} & set(args_list):
+        # Claude Code runs this after every message: skip the parser and every other command's
+        # imports (docs/limits.md, "Speed")
+        from tokentop.commands.statusline import main as statusline_main
+
+        return statusline_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

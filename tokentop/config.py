@@ -22,6 +22,7 @@ import platformdirs
 import tomli_w
 
 from tokentop.core.control import settings as control_settings
+from tokentop.core.limits import settings as limits_settings
 from tokentop.core.providers import settings as providers_settings
 from tokentop.core.proxy import settings as proxy_settings
 from tokentop.core.setting import NUM, ConfigError, Setting, between, non_negative, one_of, positive, string_list
@@ -87,7 +88,7 @@ CORE_SECTIONS: Final[dict[str, dict[str, Setting]]] = {
         "theme": Setting(str, "tokentop", "theme name (shipped, user or Textual built-in)"),
         "refresh_s": Setting(NUM, 1.0, "seconds between redraws", positive),
         "view": Setting(str, "agents", "view at start", one_of("agents", "sessions", "models", "projects", "providers", "hosts")),
-        "sort": Setting(str, "burn", "sort at start", one_of("burn", "tokens", "requests", "spend", "name")),
+        "sort": Setting(str, "burn", "sort at start", one_of("burn", "tokens", "requests", "spend", "name", "window")),
         "sort_reverse": Setting(bool, False, "invert the sort"),
         "readonly": Setting(bool, False, "hide kill/pause actions"),
         "daily_budget_usd": Setting(NUM, 0, "daily budget shown in the header meter (0: none)", non_negative),
@@ -102,6 +103,14 @@ SCHEMA: Final[dict[str, Mapping[str, Setting]]] = {
     **control_settings.SECTIONS,
     **team_settings.SECTIONS,
     **proxy_settings.SECTIONS,
+    **limits_settings.SECTIONS,
+}
+
+#: Flat sections that also hold tables the user names, each with a fixed set of settings: a
+#: ``[limits.claude-5h]`` rule sits beside ``[limits]``'s own keys (``cfg.limits`` then has both; an
+#: entry is a dict attribute under its name).
+SECTION_ENTRIES: Final[dict[str, Mapping[str, Setting]]] = {
+    **limits_settings.ENTRIES,
 }
 
 #: Tables whose keys are names chosen by the user, each holding a fixed set of settings.
@@ -259,6 +268,9 @@ def validate(raw: Mapping[str, Any], path: Path | None = None, text: str = "") -
             continue
         spec = SCHEMA[section]
         for key, value in values.items():
+            if key not in spec and section in SECTION_ENTRIES and isinstance(value, dict):
+                data[section][key] = _entry(SECTION_ENTRIES[section], section, key, value, problems, path, text)
+                continue
             if key not in spec:
                 problems.append(f"{_where(path, text, section, key)}: unknown key {section}.{key}{_suggest(key, list(spec))}")
                 continue
@@ -270,6 +282,23 @@ def validate(raw: Mapping[str, Any], path: Path | None = None, text: str = "") -
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return data
+
+
+def _entry(spec: Mapping[str, Setting], section: str, name: str, table: Mapping[str, Any], problems: list[str],
+           path: Path | None, text: str) -> dict[str, Any]:
+    """One ``[section.NAME]`` entry of a flat section, checked against ``spec`` (only the keys given
+    are kept: the reader applies the defaults, and ``config show`` prints what the user wrote)."""
+    entry: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in spec:
+            problems.append(f"{_where(path, text, section, key)}: unknown key {section}.{name}.{key}{_suggest(key, list(spec))}")
+            continue
+        err = _check_value(spec[key], value)
+        if err:
+            problems.append(f"{_where(path, text, section, key)}: {section}.{name}.{key} {err}")
+        else:
+            entry[key] = value
+    return entry
 
 
 def load(explicit: str | os.PathLike[str] | None = None) -> Config:
@@ -327,6 +356,12 @@ def default_file_text() -> str:
             out.append(f"# {setting.doc}")
             out.append(f"# [{section}.{key}]")
             out.extend(f"# {line}" for line in tomli_w.dumps(setting.default).strip().splitlines())
+        if section in SECTION_ENTRIES:
+            out.append(f"# Rules you name, e.g. [{section}.my-rule]:")
+            out.append(f"# [{section}.my-rule]")
+            for key, setting in SECTION_ENTRIES[section].items():
+                value = tomli_w.dumps({key: setting.default}).strip() if setting.default is not None else f"{key} = "
+                out.append(f"# {value}    # {setting.doc}")
         out.append("")
     out.append('# Per-model price overrides, USD per million tokens; they win over genai-prices.')
     out.append('# [pricing."my-finetune"]')

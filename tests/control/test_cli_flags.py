@@ -18,10 +18,10 @@ URL = "http://127.0.0.1:7499"
 #: command -> the other arguments it needs to parse
 TALKS_TO_A_FEED = {
     "log": [], "check": [], "emit": [], "run": ["--", "true"],
-    "pause": ["s1"], "resume": ["s1"], "kill": ["s1"], "proxy": [],
+    "pause": ["s1"], "resume": ["s1"], "kill": ["s1"], "proxy": [], "doctor": [], "statusline": [],
 }
 #: commands that read the config or the ledger only (or are a feed themselves): --config, no --feed
-CONFIG_ONLY = {"serve": [], "report": [], "import": [], "demo": [], "config": ["path"]}
+CONFIG_ONLY = {"serve": [], "report": [], "import": [], "demo": [], "config": ["path"], "setup": ["claude-statusline"]}
 
 
 def subcommands() -> set[str]:

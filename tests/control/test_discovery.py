@@ -106,3 +106,28 @@ def test_session_reported_by_a_registered_run_child_is_matched_to_it(feed, tmp_p
 
 async def _register(ctl, session, ident):
     ctl.register(session, ident, agent="claude-code", source="run")
+
+
+def test_a_gemini_cli_session_from_its_logs_is_matched_to_the_running_gemini_process(feed, tmp_path):
+    """Every agent tokentop reads has its process name: a `gemini-cli` session (as the Gemini CLI
+    source names its events) finds the `gemini` process running in its project."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "gemini"
+    exe.write_text(FAKE_AGENT)
+    exe.chmod(0o755)
+    proj = tmp_path / "webapp"
+    proj.mkdir()
+    p = subprocess.Popen([str(exe)], cwd=proj, stdout=subprocess.PIPE, process_group=0)
+    try:
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(0.05)
+        with httpx.Client(base_url=feed.address, headers=_auth(feed), timeout=10) as http:
+            http.post("/v1/events", json={"agent": "gemini-cli", "session": "g-1", "project": "webapp",
+                                          "input_tokens": 10})
+            plan = http.get("/v1/sessions/g-1/plan").json()
+        assert plan["can_act"] is True and plan["pid"] == p.pid, plan
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()

@@ -113,6 +113,9 @@ class ToyStore:
     def poll_recent(self, sink: Sink) -> int:
         return self.poll(sink)
 
+    def poll_tick(self, sink: Sink) -> int:
+        return 0  # the watcher reports its file
+
     def watch_dirs(self) -> list[Path]:
         return list(self.ctx.roots)
 
@@ -135,18 +138,22 @@ def write_store(root: Path, records: list[tuple[str, int]]) -> None:
 # -- the list is the only place that names agents -----------------------------------------------------
 
 def test_known_sources_and_the_config_section_derive_from_the_one_list() -> None:
-    assert KNOWN_SOURCES == tuple(f.name for f in FORMATS) == ("claude-code", "codex")
+    # (written to hold as agents are added: the list's order, not its length, is the contract)
+    assert KNOWN_SOURCES == tuple(f.name for f in FORMATS)
+    assert KNOWN_SOURCES[:2] == ("claude-code", "codex") and {"opencode", "kilo"} <= set(KNOWN_SOURCES)
     keys = list(SECTIONS["sources"])
-    assert keys == ["enabled", "backfill_days", "claude_roots", "codex_home", "watch", "poll_interval_s"]
+    own = [k for f in FORMATS for k in f.config_keys]
+    assert keys == ["enabled", "backfill_days", *own, "watch", "poll_interval_s"]
+    assert own[:2] == ["claude_roots", "codex_home"] and {"opencode_dir", "kilo_dir"} <= set(own)
     assert config_mod.SCHEMA["sources"] is SECTIONS["sources"]
 
 
 def test_a_third_agent_adds_its_name_and_config_key_to_the_section() -> None:
     section = sections(FORMATS + (TOY,))["sources"]
-    assert section["enabled"].default == ["claude-code", "codex", "toy-agent"]
+    assert section["enabled"].default == [*KNOWN_SOURCES, "toy-agent"]
     assert section["enabled"].check is not None and section["enabled"].check(["toy-agent"]) is None
     assert "unknown source(s) ['toy']" in (section["enabled"].check(["toy"]) or "")
-    assert list(section)[2:5] == ["claude_roots", "codex_home", "toy_home"]
+    assert list(section)[2:-2] == [*(k for f in FORMATS for k in f.config_keys), "toy_home"]
     with pytest.raises(ValueError, match="share a name"):
         sections(FORMATS + (TOY, TOY))
 
@@ -154,10 +161,10 @@ def test_a_third_agent_adds_its_name_and_config_key_to_the_section() -> None:
 def test_format_declarations_pickle_for_the_backfill_worker() -> None:
     settings = SourceSettings(roots={"claude-code": (Path("/x"),)})
     back = pickle.loads(pickle.dumps(settings))
-    assert [f.name for f in back.formats] == ["claude-code", "codex"] and back.roots == settings.roots
+    assert [f.name for f in back.formats] == list(KNOWN_SOURCES) and back.roots == settings.roots
 
 
-AGENT_WORDS = ("claude", "codex", ".zst", "zstandard")
+AGENT_WORDS = ("claude", "codex", ".zst", "zstandard", "opencode", "kilo", "copilot", "gemini", "qwen", "droid", "kimi")
 
 
 def _agent_specifics(path: Path) -> list[str]:
@@ -188,7 +195,7 @@ def _agent_specifics(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("module", ["tailer.py", "backfill.py", "sourceset.py", "protocol.py", "settings.py", "live.py",
-                                    "attach.py", "status.py"])
+                                    "attach.py", "status.py", "store.py", "documents.py", "diagnose.py"])
 def test_the_shared_modules_name_no_agent(module: str) -> None:
     assert _agent_specifics(SOURCES_DIR / module) == []
 

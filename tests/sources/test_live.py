@@ -12,6 +12,7 @@ import pytest
 from tests.sources.helpers import claude_line, write_lines
 from tokentop import config as config_mod
 from tokentop.core.feed.runner import FeedRunner
+from tokentop.core.sources.settings import KNOWN_SOURCES
 
 
 def wait_for(cond: Callable[[], bool], timeout: float) -> float:
@@ -52,7 +53,7 @@ def test_feed_backfills_existing_logs_with_zero_setup(tmp_path: Path, session_fi
         wait_for(lambda: runner.snapshot().status.get("import", {}).get("state") == "done", 5)
         status = runner.snapshot().status
         assert status["import"]["percent"] == 100
-        assert status["sources"]["enabled"] == ["claude-code", "codex"]
+        assert status["sources"]["enabled"] == list(KNOWN_SOURCES)
         # the live view shows "importing NN %" while the backfill runs
         assert seen[0] == {"state": "importing", "percent": 0, "text": "importing 0 %"}
         assert any(v["state"] == "importing" and v["percent"] == 100 for v in seen)

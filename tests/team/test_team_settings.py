@@ -55,3 +55,34 @@ def test_what_a_host_accepted_decodes_at_the_fleet_whatever_the_fleets_clock() -
         decode(b'{"v":1,"event":{"id":"x","ts":1e9},"cost_pusd":"1","cost_kind":"estimated","accepted_at":1}', now)
     with pytest.raises(WireError, match="bad event: input_tokens"):
         decode(b'{"v":1,"event":{"id":"x","ts":1e9,"input_tokens":-1},"cost_pusd":1,"cost_kind":"estimated","accepted_at":1}', now)
+
+
+def test_a_down_nats_server_is_one_log_line_not_a_traceback_per_retry(capfd: pytest.CaptureFixture[str],
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """nats-py prints a traceback to stderr on every failed (re)connect unless given an error
+    callback: with the server down that was two tracebacks a second in `tokentop serve --nats`."""
+    import asyncio
+    import logging
+    import socket
+
+    import nats
+
+    from tokentop.core.team import settings as team_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    team_settings._last_nats_error.clear()
+    opts = NatsSettings(url=f"nats://127.0.0.1:{port}").connect_options()
+    opts.update(max_reconnect_attempts=3, reconnect_time_wait=0.01, connect_timeout=0.5)
+
+    async def main() -> None:
+        with pytest.raises(Exception):
+            await nats.connect(**opts)
+
+    with caplog.at_level(logging.WARNING, logger="tokentop.team"):
+        asyncio.run(main())
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "encountered error" not in err
+    lines = [r.getMessage() for r in caplog.records if r.name == "tokentop.team"]
+    assert len(lines) == 1 and "ConnectionRefusedError" in lines[0] and "once a minute" in lines[0]

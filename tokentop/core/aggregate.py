@@ -294,7 +294,9 @@ class Aggregator:
                 cell.pusd_provided += pusd
             else:
                 cell.unpriced += 1
-        sec = int(ts)
+        # an event dated ahead of this clock (another host's clock, within the feed's max_future_s) is
+        # bucketed now: the series end at now, and a later bucket broke every snapshot until it aged
+        sec = min(int(ts), int(now))
         if sec > int(now) - SERIES_S:
             buckets = cell.buckets
             if buckets and buckets[-1][0] == sec:

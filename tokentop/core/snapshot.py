@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Final, Literal, Mapping
 
+from tokentop.core.limits.windows import Window, windows_from_json
+
 SNAPSHOT_VERSION: Final = 1
 #: The dimensions a snapshot has a view (a tuple of rows) for, in the order the JSON lists them.
 #: Each groups requests by the event field of its singular name (``agents`` by ``agent``, ...).
@@ -22,12 +24,14 @@ DIMENSIONS: Final = ("agents", "sessions", "models", "projects", "providers", "h
 NONE_LABEL: Final = "(none)"
 #: Length, in one-second steps, of every per-second series (sparklines, ``burn_series``).
 SERIES_S: Final = 120
-SortKey = Literal["burn", "tokens", "requests", "spend", "name"]
+#: ``window``: the share of the 5-hour subscription window (values from ``snapshot.limits``, see
+#: :func:`sort_rows`)
+SortKey = Literal["burn", "tokens", "requests", "spend", "name", "window"]
 #: how ``burn_series`` travels: ``full`` (120 USD floats, the default) or ``compact`` (see docs/api.md)
 SERIES_FORMS: Final = ("full", "compact")
 #: compact series unit: integer micro-dollars (the precision of every other money figure here)
 COMPACT_PER_USD: Final = 1_000_000
-SORT_KEYS: Final[tuple[SortKey, ...]] = ("burn", "tokens", "requests", "spend", "name")
+SORT_KEYS: Final[tuple[SortKey, ...]] = ("burn", "tokens", "requests", "spend", "name", "window")
 
 _SIX = Decimal("0.000001")
 
@@ -100,6 +104,8 @@ class Row:
             return self.requests_per_s
         if key == "spend":
             return self.usd_today
+        if key == "window":
+            return 0.0  # a row does not know its window share: sort_rows takes it as ``values``
         return self.key.casefold()
 
     def to_json(self, view: str, series: str = "full") -> dict[str, Any]:
@@ -229,6 +235,9 @@ class Snapshot:
     #: free-form, JSON-able status from the feed and sources (ingest counters, import progress, ...)
     status: Mapping[str, Any] = field(default_factory=dict)
     v: int = SNAPSHOT_VERSION
+    #: subscription windows (5-hour, weekly) with data, from the feed's limits part (docs/limits.md);
+    #: a snapshot of a feed without them (older, fleet) has none
+    limits: tuple[Window, ...] = ()
 
     def view(self, name: str) -> tuple[Row, ...]:
         if name not in DIMENSIONS:
@@ -268,6 +277,7 @@ class Snapshot:
             out["views"] = [v for v in DIMENSIONS if v in views]
         if truncated:
             out["truncated"] = truncated
+        out["limits"] = [w.to_json() for w in self.limits]
         out["status"] = dict(self.status)
         return out
 
@@ -288,6 +298,7 @@ class Snapshot:
             generated_at=float(data["generated_at"]),
             totals=Totals.from_json(data.get("totals") or {}),
             status=data.get("status") or {},
+            limits=windows_from_json(data.get("limits")),
             **views,
         )
 
@@ -365,13 +376,20 @@ def read_series(data: Any) -> tuple[float, ...]:
     return tuple(data)
 
 
-def sort_rows(rows: tuple[Row, ...] | list[Row], key: SortKey = "burn", reverse: bool = False) -> tuple[Row, ...]:
+def sort_rows(rows: tuple[Row, ...] | list[Row], key: SortKey = "burn", reverse: bool = False,
+              values: Mapping[str, float] | None = None) -> tuple[Row, ...]:
     """Rows in display order. Numeric keys sort high-to-low (``reverse`` flips it); ``name`` A-Z.
 
+    ``window`` sorts by ``values`` (row key → the row's share of its 5-hour window, e.g.
+    :func:`tokentop.core.limits.windows.session_points`); a row missing from it counts 0.
     Ties break on spend today, then on name, so the order is total and stable between frames.
     """
     if key not in SORT_KEYS:
         raise ValueError(f"unknown sort key {key!r}; expected one of {', '.join(SORT_KEYS)}")
+    if key == "window":
+        got = values or {}
+        ordered = sorted(rows, key=lambda r: (-got.get(r.key, 0.0), -r.usd_today, r.key.casefold(), r.key))
+        return tuple(reversed(ordered)) if reverse else tuple(ordered)
     if key == "name":
         ordered = sorted(rows, key=lambda r: (r.key.casefold(), r.key))
         return tuple(reversed(ordered)) if reverse else tuple(ordered)

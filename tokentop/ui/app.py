@@ -25,10 +25,13 @@ from tokentop.core.snapshot import SORT_KEYS, Row, Snapshot, SortKey, sort_rows
 from tokentop.ui import providers_view
 from tokentop.ui.header import CONDENSE_BELOW_HEIGHT, CONDENSE_BELOW_WIDTH, HeaderState, Meters
 from tokentop.ui.keyline import KEY_LINE_MIN_HEIGHT, KeyLine
+from tokentop.ui.limits_bar import LimitsBar
 from tokentop.ui.source import SnapshotSource
 from tokentop.ui.table import BurnTable
 from tokentop.ui.themes import DEFAULT_THEME, NO_COLOR_THEME, load_themes
-from tokentop.ui.views import TABLE_VIEWS, ViewSpec, fleet_cells, view_by_dim, visible_columns
+from tokentop.ui.views import (
+    TABLE_VIEWS, ViewSpec, fleet_cells, view_by_dim, visible_columns, window_cells, window_values,
+)
 
 if TYPE_CHECKING:
     from tokentop.core.ledger import Ledger
@@ -85,6 +88,7 @@ class TokentopApp(App[None]):
         Binding("R", "sort('requests')", "Sort by req/s", id="sort-requests"),
         Binding("C", "sort('spend')", "Sort by spend today", id="sort-spend"),
         Binding("N", "sort('name')", "Sort by name", id="sort-name"),
+        Binding("W", "sort('window')", "Sort by 5-hour window share", id="sort-window"),
         Binding("less_than_sign", "cycle_sort(-1)", "Previous sort column", show=False, id="sort-prev"),
         Binding("greater_than_sign", "cycle_sort(1)", "Next sort column", show=False, id="sort-next"),
         Binding("I", "invert_sort", "Invert sort", id="sort-invert"),
@@ -177,6 +181,7 @@ class TokentopApp(App[None]):
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Meters(id="meters")
+        yield LimitsBar(id="limits")
         yield BurnTable(self.view_spec, id="table")
         yield Static("", id="empty", markup=False)
         yield KeyLine(id="key-line")
@@ -233,7 +238,8 @@ class TokentopApp(App[None]):
         if needle:
             on_host = keys_on_matching_hosts(snap, dim, needle)
             rows = [r for r in rows if _matches(r, needle) or r.key in on_host]
-        return list(sort_rows(tuple(rows), self.sort_key, self.sort_reverse))
+        values = window_values(snap, dim) if self.sort_key == "window" else None
+        return list(sort_rows(tuple(rows), self.sort_key, self.sort_reverse, values))
 
     def render_rows(self) -> None:
         table = self.query_one(BurnTable)
@@ -255,7 +261,9 @@ class TokentopApp(App[None]):
                     table.focus()
             policy = PolicyStatus.of(snap)
             table.flags = policy.row_flags(self.view_spec.dim, snap.sessions) if policy is not None else {}
-            table.set_extra_cells(fleet_cells(snap) if self.view_spec.dim == "hosts" else {})
+            cells = fleet_cells(snap) if self.view_spec.dim == "hosts" else {}
+            cells.update(window_cells(snap, self.view_spec.dim))
+            table.set_extra_cells(cells)
             table.set_columns(visible_columns(self.view_spec, snap))
             table.show(self.current_rows())
         self._alert_on_new_policy_alerts(snap)
@@ -294,7 +302,9 @@ class TokentopApp(App[None]):
             readonly=self.readonly,
             flagged=policy.sessions_over if policy is not None else 0,
         )
-        self.query_one(Meters).show(self.shown, state)
+        meters = self.query_one(Meters)
+        meters.show(self.shown, state)
+        self.query_one(LimitsBar).show(self.shown, state.now, condensed=meters.condensed)
 
     # -- bindings: availability --------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Final, Literal
 
+from tokentop.core.limits.windows import agent_points, session_points
 from tokentop.core.snapshot import Row, Snapshot, SortKey
 from tokentop.core.team.status import FleetHost, FleetStatus
 from tokentop.ui import format as fmt
@@ -131,6 +132,38 @@ def several_hosts(snap: Snapshot) -> bool:
     return len(snap.hosts) > 1
 
 
+def window_cell(row: Row, width: int) -> CellText:
+    # filled by the app from snapshot.limits (window_cells); a row with no share of a window
+    return "-", "dim"
+
+
+def has_5h_window(snap: Snapshot) -> bool:
+    """The snapshot has a 5-hour subscription window: the ``5H%`` column applies."""
+    return any(w.window == "5h" for w in snap.limits)
+
+
+def window_values(snap: Snapshot | None, dim: str) -> dict[str, float]:
+    """Row key → percentage points of its 5-hour window: an agent's window's used %, a session's
+    share of its agent's window (by tokens since the window started) times that %."""
+    if snap is None or not snap.limits:
+        return {}
+    if dim == "agents":
+        return agent_points(snap.limits)
+    if dim == "sessions":
+        return session_points(snap.limits)
+    return {}
+
+
+def window_cells(snap: Snapshot | None, dim: str) -> dict[str, dict[str, CellText]]:
+    """The ``5H%`` column's cells (column id -> row key -> cell)."""
+    cells: dict[str, CellText] = {}
+    for key, points in window_values(snap, dim).items():
+        text = f"{points:.0f}" if points >= 9.95 else f"{points:.1f}"
+        cells[key] = (text, "burn-high" if points >= 90 else "burn-mid" if points >= 70 else "") if points > 0 \
+            else ("0", "dim")
+    return {"window": cells}
+
+
 def spark_cell(row: Row, width: int) -> CellText:
     # the table draws the series itself at the column's current width
     return "", "spark"
@@ -158,6 +191,8 @@ PID = Column("pid", "PID", 7, pid_cell, priority=35)
 #: req/s (whose host a session runs on is what a kill needs), not the agent, tok/s or money
 HOST = Column("host", "HOST", 10, host_cell, align="left", priority=50, when=several_hosts)
 HOST_NAME = Column("name", "HOST", 12, name_cell, align="left", priority=100, flex=True, sort="name")
+#: percentage points of the agent's 5-hour subscription window the row used (snapshot.limits)
+WINDOW = Column("window", "5H%", 4, window_cell, priority=55, sort="window", when=has_5h_window)
 #: fleet receive time minus the host's accept time of its newest event (status["fleet"])
 LAG = Column("lag", "LAG", 7, lag_cell, priority=75)
 #: how long ago the host last sent an event or heartbeat (status["fleet"])
@@ -165,8 +200,9 @@ SEEN = Column("seen", "SEEN", 8, lag_cell, priority=65)
 
 #: The table views by their digit key.
 TABLE_VIEWS: Final[dict[str, ViewSpec]] = {spec.key: spec for spec in (
-    ViewSpec("1", "agents", "Agents", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
-    ViewSpec("2", "sessions", "Sessions", _cols(SESSION, HOST, AGENT, MODEL, PID, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
+    ViewSpec("1", "agents", "Agents", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, WINDOW, TOKENS, STATE, SPARK)),
+    ViewSpec("2", "sessions", "Sessions", _cols(SESSION, HOST, AGENT, MODEL, PID, REQ, TOK, BURN, SPEND, WINDOW, TOKENS, STATE,
+                                                SPARK)),
     ViewSpec("3", "models", "Models", _cols(NAME, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
     ViewSpec("4", "projects", "Projects", _cols(NAME, MODELS, SESSIONS, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),
     ViewSpec("6", "hosts", "Hosts", _cols(HOST_NAME, SESSIONS, LAG, SEEN, REQ, TOK, BURN, SPEND, TOKENS, STATE, SPARK)),

@@ -1,4 +1,5 @@
-"""Best-effort: which running ``claude`` / ``codex`` process could be behind a session seen only in logs.
+"""Best-effort: which running agent process (``claude``, ``codex``, ``opencode``, ``gemini``, ...)
+could be behind a session seen only in its agent's logs.
 
 A process qualifies when it is the user's, its name (or its command's first words) names the
 session's agent, it started before the session's first request, and its working directory is the
@@ -23,6 +24,16 @@ AGENT_PROCESS_NAMES: Final = {
     "codex": ("codex",),
     "codex-cli": ("codex",),
     "codex_cli": ("codex",),
+    # the other agents tokentop reads (tokentop/core/sources/formats.py), by the command that runs them
+    "opencode": ("opencode",),
+    "kilo": ("kilo", "kilocode"),
+    "copilot-cli": ("copilot",),
+    "droid": ("droid",),
+    "gemini-cli": ("gemini",),
+    "qwen-code": ("qwen",),
+    "pi": ("pi",),
+    "amp": ("amp",),
+    "kimi": ("kimi",),
 }
 #: A process may be reported to start a little after the session's first event (clock skew, rounding).
 START_SLACK_S: Final = 2.0

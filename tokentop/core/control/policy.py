@@ -14,6 +14,11 @@ Runaway (``[runaway.NAME]``), per session (or agent): burn above ``usd_per_hour_
 ``median_multiple`` x the row's own trailing median burn, continuously for ``for_s`` seconds trips
 the rule; it clears after the burn stays below ``clear_fraction`` x that threshold for ``for_s``.
 
+Subscription windows (``[limits.NAME]``): a window's used % (``snapshot.limits``) against
+``warn_at`` (an alert), ``pause_at`` / ``kill_at`` (opt-in actions on the agent's active sessions)
+and 100 % (exhausted): ok < warning < over, with the same hysteresis. Pause and kill act on an
+official figure only, unless the rule says ``estimated = true``.
+
 Decisions are edge-triggered: one when a level rises or a rule trips, none while it stays there.
 """
 
@@ -28,6 +33,7 @@ from tokentop.core.snapshot import Row, Snapshot
 
 if TYPE_CHECKING:
     from tokentop.config import Config
+    from tokentop.core.limits.windows import Window
 
 LEVELS: Final = ("ok", "warning", "over")
 #: A level is left only once the value is this fraction below its threshold.
@@ -69,6 +75,69 @@ class RunawayRule:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowRule:
+    """``[limits.NAME]``: alerts, and opt-in pause / kill, on a subscription window's used %."""
+
+    name: str
+    window: str = "5h"
+    agent: str = ""
+    account: str = ""
+    warn_at: float = 80.0
+    pause_at: float | None = None
+    kill_at: float | None = None
+    #: pause / kill also on an estimated window (alerts always)
+    estimated: bool = False
+
+    def matches(self, w: Window) -> bool:
+        return w.window == self.window and (not self.agent or w.agent == self.agent) \
+            and (not self.account or w.account == self.account)
+
+    def thresholds(self) -> list[tuple[float, str, str]]:
+        """(used %, level, action) in rising order: warning, then pause / kill, then exhausted (100 %)."""
+        out = [(float(self.warn_at), "warning", "alert")] if self.warn_at else []
+        if self.pause_at is not None:
+            out.append((float(self.pause_at), "over", "pause"))
+        if self.kill_at is not None:
+            out.append((float(self.kill_at), "over", "kill"))
+        if not any(level == "over" and t <= 100.0 for t, level, _ in out):
+            out.append((100.0, "over", "alert"))  # an exhausted window is over, whatever the rule acts on
+        return sorted(out, key=lambda t: t[0])
+
+    def stage(self, used: float, previous: int = 0) -> int:
+        """How many thresholds ``used`` has crossed; one crossed before (``previous``) stays crossed
+        until ``used`` falls 5 % below it (hysteresis)."""
+        stage = 0
+        for n, (threshold, _, _) in enumerate(self.thresholds(), 1):
+            if used >= threshold or (n <= previous and used >= threshold * (1 - HYSTERESIS)):
+                stage = n
+        return stage
+
+
+def window_key(w: Window) -> str:
+    """How a window is named in findings and alerts: ``claude-code 5h ~/.claude``."""
+    return f"{w.agent} {w.window} {w.account}".strip()
+
+
+def _window_finding(rule: WindowRule, w: Window, stage: int) -> Finding:
+    thresholds = rule.thresholds()
+    if stage:
+        limit, level, _ = thresholds[stage - 1]
+    else:
+        limit, level = (thresholds[0][0] if thresholds else 100.0), "ok"
+    return Finding(rule.name, "limits", window_key(w), "used_percent", w.used_percent, limit, level)
+
+
+def evaluate_windows(snapshot: Snapshot, rules: Iterable[WindowRule]) -> list[Finding]:
+    """Every (rule, window) with its level now (stateless: ``tokentop check``)."""
+    out = []
+    for rule in rules:
+        for w in snapshot.limits:
+            if rule.matches(w):
+                out.append(_window_finding(rule, w, rule.stage(w.used_percent)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     """Where one budget stands for one key (``check`` and the feed both use these)."""
 
@@ -90,7 +159,7 @@ class Decision:
     """Something to do now: an alert, and for pause/kill rules the sessions to act on."""
 
     rule: str
-    kind: str  # "budget" | "runaway"
+    kind: str  # "budget" | "runaway" | "window"
     view: str
     key: str
     level: str  # "warning" | "over" | "runaway" | "cleared"
@@ -128,6 +197,24 @@ def rules_from_config(cfg: Config) -> tuple[list[BudgetRule], list[RunawayRule]]
             raise PolicyError(f"[runaway.{name}] sets no condition: give usd_per_hour_above or median_multiple")
         runaways.append(rule)
     return budgets, runaways
+
+
+def window_rules_from_config(cfg: Config) -> list[WindowRule]:
+    """Rules from ``[limits.NAME]`` tables (the ``[limits]`` section's own keys are not rules)."""
+    rules: list[WindowRule] = []
+    section = getattr(cfg, "limits", None)
+    for name, table in (vars(section).items() if section is not None else ()):
+        if not isinstance(table, dict):
+            continue
+        rule = WindowRule(name=name, **table)
+        if not rule.window:
+            raise PolicyError(f"[limits.{name}] names no window: set window = \"5h\" (or 7d, 7d-opus, ...)")
+        acts = [v for v in (rule.pause_at, rule.kill_at) if v is not None]
+        if rule.warn_at and acts and rule.warn_at >= min(acts):
+            raise PolicyError(f"[limits.{name}] warns at {rule.warn_at:g} % but acts at {min(acts):g} %: warn_at must "
+                              f"be below pause_at and kill_at")
+        rules.append(rule)
+    return rules
 
 
 # -- budgets (stateless) -------------------------------------------------------------------------
@@ -222,21 +309,61 @@ class _RunawayState:
 
 
 class PolicyEngine:
-    def __init__(self, budgets: Iterable[BudgetRule] = (), runaways: Iterable[RunawayRule] = ()) -> None:
+    def __init__(self, budgets: Iterable[BudgetRule] = (), runaways: Iterable[RunawayRule] = (),
+                 windows: Iterable[WindowRule] = ()) -> None:
         self.budgets = list(budgets)
         self.runaways = list(runaways)
+        self.windows = list(windows)
         self.levels: dict[tuple[str, str, str, str], str] = {}
         self.runaway_state: dict[tuple[str, str, str], _RunawayState] = {}
+        #: (rule, window key) -> thresholds crossed (:meth:`WindowRule.stage`)
+        self.window_stages: dict[tuple[str, str], int] = {}
         self.findings: list[Finding] = []
+        self.window_findings: list[Finding] = []
 
     @property
     def active(self) -> bool:
-        return bool(self.budgets or self.runaways)
+        return bool(self.budgets or self.runaways or self.windows)
 
     def evaluate(self, snapshot: Snapshot, now: float) -> list[Decision]:
         decisions: list[Decision] = []
         decisions.extend(self._budgets(snapshot))
         decisions.extend(self._runaway(snapshot, now))
+        decisions.extend(self._windows(snapshot))
+        return decisions
+
+    # subscription windows
+    def _windows(self, snapshot: Snapshot) -> list[Decision]:
+        decisions: list[Decision] = []
+        stages: dict[tuple[str, str], int] = {}
+        findings: list[Finding] = []
+        for rule in self.windows:
+            thresholds = rule.thresholds()
+            for w in snapshot.limits:
+                if not rule.matches(w):
+                    continue
+                k = (rule.name, window_key(w))
+                before = self.window_stages.get(k, 0)
+                stage = stages[k] = rule.stage(w.used_percent, before)
+                findings.append(_window_finding(rule, w, stage))
+                if stage <= before:
+                    continue  # edge-triggered: only rises decide anything
+                threshold, level, action = thresholds[stage - 1]
+                if action != "alert" and not (w.official or rule.estimated):
+                    action = "alert"  # an estimate alerts; it acts only when the rule says so
+                sessions = tuple(r.key for r in snapshot.sessions if r.agent == w.agent and r.state == "active") \
+                    if action != "alert" else ()
+                what = {"alert": "exhausted" if threshold >= 100 else "warning", "pause": "pause",
+                        "kill": "kill"}[action]
+                estimate = "" if w.official else " (estimated)"
+                decisions.append(Decision(
+                    rule.name, "window", "limits", window_key(w), level, "used_percent", w.used_percent, threshold,
+                    action, sessions,
+                    f"{w.label} {w.window} window is at {w.used_percent:.0f} %{estimate} ({what} at {threshold:g} %, "
+                    f"rule {rule.name})",
+                ))
+        self.window_stages = stages
+        self.window_findings = findings
         return decisions
 
     def flags(self) -> dict[str, dict[str, str]]:

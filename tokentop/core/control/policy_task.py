@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Iterable, Mapping
 
-from tokentop.core.control.policy import Decision, Finding, PolicyEngine, rules_from_config
+from tokentop.core.control.policy import Decision, Finding, PolicyEngine, rules_from_config, window_rules_from_config
 
 if TYPE_CHECKING:
     from tokentop.config import Config
@@ -268,8 +268,10 @@ class PolicyRunner:
     def status(self) -> PolicyStatus:
         return PolicyStatus(
             flags=self.engine.flags(),
-            # global figures and everything at warning or over (per-key "ok" figures are left out)
-            budgets=tuple(f for f in self.engine.findings if f.view == "totals" or f.level != "ok")[:MAX_STATUS_FINDINGS],
+            # global figures, every subscription window a rule watches, and everything at warning or
+            # over (per-key "ok" budget figures are left out)
+            budgets=tuple([f for f in self.engine.findings if f.view == "totals" or f.level != "ok"]
+                          + self.engine.window_findings)[:MAX_STATUS_FINDINGS],
             alerts=tuple(self.alerts),
             alert_seq=self.alert_seq,
             hook_failures=self.hook_failures,
@@ -283,7 +285,7 @@ class PolicyRunner:
 def build_policy_runner(config: Config, control: ControlService, clock: Callable[[], float]) -> PolicyRunner | None:
     """A runner for the configured rules, or ``None`` when there are none. Raises :class:`PolicyError`."""
     budgets, runaways = rules_from_config(config)
-    engine = PolicyEngine(budgets, runaways)
+    engine = PolicyEngine(budgets, runaways, window_rules_from_config(config))
     if not engine.active:
         return None
     section = config.control

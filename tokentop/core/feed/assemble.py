@@ -21,6 +21,7 @@ from typing import Final
 from tokentop.core.control import attach as control
 from tokentop.core.feed import otlp
 from tokentop.core.feed.parts import Attach
+from tokentop.core.limits import attach as limits
 from tokentop.core.providers import attach as providers
 from tokentop.core.proxy import attach as proxy
 from tokentop.core.sources import attach as sources
@@ -31,6 +32,7 @@ HOST_FEED: Final[tuple[Attach, ...]] = (
     otlp.attach,  # POST /v1/logs, /v1/metrics, /v1/traces
     control.attach,  # control service, its API (/v1/sessions/..., /v1/control/audit), emitter hello/acks
     sources.attach,  # Claude Code / Codex log files, backfilled then followed
+    limits.attach,  # subscription windows: Codex rate_limits (from sources), statusline, OAuth, estimate
     providers.attach,  # provider usage pollers, for providers with an admin key
     control.attach_policy,  # budgets and runaway rules, when configured
     team.attach,  # NATS publisher and remote-control responder, when [nats] url is set

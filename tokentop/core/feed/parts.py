@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tokentop.core.feed.otlp import OtlpReceiver
     from tokentop.core.feed.service import FeedService
     from tokentop.core.ledger import Ledger
+    from tokentop.core.limits.attach import LimitsPart
     from tokentop.core.providers.poller import ProviderPoller
     from tokentop.core.proxy.server import ProxyPart
     from tokentop.core.sources.live import LiveSources
@@ -69,6 +70,8 @@ class Attached:
     fleet: FleetConsumer | None = None
     #: the metering proxy served from this feed (``[proxy] enabled``)
     proxy: ProxyPart | None = None
+    #: subscription windows (5-hour, weekly): ``limits.current_windows()`` (``[limits] enabled``)
+    limits: LimitsPart | None = None
     #: team mode could not start (e.g. a credentials file is missing): why
     nats_error: str | None = None
 

@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from tokentop.core.aggregate import Aggregator, AggregatorConfig, RecentRequest
 from tokentop.core.events import DEFAULT_MAX_FUTURE_S, Event, EventError, parse_event
 from tokentop.core.ledger import Ledger, Revised
+from tokentop.core.limits.windows import Window
 from tokentop.core.pricing import Cost, Pricer
 from tokentop.core.revision import known_no_larger, memory_key, memory_ts
 from tokentop.core.snapshot import Snapshot
@@ -105,6 +106,8 @@ def recent_request_json(item: RecentRequest) -> dict[str, Any]:
 
 #: Called with every record the ledger stored in one ingest: new ones and revisions (the new record).
 AcceptListener = Callable[[Sequence[tuple[Event, Cost]]], Awaitable[None] | None]
+#: ``now -> windows``: the subscription windows every snapshot carries (set by the limits part)
+LimitsProvider = Callable[[float], tuple[Window, ...]]
 
 
 class FeedService:
@@ -131,6 +134,8 @@ class FeedService:
         #: session ids (Claude Code's) to the run's process. Bounded by :data:`MAX_SESSION_ALIASES`.
         self.session_aliases: dict[str, str] = {}
         self.listeners: list[AcceptListener] = []
+        #: the subscription windows each snapshot carries (``None``: none; the limits part sets it)
+        self.limits: LimitsProvider | None = None
         #: id -> memory_key of the record stored (a lower bound), for today's and yesterday's ids
         self._seen: dict[str, int] = {}
         self._seen_floor = 0.0
@@ -269,7 +274,13 @@ class FeedService:
         status = dict(self.status)
         status["ingest"] = self.counters.to_json()
         status["host"] = self.host
-        return self.aggregator.snapshot(now, **status)
+        snap = self.aggregator.snapshot(now, **status)
+        if self.limits is not None:
+            try:
+                snap = replace(snap, limits=self.limits(now))
+            except Exception:  # a limits bug never costs the snapshot
+                log.exception("subscription windows failed")
+        return snap
 
     def recent_requests_json(self, dim: str | None = None, key: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """``GET /v1/requests``'s list (docs/api.md): newest first, one row of one view when given.

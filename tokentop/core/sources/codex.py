@@ -28,6 +28,11 @@ In short:
   (clamped to it), ``output_tokens`` includes ``reasoning_output_tokens``.
 * Files: ``sessions/`` wins over ``archived_sessions/`` for the same file name, and a plain
   ``.jsonl`` over its ``.jsonl.zst`` (:func:`pick_rollouts`); ``.zst`` rollouts are read whole.
+* Every ``token_count`` line's ``rate_limits`` (the plan's 5-hour and weekly windows) goes to the
+  format's shared :class:`~tokentop.core.limits.codex.RateLimitLog` (``CodexShared.rate_limits``) as
+  the line is read, repeats and ``info: null`` lines included, a fork's replay of its parent's
+  history excluded (:meth:`CodexFile._rate_limits`); the feed's limits part takes it from there
+  (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
 from tokentop.core.events import Event
+from tokentop.core.limits.codex import RateLimitLog, account_of
 from tokentop.core.setting import Setting
 from tokentop.core.sources.claude_code import Malformed, _text, loads_line, parse_ts, project_of
 from tokentop.core.sources.protocol import Found, LineReader, LogFormat
@@ -125,6 +131,23 @@ class ThreadTotals:
             self._threads.setdefault(thread, set()).update(totals)
 
 
+class CodexShared:
+    """What every Codex file of a process shares: the threads' totals (the fork rule) and the quota
+    figures (``rate_limits``, for the feed's limits part). A backfill worker's copy is exported and
+    merged back like any :class:`~tokentop.core.sources.protocol.SharedState`."""
+
+    def __init__(self) -> None:
+        self.totals = ThreadTotals()
+        self.rate_limits = RateLimitLog()
+
+    def export(self) -> dict[str, Any]:
+        return {"totals": self.totals.export(), "rate_limits": self.rate_limits.export()}
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        self.totals.merge(exported.get("totals") or {})
+        self.rate_limits.merge(exported.get("rate_limits") or ())
+
+
 def codex_homes(configured: str = "", env: Mapping[str, str] | None = None) -> list[Path]:
     """Codex homes: ``CODEX_HOME`` (comma-separated allowed), else the config value, else ``~/.codex``."""
     env = os.environ if env is None else env
@@ -183,12 +206,15 @@ class CodexFile(LineReader):
 
     prefilter = None  # lines are filtered by the kinds below
 
-    def __init__(self, path: Path, host: str | None, shared: ThreadTotals | None = None,
+    def __init__(self, path: Path, host: str | None, shared: CodexShared | ThreadTotals | None = None,
                  state: dict[str, Any] | None = None) -> None:
         super().__init__(path, host)
         m = _UUID_TAIL.search(path.name)
         st = state or {}
-        self.totals = shared if shared is not None else ThreadTotals()
+        if isinstance(shared, CodexShared):
+            self.totals = shared.totals
+        else:
+            self.totals = shared if shared is not None else ThreadTotals()
         self.session: str | None = st.get("session") or (m.group(1) if m else None)
         self.own_session_known: bool = bool(st.get("own"))
         self.model: str | None = st.get("model")
@@ -204,6 +230,9 @@ class CodexFile(LineReader):
         self.threads: dict[str, list[Any]] = st.get("threads") or {}
         #: UUIDv7 time of the turn the next token_count belongs to
         self.turn_ms: int | None = st.get("turn_ms")
+        #: where this file's quota figures go (the format's shared state), and its account
+        self.rate_log: RateLimitLog | None = shared.rate_limits if isinstance(shared, CodexShared) else None
+        self.account: str | None = None
 
     def state(self) -> dict[str, Any]:
         return {
@@ -251,6 +280,7 @@ class CodexFile(LineReader):
         info = payload.get("info")
         if not isinstance(info, dict):
             stats["info_null"] = stats.get("info_null", 0) + 1
+            self._rate_limits(payload, obj)
             return
         total = _usage(info.get("total_token_usage"))
         last = _usage(info.get("last_token_usage"))
@@ -271,6 +301,7 @@ class CodexFile(LineReader):
                     self._remember(total)
                 stats["fork_replays"] = stats.get("fork_replays", 0) + 1
                 return
+        self._rate_limits(payload, obj, ts)
         if total is None:
             if last is None:
                 return
@@ -352,6 +383,25 @@ class CodexFile(LineReader):
         ms = uuid7_ms(turn_id)
         if ms is not None:
             self.turn_ms = ms
+
+    def _rate_limits(self, payload: dict[str, Any], obj: dict[str, Any], ts: float | None = None) -> None:
+        """Hand this token_count line's ``rate_limits`` to the quota log, whether or not the line
+        added usage (a repeat of the previous totals often carries refreshed windows). A fork's
+        replay of its parent's lines is skipped: those figures are the parent's, restamped."""
+        if self.rate_log is None or "rate_limits" not in payload or self._in_replay():
+            return
+        if ts is None:
+            try:
+                ts = parse_ts(obj.get("timestamp"))
+            except Malformed:
+                return
+        if self.account is None:
+            self.account = account_of(self.path)
+        self.rate_log.read(payload["rate_limits"], ts, self.account)
+
+    def _in_replay(self) -> bool:
+        """A forked thread still replaying its parent's history (until its own first response)."""
+        return self.replaying
 
     def _meta(self, payload: dict[str, Any]) -> None:
         sid = _text(payload.get("id"))
@@ -459,5 +509,5 @@ FORMAT: Final = LogFormat(
     pick=pick_rollouts,
     later=is_fork,
     whole=((".zst", read_zstd),),
-    shared=ThreadTotals,
+    shared=CodexShared,
 )

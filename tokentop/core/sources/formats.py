@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from tokentop.core.sources import claude_code, codex
+from tokentop.core.sources import amp, claude_code, codex, copilot_cli, droid, gemini_cli, kilo, kimi, opencode, pi, qwen_code
 from tokentop.core.sources.protocol import Format
 
 FORMATS: Final[tuple[Format, ...]] = (
     claude_code.FORMAT,
     codex.FORMAT,
+    opencode.FORMAT,
+    kilo.FORMAT,
+    copilot_cli.FORMAT,
+    droid.FORMAT,
+    gemini_cli.FORMAT,
+    qwen_code.FORMAT,
+    pi.FORMAT,
+    amp.FORMAT,
+    kimi.FORMAT,
 )

@@ -10,7 +10,8 @@ loop. While the backfill runs, the snapshot status carries ``import`` = ``{"stat
 Watching uses ``watchfiles`` (inotify/FSEvents) on the sources' directories; when it cannot run
 (or ``sources.watch = false``) a cheap poll reads only recently active stores every
 ``poll_interval_s``. Either way a full scan every :data:`RESCAN_S` seconds finds new roots and
-drops deleted files. The loop knows no agent: it drives a
+drops deleted files, and every :data:`~tokentop.core.sources.protocol.TICK_S` the sources check the
+stores no watcher follows (``Source.poll_tick``: a SQLite database's size and mtime). The loop knows no agent: it drives a
 :class:`~tokentop.core.sources.protocol.Source` (``sourceset.py``).
 """
 
@@ -25,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from tokentop.core.events import Event
+from tokentop.core.sources.protocol import TICK_S
 from tokentop.core.sources.settings import SourceSettings
 from tokentop.core.sources.sourceset import SourceSet
 from tokentop.core.sources.status import ImportStatus, SourcesStatus
@@ -55,6 +57,7 @@ class LiveSources:
         self.mode = "starting"
         self.thread: threading.Thread | None = None
         self._last_status = 0.0
+        self._last_tick = 0.0
 
     # -- the feed's side -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -121,7 +124,8 @@ class LiveSources:
             self._set_status(SourcesStatus.KEY, status.to_json())
 
     def _existing_roots(self) -> list[str]:
-        return sorted({str(d) for d in self.sources.watch_dirs() if d.is_dir()})
+        # a watched path may be a file (a root naming one export file): watchfiles follows it too
+        return sorted({str(d) for d in self.sources.watch_dirs() if d.exists()})
 
     def _watch(self) -> bool:
         """Follow changes with watchfiles until stopped (True) or roots change / it fails (False)."""
@@ -132,10 +136,15 @@ class LiveSources:
         while not self.stop_event.is_set():
             roots = self._existing_roots()
             if not roots:
+                changed = self.mode != "waiting for log dirs"
                 self.mode = "waiting for log dirs"
-                self._publish()
-                if self.stop_event.wait(RESCAN_S):
-                    return True
+                self._publish(force=changed)
+                deadline = time.monotonic() + RESCAN_S
+                while time.monotonic() < deadline:
+                    if self.stop_event.wait(TICK_S):
+                        return True
+                    self._tick()
+                    self._publish()
                 self.sources.poll(self._sink)
                 continue
             self.mode = "watching"
@@ -144,7 +153,8 @@ class LiveSources:
             caught_up = False
             try:
                 for changes in watchfiles.watch(*roots, stop_event=self.stop_event, yield_on_timeout=True,
-                                                rust_timeout=1000, debounce=50, step=20, raise_interrupt=False):
+                                                rust_timeout=int(TICK_S * 1000), debounce=50, step=20,
+                                                raise_interrupt=False):
                     if not caught_up:
                         # the watcher is up now: read what was written between the last scan and its start
                         # (else a file created then would wait for the next full scan)
@@ -152,6 +162,7 @@ class LiveSources:
                         self.sources.poll(self._sink)
                     if changes:
                         self.sources.poll_changed(self._sink, {p for _, p in changes})
+                    self._tick()
                     if time.monotonic() - last_scan >= RESCAN_WATCHING_S:
                         last_scan = time.monotonic()
                         self.sources.poll(self._sink)
@@ -167,17 +178,27 @@ class LiveSources:
                 return False
         return True
 
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_tick >= TICK_S * 0.8:  # a busy watcher yields more often than that
+            self._last_tick = now
+            self.sources.poll_tick(self._sink)
+
     def _poll_forever(self) -> None:
         self.mode = "polling"
         self._publish(force=True)
         last_scan = 0.0
+        last_recent = time.monotonic()
         interval = self.settings.poll_interval_s
-        while not self.stop_event.wait(interval):
+        while not self.stop_event.wait(min(interval, TICK_S)):
+            self._tick()
             now = time.monotonic()
             if now - last_scan >= RESCAN_S:
                 last_scan = now
+                last_recent = now
                 self.sources.poll(self._sink)
-            else:
+            elif now - last_recent >= interval:
+                last_recent = now
                 self.sources.poll_recent(self._sink)
             self._publish()
 

@@ -17,9 +17,10 @@ Nothing outside the format modules and ``formats.py`` names an agent.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Final, Mapping, Protocol, Sequence, Union
 
 from tokentop.core.events import Event
 from tokentop.core.setting import Setting
@@ -33,6 +34,9 @@ Sink = Callable[[list[Event]], object]
 Progress = Callable[[int, int], None]
 #: A file found under a root: its path (a plain string: a restart compares thousands) and its stat.
 Found = tuple[str, os.stat_result]
+#: How often the live loop calls :meth:`Source.poll_tick` (seconds): a record a running agent writes
+#: to a store the watcher does not follow is read within this.
+TICK_S: Final = 0.25
 #: ``roots(values, env)``: the format's config values (``{key: value}`` for its ``config_keys``)
 #: and the environment → the directories its files live under, existing or not, in priority order.
 RootsResolver = Callable[[Mapping[str, Any], Mapping[str, str]], tuple[Path, ...]]
@@ -153,24 +157,51 @@ class LogFormat:
     whole: tuple[tuple[str, Callable[[str], bytes]], ...] = ()
     #: builds the state the format's readers share (passed to ``reader`` as ``shared``)
     shared: Callable[[], SharedState] | None = None
+    #: keeps only these paths among the files whose names match (e.g. files under a ``chats/`` dir,
+    #: where the agent writes other JSONL files beside them); applied to discovery and to a watcher's
+    #: reports alike
+    accept: Callable[[str], bool] | None = None
+    #: a source for the same agent's files that are not appended lines (e.g. an older release's
+    #: whole-JSON sessions, rewritten in place), built from the same roots and driven beside the
+    #: tailer; it is on and off with the format
+    companion: Callable[[SourceContext], Source] | None = None
 
     def find(self, root: Path) -> list[Found]:
-        """The files to read under one root."""
+        """The files to read under one root. A root that is a file (an agent told to write one
+        file, e.g. an OpenTelemetry export path) is that file, whatever its name."""
+        try:
+            st = os.stat(root)
+        except OSError:
+            return []
+        if not stat.S_ISDIR(st.st_mode):
+            return [(str(root), st)] if stat.S_ISREG(st.st_mode) else []
         per_dir: list[list[Found]] = []
         for sub in self.subdirs:
             got: list[Found] = []
             walk(str(root / sub) if sub else str(root), self.suffixes, self.prefix, got)
+            if self.accept is not None:
+                got = [f for f in got if self.accept(f[0])]
             per_dir.append(got)
         if self.pick is not None:
             return self.pick(per_dir)
         return [f for got in per_dir for f in got]
 
     def dirs(self, roots: Sequence[Path]) -> list[Path]:
-        """The directories holding this format's files (what a watcher follows)."""
-        return [root / sub if sub else root for root in roots for sub in self.subdirs]
+        """The directories holding this format's files (what a watcher follows); a root that is a
+        file is followed as that file."""
+        out: list[Path] = []
+        for root in roots:
+            if root.is_file():
+                out.append(root)
+            else:
+                out.extend(root / sub if sub else root for sub in self.subdirs)
+        return out
 
-    def matches(self, name: str) -> bool:
-        return name.endswith(self.suffixes) and name.startswith(self.prefix)
+    def matches(self, name: str, path: str | None = None) -> bool:
+        """Whether a file named ``name`` (at ``path``, when known) is one of this format's."""
+        if not (name.endswith(self.suffixes) and name.startswith(self.prefix)):
+            return False
+        return self.accept is None or path is None or self.accept(path)
 
     def loader(self, path: str) -> Callable[[str], bytes] | None:
         """How to read ``path`` whole, or ``None`` to tail it."""
@@ -238,6 +269,12 @@ class Source(Protocol):
     def poll_recent(self, sink: Sink) -> int:
         """Polling mode, between two full :meth:`poll` calls: cheaply read what recently active
         stores added."""
+
+    def poll_tick(self, sink: Sink) -> int:
+        """Called about every :data:`TICK_S` in every mode (watching, polling, waiting): cheap
+        checks of stores no file watcher can follow without cost, e.g. a SQLite database whose
+        directory also holds thousands of other files (the ``-wal`` file's size and mtime). A
+        source whose files the watcher reports does nothing here."""
 
     def watch_dirs(self) -> list[Path]:
         """Directories whose changes should trigger :meth:`poll_changed` (existing or not)."""

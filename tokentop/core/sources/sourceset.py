@@ -1,9 +1,9 @@
 """The enabled sources, opened from the settings and driven as one (the live loop, ``tokentop import``).
 
 Every enabled :class:`~tokentop.core.sources.protocol.LogFormat` is read by one shared tailer
-(:class:`~tokentop.core.sources.tailer.LogSources`); every enabled
-:class:`~tokentop.core.sources.protocol.StoreFormat` builds its own source. Callers see one
-:class:`~tokentop.core.sources.protocol.Source`.
+(:class:`~tokentop.core.sources.tailer.LogSources`), plus its ``companion`` source if it declares one;
+every enabled :class:`~tokentop.core.sources.protocol.StoreFormat` builds its own source. Callers see
+one :class:`~tokentop.core.sources.protocol.Source`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from tokentop.core.sources.backfill import ParallelBackfill, PricedRows
-from tokentop.core.sources.protocol import LogFormat, Progress, Sink, Source, SourceContext, Stats, StoreFormat
+from tokentop.core.sources.protocol import (
+    LogFormat, Progress, SharedState, Sink, Source, SourceContext, Stats, StoreFormat,
+)
 from tokentop.core.sources.settings import SourceSettings
 from tokentop.core.sources.tailer import BATCH_EVENTS, LogSources
 
@@ -49,9 +51,10 @@ class SourceSet:
             members.append(LogSources(ledger, settings, host=host, clock=clock, batch_events=batch_events,
                                       backfill=backfill))
         for fmt in active:
-            if isinstance(fmt, StoreFormat):
-                members.append(fmt.source(SourceContext(ledger, settings.roots_of(fmt), settings.backfill_days, host,
-                                                        clock, batch_events)))
+            build = fmt.source if isinstance(fmt, StoreFormat) else fmt.companion
+            if build is not None:
+                members.append(build(SourceContext(ledger, settings.roots_of(fmt), settings.backfill_days, host,
+                                                   clock, batch_events)))
         return cls(members)
 
     @property
@@ -85,5 +88,16 @@ class SourceSet:
     def poll_recent(self, sink: Sink) -> int:
         return sum(m.poll_recent(sink) for m in self.members)
 
+    def poll_tick(self, sink: Sink) -> int:
+        return sum(m.poll_tick(sink) for m in self.members)
+
     def watch_dirs(self) -> list[Path]:
         return [d for m in self.members for d in m.watch_dirs()]
+
+    def shared_state(self, name: str) -> SharedState | None:
+        """The state the readers of format ``name`` share (e.g. Codex's quota figures, which the
+        feed's limits part takes from there), or ``None`` when that format is not read here."""
+        for m in self.members:
+            if isinstance(m, LogSources) and name in m.shared:
+                return m.shared[name]
+        return None

@@ -217,6 +217,8 @@ class LogSources:
         # a changed path → its format: (dir prefix, format) for every dir the formats' files live in
         self._dirs: list[tuple[str, LogFormat]] = [
             (str(d).rstrip(os.sep) + os.sep, f) for f in self.formats for d in f.dirs(settings.roots_of(f))]
+        # roots that name one file (e.g. an export path an agent was told to write): matched exactly
+        self._root_files: dict[str, LogFormat] = {str(r): f for f in self.formats for r in settings.roots_of(f)}
 
     # -- cursors -------------------------------------------------------------------------------
     def _load_cursors(self) -> dict[str, Cursor]:
@@ -276,9 +278,13 @@ class LogSources:
         """The log files among changed ``paths`` (a watcher's report), in read order."""
         out: list[tuple[LogFile, None]] = []
         for path in paths:
+            root_file = self._root_files.get(path)
+            if root_file is not None:
+                out.append((LogFile(root_file, path), None))
+                continue
             name = path.rsplit(os.sep, 1)[-1]
             for prefix, fmt in self._dirs:
-                if path.startswith(prefix) and fmt.matches(name):
+                if path.startswith(prefix) and fmt.matches(name, path):
                     out.append((LogFile(fmt, path), None))
                     break
         out.sort(key=read_order)
@@ -290,6 +296,9 @@ class LogSources:
 
     def poll_recent(self, sink: Sink) -> int:
         return self.poll(sink, files=[(lf, None) for lf in self.hot])
+
+    def poll_tick(self, sink: Sink) -> int:
+        return 0  # the watcher (or poll_recent) reports appends to log files
 
     # -- reading -------------------------------------------------------------------------------
     def poll(

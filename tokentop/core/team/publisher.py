@@ -34,7 +34,7 @@ from tokentop.core.events import Event
 from tokentop.core.feed.service import FeedService
 from tokentop.core.pricing import Cost
 from tokentop.core.team import outbox
-from tokentop.core.team.settings import NatsSettings, events_subject, heartbeat_subject
+from tokentop.core.team.settings import NatsSettings, events_subject, heartbeat_subject, quiet_nats_error
 from tokentop.core.team.status import NatsStatus
 from tokentop.core.team.stream import StreamMismatch, ensure_stream
 from tokentop.core.team.wire import MSG_ID_HEADER, encode, msg_id
@@ -115,6 +115,7 @@ class Publisher:
 
     async def _error_cb(self, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
+        await quiet_nats_error(exc)
 
     async def run(self) -> None:
         """Connect (retrying forever), make sure the stream is there, drain the outbox forever."""
@@ -122,10 +123,10 @@ class Publisher:
         while True:
             nc: NATS | None = None
             try:
-                nc = await nats.connect(
-                    **self.settings.connect_options(), name=f"tokentop-publisher-{self.host}",
-                    disconnected_cb=self._disconnected, reconnected_cb=self._reconnected, error_cb=self._error_cb,
-                )
+                nc = await nats.connect(**{
+                    **self.settings.connect_options(), "name": f"tokentop-publisher-{self.host}",
+                    "disconnected_cb": self._disconnected, "reconnected_cb": self._reconnected, "error_cb": self._error_cb,
+                })
                 self.nc = nc
                 self.connected = True
                 self._up.set()

@@ -8,7 +8,9 @@ Declared here (not in ``tokentop/config.py``) so team mode owns its settings; co
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -17,6 +19,8 @@ from tokentop.core.setting import NUM, Setting, positive
 
 if TYPE_CHECKING:
     from tokentop.config import Config
+
+log = logging.getLogger("tokentop.team")
 
 #: Stream subjects: events of host H go to ``tokentop.events.H``; control requests to ``tokentop.control.H``.
 EVENTS_PREFIX: Final = "tokentop.events"
@@ -108,6 +112,9 @@ class NatsSettings:
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.5,
             "connect_timeout": 2,
+            # without an error callback nats-py prints a traceback to stderr on every failed
+            # reconnect (twice a second while the server is down)
+            "error_cb": quiet_nats_error,
         }
         if self.creds_file:
             opts["user_credentials"] = _existing(self.creds_file, "nats.creds_file")
@@ -154,3 +161,19 @@ def control_subject(host: str) -> str:
 
 def heartbeat_subject(host: str) -> str:
     return f"{HEARTBEAT_PREFIX}.{subject_token(host)}"
+
+
+_last_nats_error: dict[str, float] = {}
+#: the same NATS connection problem is logged at most once this often (seconds)
+NATS_ERROR_LOG_EVERY_S: Final = 60.0
+
+
+async def quiet_nats_error(exc: Exception) -> None:
+    """nats-py's error callback: one log line per kind of problem a minute, no traceback (the
+    status of the part that owns the connection says whether it is connected)."""
+    text = f"{type(exc).__name__}: {exc}"
+    now = time.monotonic()
+    key = type(exc).__name__
+    if now - _last_nats_error.get(key, -NATS_ERROR_LOG_EVERY_S) >= NATS_ERROR_LOG_EVERY_S:
+        _last_nats_error[key] = now
+        log.warning("NATS: %s (retrying; logged once a minute)", text)

@@ -188,6 +188,8 @@ class DetailScreen(Screen[None]):
             )
         if not self.requests:
             table.add_row("", Text("no recent requests in memory for this row"), "", "", "", "", "")
+        if any(str(r.get("source", "")).endswith("-session-total") for r in self.requests[:6]):
+            table.caption = "session totals: what the agent recorded when it exited, not one request each"
         return table
 
     def action_close(self) -> None:

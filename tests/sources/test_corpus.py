@@ -13,6 +13,9 @@ import pytest
 
 from tokentop import cli
 
+# every test on both JSON paths (typed decoding and its fallback): the same events either way
+pytestmark = pytest.mark.usefixtures("json_path")
+
 GEN = Path(__file__).resolve().parents[2] / "bench" / "gen_agent_logs.py"
 
 

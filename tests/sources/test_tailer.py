@@ -9,6 +9,9 @@ import pytest
 
 from tests.sources.helpers import NOW, Harness, claude_line, write_lines
 
+# every test on both JSON paths (typed decoding and its fallback): the same events either way
+pytestmark = pytest.mark.usefixtures("json_path")
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:

@@ -40,13 +40,15 @@ from tokentop.core.sources.tailer import ACTIVE_S, LogFile, LogSources, Tally, r
 if TYPE_CHECKING:
     from tokentop.core.pricing import Pricer, PriceOverride
 
-#: A backlog at least this large (bytes) is parsed by two processes.
+#: A backlog at least this large (bytes) is parsed by worker processes.
 PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
 #: Share of a parallel backlog's bytes parsed by this process. 0: the worker parses (nearly) all of
 #: it while this process prices and stores the events; the ledger's inserts are the critical path.
 MAIN_SHARE: Final = 0.0
 #: Size of one job handed to a worker process (whole groups; results come back per job).
 JOB_BYTES: Final = 24 * 1024 * 1024
+#: Jobs per worker submitted ahead of the hand-over (one running, the rest waiting or done).
+JOBS_AHEAD: Final = 3
 
 Files = list[tuple[LogFile, os.stat_result]]
 #: what a worker sends back: event tuples (or priced ledger rows), cursors, stats, each format's
@@ -191,8 +193,14 @@ class WorkerBacklog:
 
         self.tailer = tailer
         self.rows = rows
+        self.now = now
         self.context = _SpawnContext()
+        #: jobs submitted to the pool, in hand-over order
         self.jobs: list[tuple[Future[ShareResult], Files, int]] = []
+        #: jobs not submitted yet: at most :data:`JOBS_AHEAD` per worker run or wait ahead of the
+        #: hand-over, so a parser that outruns the inserts does not pile its results up in this process
+        self.queue: list[tuple[list[tuple[str, str, tuple[Any, ...] | None]], Files, int]] = []
+        self.ahead = JOBS_AHEAD * workers
         try:
             # Ctrl-C is held back while the workers start: arriving inside a process start it would
             # leave a child this process never learnt the pid of (or one waiting for its orders).
@@ -216,16 +224,25 @@ class WorkerBacklog:
                 for lf, _ in chunk:
                     cur = tailer.cursors.get(lf.path)
                     specs.append((lf.fmt.name, lf.path, None if cur is None else cur.to_tuple()))
-                overrides = None if self.rows is None else self.rows.overrides
-                self.jobs.append((self.pool.submit(parse_share, tailer.settings, tailer.host, now, specs, overrides),
-                                  chunk, size))
+                self.queue.append((specs, chunk, size))
                 chunk, size = [], 0
+        self.queue.reverse()  # popped from the end
+        self._fill()
+
+    def _fill(self) -> None:
+        tailer = self.tailer
+        overrides = None if self.rows is None else self.rows.overrides
+        while self.queue and len(self.jobs) < self.ahead:
+            specs, chunk, size = self.queue.pop()
+            self.jobs.append((self.pool.submit(parse_share, tailer.settings, tailer.host, self.now, specs, overrides),
+                              chunk, size))
 
     def drain(self, sink: Sink, tally: Tally, *, wait: bool) -> None:
         # worker results are handed over in order as they complete, between the tailer's own batches
         jobs = self.jobs
         while jobs and (wait or jobs[0][0].done()):
             fut, _files, nbytes = jobs.pop(0)
+            self._fill()  # the next job starts before this one's results are stored
             tally.handed += self._finish(fut, sink)
             tally.done += nbytes
             tally.report()
@@ -236,6 +253,7 @@ class WorkerBacklog:
         """Stop now: queued jobs are dropped, running workers terminated (killed if they linger) and
         joined, the pool's own thread too."""
         self.jobs.clear()
+        self.queue.clear()
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

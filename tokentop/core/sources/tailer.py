@@ -512,9 +512,9 @@ def _scan(chunk: bytes, rest: bytes, pos: int, prefilter: bytes, feed: Callable[
     """Hand ``feed`` the whole lines of ``rest + chunk`` that contain ``prefilter``. Returns the offset
     after the last whole line, the incomplete tail, and how many whole lines there were.
 
-    The chunk is searched for ``prefilter`` (a C byte search) and only the lines around the hits are
-    copied out: splitting it into every line made a bytes object per line, most of them skipped
-    (on Claude Code transcripts, 40 % of the lines and 55 % of the bytes), and copied the chunk twice.
+    Only the lines that hold ``prefilter`` are copied out: splitting the chunk into every line made a
+    bytes object per line, most of them skipped (on Claude Code transcripts, 40 % of the lines and
+    55 % of the bytes), and copied the chunk twice.
     """
     nl = b"\n"
     if rest:  # the line that started in the previous chunk
@@ -533,17 +533,18 @@ def _scan(chunk: bytes, rest: bytes, pos: int, prefilter: bytes, feed: Callable[
         return pos, chunk[begin:], count
     base = pos - begin  # file offset of chunk[0]
     find, rfind = chunk.find, chunk.rfind
-    hit = find(prefilter, begin, end)
-    while hit >= 0:
-        start = rfind(nl, begin, hit) + 1 or begin
-        stop = find(nl, hit, end)
-        feed(chunk[start:stop], base + start, live, now, out, stats)
-        hit = find(prefilter, stop + 1, end)
-    # bytes.count(b"\n") tests byte by byte; find() is memchr (measured 3x faster on transcripts)
-    nl_at = find(nl, begin, end)
-    while nl_at >= 0:
+    # Line by line: the newline is a memchr, and the prefilter is searched from the line's end,
+    # where Claude Code writes it (usage is the message's last key, followed by a few short fields).
+    # Measured on transcripts: 0.63x the CPU of searching the chunk for the prefilter and then
+    # counting its newlines, as this did before.
+    start = begin
+    stop = find(nl, start, end)
+    while stop >= 0:
         count += 1
-        nl_at = find(nl, nl_at + 1, end)
+        if rfind(prefilter, start, stop) >= 0:
+            feed(chunk[start:stop], base + start, live, now, out, stats)
+        start = stop + 1
+        stop = find(nl, start, end)
     return base + end, chunk[end:], count
 
 

@@ -13,12 +13,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokentop.commands.report import build as report
 from tokentop.core import ledger as ledger_mod
-from tokentop.core.events import Event
-from tokentop.core.ledger import SCHEMA_VERSION, Ledger, LedgerError, Migration
+from tokentop.core.events import Event, event_row
+from tokentop.core.ledger import SCHEMA_VERSION, Ledger, LedgerError, Migration, Revised
 from tokentop.core.pricing import Cost
+from tokentop.core.revision import wins
 from tokentop.core.team import outbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -112,6 +115,51 @@ def test_mixed_batch_flags_are_exact_and_duplicates_are_not_reinserted(tmp_path:
     assert first["e40"].agent == "a" and first["e40"].input_tokens == 100  # the stored event, not the duplicate
     assert first["e1"].agent == "b"
     ledger.close()
+
+
+def _sequential(stored: dict[str, Event], batch: list[Event]) -> list[object]:
+    """The outcomes of offering ``batch`` one event at a time (the revision rule), applied to ``stored``."""
+    out: list[object] = []
+    for e in batch:
+        prev = stored.get(e.id)
+        if prev is None:
+            out.append(True)
+            stored[e.id] = e
+        elif wins(e, prev):
+            out.append(("revised", prev))
+            stored[e.id] = e
+        else:
+            out.append(False)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_any_batch_gets_the_outcomes_of_one_event_at_a_time_across_insert_chunks(tmp_path_factory, data) -> None:
+    """Ids stored before, ids repeated inside a batch and inside one INSERT statement, larger and smaller
+    records, batches over several statements: every outcome and every stored record is what offering
+    the events one at a time gives; with a trigger inserting elsewhere, and for rows given as rows."""
+    ids = [f"k{i}" for i in range(data.draw(st.integers(1, 60)))]
+    record = st.builds(lambda i, inp, out, ts: Event(id=i, ts=TS + ts, agent="a", input_tokens=inp, output_tokens=out),
+                       st.sampled_from(ids), st.integers(0, 3), st.integers(0, 3), st.integers(0, 2))
+    batches = data.draw(st.lists(st.lists(record, min_size=1, max_size=3 * ledger_mod.INSERT_CHUNK_ROWS + 5),
+                                 min_size=1, max_size=4))
+    as_rows = data.draw(st.booleans())
+    ledger = Ledger(tmp_path_factory.mktemp("l") / "l.db")
+    outbox.install(ledger)
+    model: dict[str, Event] = {}
+    try:
+        for batch in batches:
+            want = _sequential(model, batch)
+            if as_rows:
+                got = ledger.submit_rows([event_row(e, COST, TS) for e in batch]).result()
+            else:
+                got = ledger.append([(e, COST) for e in batch])
+            assert [("revised", o.previous.event) if isinstance(o, Revised) else o for o in got] == want
+        assert {s.event.id: s.event for s in ledger.events_since(0)} == model
+        assert ledger.count() == len(model)
+    finally:
+        ledger.close()
 
 
 def test_events_since_pages_through_runs_of_equal_timestamps() -> None:

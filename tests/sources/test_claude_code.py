@@ -12,6 +12,9 @@ from tests.sources.helpers import NOW, Harness, claude_line, write_lines
 from tokentop.core.pricing import Pricer
 from tokentop.core.sources.claude_code import claude_roots
 
+# every test on both JSON paths (typed decoding and its fallback): the same events either way
+pytestmark = pytest.mark.usefixtures("json_path")
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:

@@ -13,6 +13,9 @@ import pytest
 from tests.sources.helpers import NOW, Harness, claude_line, iso, write_lines
 from tokentop.core.pricing import Pricer
 
+# every test on both JSON paths (typed decoding and its fallback): the same events either way
+pytestmark = pytest.mark.usefixtures("json_path")
+
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 
 

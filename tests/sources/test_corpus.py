@@ -13,6 +13,9 @@ import pytest
 
 from tokentop import cli
 
+# every test on both JSON paths (typed decoding and its fallback): the same events either way
+pytestmark = pytest.mark.usefixtures("json_path")
+
 GEN = Path(__file__).resolve().parents[2] / "bench" / "gen_agent_logs.py"
 
 
@@ -36,9 +39,21 @@ def report(*args: str) -> dict:
     return json.loads(buf.getvalue())
 
 
-def test_import_then_report_equals_ground_truth(corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_import_then_report_equals_ground_truth(corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                                workers: int) -> None:
+    """Serial, and with two parser processes pricing rows for this one to store: jobs of 1 MB, at
+    most one per worker ahead, and few rows queued in the ledger (the import's back-pressure)."""
+    from tokentop.commands import import_cmd
+    from tokentop.core.sources import backfill
+
     monkeypatch.setenv("HOME", str(corpus))
-    assert cli.main(["import"]) == 0
+    monkeypatch.setattr(backfill, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(backfill, "JOB_BYTES", 1024 * 1024)
+    monkeypatch.setattr(backfill, "JOBS_AHEAD", 1)
+    monkeypatch.setattr(import_cmd, "MAX_QUEUED_ROWS", 300)
+    monkeypatch.setattr(import_cmd, "IMPORT_BATCH_EVENTS", 200)
+    assert cli.main(["import", "--workers", str(workers)]) == 0
     err = capsys.readouterr().err
     assert "imported" in err and "malformed" in err
     gt = json.loads((corpus / "ground_truth.json").read_text())
@@ -109,7 +124,8 @@ def test_parallel_import_gives_the_same_events_as_serial(corpus: Path, tmp_path:
     settings = SourceSettings(roots={"claude-code": (corpus / ".claude" / "projects",), "codex": (corpus / ".codex",)},
                               backfill_days=31)
     runs = []
-    for workers in (0, 1):
+    monkeypatch.setattr(backfill, "JOBS_AHEAD", 1)  # jobs submitted as earlier ones are handed over
+    for workers in (0, 1, 2):
         ledger = Ledger(tmp_path / f"w{workers}.db")
         src = LogSources(ledger, settings, batch_events=500,
                          backfill=backfill.ParallelBackfill(workers) if workers else None)
@@ -119,7 +135,7 @@ def test_parallel_import_gives_the_same_events_as_serial(corpus: Path, tmp_path:
         # the cursors of files the worker read were taken over: a second poll reads nothing
         assert src.poll(lambda batch: None) == 0
         ledger.close()
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2]
 
 
 def test_a_feed_reading_the_corpus_live_equals_ground_truth(corpus: Path, tmp_path: Path,

@@ -113,3 +113,11 @@ def test_a_failing_import_stops_its_worker(tmp_path: Path, big_corpus: Path) -> 
             sources.poll(sink)
     assert seen, "the worker never started"
     assert_all_gone(seen, timeout=0.5)
+
+
+def test_a_worker_count_that_is_not_a_number_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from tokentop import cli
+
+    monkeypatch.setenv("TOKENTOP_IMPORT_WORKERS", "two")
+    assert cli.main(["import", "--quiet"]) != 0
+    assert "TOKENTOP_IMPORT_WORKERS must be a whole number, got 'two'" in capsys.readouterr().err

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from tests.sources.helpers import NOW, Harness, claude_line, write_lines
+
+# every test on both JSON paths (typed decoding and its fallback): the same events either way
+pytestmark = pytest.mark.usefixtures("json_path")
 
 
 @pytest.fixture
@@ -82,3 +86,35 @@ def test_quiet_file_with_an_unfinished_response_is_counted_at_its_best_line(h: H
     os.utime(path, (old, old))
     h.read()
     assert [(e.id, e.output_tokens) for e in h.stored()] == [("claude:r1", 9)]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 300, 4 * 1024 * 1024])
+def test_lines_cut_by_read_chunks_anywhere_read_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         chunk: int) -> None:
+    """The byte scan hands over whole lines wherever a read chunk ends: inside a line, inside the
+    filter word, on a newline; the same events, line count and malformed count as one big read."""
+    from tokentop.core.sources import tailer
+
+    root = tmp_path / "claude" / "projects"
+    text = "\n".join([
+        claude_line("m1", "r1", out=10, stop=None),
+        json.dumps({"type": "user", "message": {"role": "user", "content": "x" * 500}}),
+        claude_line("m1", "r1", out=700),
+        "",  # a blank line
+        json.dumps({"type": "user", "message": {"content": 'the word "usage" in a prompt'}}),
+        '{"type":"assistant","message":{"usage":{"input_tokens":"lots"}},"timestamp":"bad"}',  # malformed
+        claude_line("m2", "r2", out=40),
+    ]) + "\n" + claude_line("m3", "r3", out=5)  # the last line is still being written: no newline
+    write_lines(root / "p" / "a.jsonl", [])
+    (root / "p" / "a.jsonl").write_text(text)
+    monkeypatch.setattr(tailer, "READ_CHUNK", chunk)
+    h = Harness(tmp_path, claude=[root])
+    try:
+        h.read()
+        got = sorted((e.id, e.output_tokens) for e in h.stored())
+        stats = h.sources.stats
+        assert got == [("claude:r1", 700), ("claude:r2", 40)]
+        assert stats.lines == 7
+        assert stats.counters.get("malformed") == 1
+    finally:
+        h.close()

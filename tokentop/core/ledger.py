@@ -62,6 +62,15 @@ from tokentop.core.revision import wins
 T = TypeVar("T")
 log = logging.getLogger("tokentop.ledger")
 
+# Python's sqlite3 (3.11, 3.12) binds a parameter that is not exactly an int, float, str or bytearray
+# through the adapter protocol, and for None, which has no adapter, it looks up ``__adapt__`` and
+# ``__conform__`` and formats two AttributeErrors first: measured 3,300 instructions per None, and a
+# Claude Code event's row has four (pid, cost_usd, latency_ms, speed), 29 % of the cost of storing it.
+# An adapter registered for None (``{}.get``: a C function that answers None) is found in one dict
+# lookup; the value bound is still NULL. The registry is the sqlite3 module's, so this holds for every
+# connection of the process, with the same NULL for each.
+sqlite3.register_adapter(type(None), {}.get)
+
 # -- columns ----------------------------------------------------------------------------------------
 
 _SQL_TYPES: Final = {str: "TEXT", int: "INTEGER", float: "REAL", bool: "INTEGER"}
@@ -263,7 +272,6 @@ def _backup(path: str, version: int, now: float | None = None) -> str | None:
 
 # -- appends ----------------------------------------------------------------------------------------
 
-_INSERT: Final = f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 #: Rows per multi-row INSERT (23 columns x 32 rows = 736 parameters: under 999, the limit of SQLite
 #: builds before 3.32).
 #: Python's sqlite3 releases and retakes the GIL around every statement step; one step per row let
@@ -281,18 +289,57 @@ def _insert_sql(n: int) -> str:
 _INSERT_CHUNK: Final = _insert_sql(INSERT_CHUNK_ROWS)
 
 
-def _insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-    """Insert (or ignore, by id) ``rows``; returns how many were inserted (not counting rows that
-    triggers add elsewhere, e.g. the NATS outbox: ``rowcount`` excludes them)."""
-    inserted = 0
-    full = len(rows) - len(rows) % INSERT_CHUNK_ROWS
+def _store_rows(conn: sqlite3.Connection, events: Sequence[Event] | None,
+                rows: Sequence[tuple[Any, ...]]) -> list[Outcome]:
+    """Store ``rows`` (the records of ``events``; ``None``: rebuilt from the rows where needed): an
+    :data:`Outcome` per row, as if they were offered one at a time in order.
+
+    New ids go in with multi-row ``INSERT OR IGNORE`` statements. A statement that inserted fewer
+    rows than it had (``rowcount``; rows that triggers add elsewhere, such as the NATS outbox, are not
+    counted) met ids already stored, or an id twice: only its rows are then sorted out, one by one
+    (:func:`_sort_out`). Before this, one such row sent the whole batch back to be redone row by row,
+    and a cold import, where about 1 % of the ids repeat across files (resumed sessions), paid that
+    for nearly every batch."""
+    out: list[Outcome] = [True] * len(rows)
     flatten = itertools.chain.from_iterable
-    for i in range(0, full, INSERT_CHUNK_ROWS):
-        inserted += conn.execute(_INSERT_CHUNK, list(flatten(rows[i : i + INSERT_CHUNK_ROWS]))).rowcount
-    if full < len(rows):
-        rest = rows[full:]
-        inserted += conn.execute(_insert_sql(len(rest)), list(flatten(rest))).rowcount
-    return inserted
+    top: int | None = None  # the largest rowid before the current statement (rowids only grow)
+    for i in range(0, len(rows), INSERT_CHUNK_ROWS):
+        chunk = rows[i : i + INSERT_CHUNK_ROWS]
+        if top is None:
+            top = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+        cur = conn.execute(_INSERT_CHUNK if len(chunk) == INSERT_CHUNK_ROWS else _insert_sql(len(chunk)),
+                           list(flatten(chunk)))
+        inserted = cur.rowcount
+        last = cur.lastrowid if inserted else top  # the rowid of the statement's last inserted row
+        if inserted != len(chunk):
+            _sort_out(conn, events, rows, range(i, i + len(chunk)), top, last, out)
+        top = last
+    return out
+
+
+def _sort_out(conn: sqlite3.Connection, events: Sequence[Event] | None, rows: Sequence[tuple[Any, ...]],
+              span: range, top: int, last: int, out: list[Outcome]) -> None:
+    """The rows ``span`` of one statement that met a stored id: a row whose id's stored row is the
+    one this statement inserted (rowid above ``top``, up to ``last``, claimed by the id's first row)
+    is new; any other is compared with the stored record, which it replaces when larger."""
+    claimed: set[int] = set()
+    for j in span:
+        row = rows[j]
+        found = conn.execute(_SELECT_ONE_ROWID, (row[0],)).fetchone()
+        if found is None:  # pragma: no cover - OR IGNORE skipped the row for another constraint
+            out[j] = False
+            continue
+        rowid = found[0]
+        if top < rowid <= last and rowid not in claimed:
+            claimed.add(rowid)
+            continue  # inserted by this statement: new
+        stored = _stored(found[1:])
+        event = events[j] if events is not None else event_from_row(row)
+        if wins(event, stored.event):
+            conn.execute(_UPDATE, (*row[1:], row[0]))
+            out[j] = Revised(stored)
+        else:
+            out[j] = False
 
 
 class LedgerError(RuntimeError):
@@ -326,32 +373,13 @@ Outcome = bool | Revised
 _READ_COLUMNS: Final = (*_COLUMNS, "revisions")
 _N_EVENT: Final = len(EVENT_FIELDS)
 _SELECT_ONE: Final = f"SELECT {', '.join(_READ_COLUMNS)} FROM events WHERE id = ?"
+_SELECT_ONE_ROWID: Final = f"SELECT rowid, {', '.join(_READ_COLUMNS)} FROM events WHERE id = ?"
 _UPDATE: Final = (f"UPDATE events SET {', '.join(f'{c} = ?' for c in _COLUMNS[1:])}, revisions = revisions + 1 "
                   f"WHERE id = ?")
 
 
 def _stored(r: Sequence[Any]) -> Stored:
     return Stored(event_from_row(r), Cost(r[_N_EVENT], r[_N_EVENT + 1]), r[_N_EVENT + 2], r[_N_EVENT + 3])
-
-
-def _merge_rows(conn: sqlite3.Connection, events: Sequence[Event], rows: Sequence[tuple[Any, ...]]) -> list[Outcome]:
-    """Row by row: insert a new id, or replace the stored record when the new one is larger."""
-    out: list[Outcome] = []
-    for e, row in zip(events, rows):
-        if conn.execute(_INSERT, row).rowcount == 1:
-            out.append(True)
-            continue
-        found = conn.execute(_SELECT_ONE, (row[0],)).fetchone()
-        if found is None:  # pragma: no cover - OR IGNORE skipped the row for another constraint
-            out.append(False)
-            continue
-        stored = _stored(found)
-        if wins(e, stored.event):
-            conn.execute(_UPDATE, (*row[1:], row[0]))
-            out.append(Revised(stored))
-        else:
-            out.append(False)
-    return out
 
 
 class Ledger:
@@ -363,7 +391,8 @@ class Ledger:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentop-ledger")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._pending: list[tuple[Sequence[Event], list[tuple[Any, ...]], Future[list[Outcome]]]] = []
+        #: queued appends: (events, or None when only rows were given; their rows; the caller's future)
+        self._pending: list[tuple[Sequence[Event] | None, Sequence[tuple[Any, ...]], Future[list[Outcome]]]] = []
         self._pending_lock = threading.Lock()
         #: what opening did to an older ledger (``None``: it was new or current)
         self.upgrade: Upgrade | None = None
@@ -416,18 +445,7 @@ class Ledger:
             conn.execute("BEGIN IMMEDIATE")
             results: list[list[Outcome]] = []
             for events, rows, _ in batch:
-                # Common case: every row is new; one multi-row INSERT. Otherwise redo row by row to
-                # learn which ids were stored, and merge those (see "Revisable events").
-                conn.execute("SAVEPOINT batch")
-                # rowcount, not total_changes: rows inserted by triggers (the NATS outbox) must not
-                # make a batch with stored ids look all new
-                if _insert_rows(conn, rows) == len(rows):
-                    conn.execute("RELEASE batch")
-                    results.append([True] * len(rows))
-                    continue
-                conn.execute("ROLLBACK TO batch")
-                conn.execute("RELEASE batch")
-                results.append(_merge_rows(conn, events, rows))
+                results.append(_store_rows(conn, events, rows))
             conn.execute("COMMIT")
         except Exception as exc:  # not only sqlite3.Error: a value SQLite cannot bind must not strand the batch's waiters
             try:
@@ -464,6 +482,18 @@ class Ledger:
         fut: Future[list[Outcome]] = Future()
         with self._pending_lock:
             self._pending.append((events, rows, fut))
+        self._pool.submit(self._flush)
+        return fut
+
+    def submit_rows(self, rows: Sequence[tuple[Any, ...]]) -> Future[list[Outcome]]:
+        """:meth:`submit` for events already priced and spelled as ledger rows
+        (:func:`~tokentop.core.events.event_row`, e.g. by a backfill worker process): this thread only
+        stores them. The events are rebuilt from the rows only if some of their ids are stored already."""
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        fut: Future[list[Outcome]] = Future()
+        with self._pending_lock:
+            self._pending.append((None, rows, fut))
         self._pool.submit(self._flush)
         return fut
 

@@ -2,11 +2,16 @@
 
 On a cold import most of the time goes into JSON parsing and into the ledger's inserts; with
 :class:`ParallelBackfill` a worker process (``spawn``) parses the backlog from the files' cursors
-while this process prices and stores the events. Results come back per job, in order, between
-this process's own batches, so neither side holds more than a few batches of events. A format's
+while this process stores the events. Results come back per job, in order, between this
+process's own batches, so neither side holds more than a few batches of events. A format's
 ``group`` keeps files that must be read together (Claude Code: a session and its subagents) in
 one job, in read order. Files being written and files already open stay in this process (their
 readers' state is here).
+
+What comes back: events (the feed's backfill: the feed dedupes, prices and aggregates them), or,
+with :class:`PricedRows` (``tokentop import``, which only stores), ledger rows the worker priced
+itself: this process then neither rebuilds events nor prices them, and the ledger's inserts, the
+critical path of a cold import, are nearly all it does.
 
 No worker outlives the poll that started it: once every job is handed over the pool is shut down
 and its processes joined; when the poll fails or is interrupted (Ctrl-C, a feed stopping) the
@@ -22,26 +27,58 @@ import multiprocessing.context
 import os
 import signal
 import threading
+import time
 from concurrent.futures import Future
-from typing import Any, Final, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Final, Iterator, Mapping
 
-from tokentop.core.events import Event
+from tokentop.core.events import Event, event_row, event_tuple
 from tokentop.core.sources.protocol import LogFormat, Sink, Stats
 from tokentop.core.sources.settings import SourceSettings
-from tokentop.core.events import event_tuple
 from tokentop.core.sources.tailer import ACTIVE_S, LogFile, LogSources, Tally, read_order
 
-#: A backlog at least this large (bytes) is parsed by two processes.
+if TYPE_CHECKING:
+    from tokentop.core.pricing import Pricer, PriceOverride
+
+#: A backlog at least this large (bytes) is parsed by worker processes.
 PARALLEL_MIN_BYTES: Final = 32 * 1024 * 1024
 #: Share of a parallel backlog's bytes parsed by this process. 0: the worker parses (nearly) all of
 #: it while this process prices and stores the events; the ledger's inserts are the critical path.
 MAIN_SHARE: Final = 0.0
 #: Size of one job handed to a worker process (whole groups; results come back per job).
 JOB_BYTES: Final = 24 * 1024 * 1024
+#: Jobs per worker submitted ahead of the hand-over (one running, the rest waiting or done).
+JOBS_AHEAD: Final = 3
 
 Files = list[tuple[LogFile, os.stat_result]]
-#: what a worker sends back: event tuples, cursors, stats, each format's shared-state export
+#: what a worker sends back: event tuples (or priced ledger rows), cursors, stats, each format's
+#: shared-state export
 ShareResult = tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]], Stats, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PricedRows:
+    """Workers hand back priced ledger rows (:func:`~tokentop.core.events.event_row`), given to
+    ``store``, instead of events given to the poll's sink: for a caller that only stores them
+    (``tokentop import``). ``overrides``: the user's prices (``[pricing]``), as the caller's
+    :class:`~tokentop.core.pricing.Pricer` has them."""
+
+    overrides: Mapping[str, PriceOverride]
+    store: Callable[[list[tuple[Any, ...]]], object]
+
+
+#: one Pricer per worker process and set of overrides: its price cards are built once, not per job
+_PRICERS: dict[tuple[Any, ...], Pricer] = {}
+
+
+def _pricer(overrides: Mapping[str, PriceOverride]) -> Pricer:
+    from tokentop.core.pricing import Pricer
+
+    key = tuple(sorted(overrides.items()))
+    pricer = _PRICERS.get(key)
+    if pricer is None:
+        pricer = _PRICERS[key] = Pricer(overrides)
+    return pricer
 
 
 def _group_key(lf: LogFile, settings: SourceSettings) -> tuple[str, str]:
@@ -75,8 +112,10 @@ def split(tailer: LogSources, todo: Files, now: float) -> tuple[Files, list[File
 
 
 def parse_share(settings: SourceSettings, host: str | None, now: float,
-                specs: list[tuple[str, str, tuple[Any, ...] | None]]) -> ShareResult:
-    """Worker process: read a share of the files from their cursors; events and new cursors back."""
+                specs: list[tuple[str, str, tuple[Any, ...] | None]],
+                overrides: Mapping[str, PriceOverride] | None = None) -> ShareResult:
+    """Worker process: read a share of the files from their cursors; events (priced ledger rows
+    when ``overrides`` is given, see :class:`PricedRows`) and new cursors back."""
     src = LogSources(None, settings, host=host, clock=lambda: now)
     formats: dict[str, LogFormat] = {f.name: f for f in src.formats}
     cutoff = now - settings.backfill_days * 86400.0
@@ -91,8 +130,13 @@ def parse_share(settings: SourceSettings, host: str | None, now: float,
         src._read(LogFile(formats[name], path), st, now, cutoff, out)
     cursors = {p: c.to_tuple() for p, c in src.cursors.items()}
     src.stats.events = len(out)
-    # plain tuples pickle ~8x faster than frozen dataclasses; the parent rebuilds them with Event(*t)
-    rows = [event_tuple(e) for e in out]
+    if overrides is not None:
+        price = _pricer(overrides).price
+        received = time.time()
+        rows = [event_row(e, price(e), received) for e in out]
+    else:
+        # plain tuples pickle ~8x faster than frozen dataclasses; the parent rebuilds them with Event(*t)
+        rows = [event_tuple(e) for e in out]
     return rows, cursors, src.stats, {name: s.export() for name, s in src.shared.items()}
 
 
@@ -143,12 +187,20 @@ STOP_TIMEOUT_S: Final = 2.0
 class WorkerBacklog:
     """The worker's share, submitted as jobs of about :data:`JOB_BYTES` (whole groups each)."""
 
-    def __init__(self, tailer: LogSources, groups: list[Files], now: float, workers: int) -> None:
+    def __init__(self, tailer: LogSources, groups: list[Files], now: float, workers: int,
+                 rows: PricedRows | None = None) -> None:
         from concurrent.futures import ProcessPoolExecutor  # only a large backlog pays for this import
 
         self.tailer = tailer
+        self.rows = rows
+        self.now = now
         self.context = _SpawnContext()
+        #: jobs submitted to the pool, in hand-over order
         self.jobs: list[tuple[Future[ShareResult], Files, int]] = []
+        #: jobs not submitted yet: at most :data:`JOBS_AHEAD` per worker run or wait ahead of the
+        #: hand-over, so a parser that outruns the inserts does not pile its results up in this process
+        self.queue: list[tuple[list[tuple[str, str, tuple[Any, ...] | None]], Files, int]] = []
+        self.ahead = JOBS_AHEAD * workers
         try:
             # Ctrl-C is held back while the workers start: arriving inside a process start it would
             # leave a child this process never learnt the pid of (or one waiting for its orders).
@@ -172,14 +224,25 @@ class WorkerBacklog:
                 for lf, _ in chunk:
                     cur = tailer.cursors.get(lf.path)
                     specs.append((lf.fmt.name, lf.path, None if cur is None else cur.to_tuple()))
-                self.jobs.append((self.pool.submit(parse_share, tailer.settings, tailer.host, now, specs), chunk, size))
+                self.queue.append((specs, chunk, size))
                 chunk, size = [], 0
+        self.queue.reverse()  # popped from the end
+        self._fill()
+
+    def _fill(self) -> None:
+        tailer = self.tailer
+        overrides = None if self.rows is None else self.rows.overrides
+        while self.queue and len(self.jobs) < self.ahead:
+            specs, chunk, size = self.queue.pop()
+            self.jobs.append((self.pool.submit(parse_share, tailer.settings, tailer.host, self.now, specs, overrides),
+                              chunk, size))
 
     def drain(self, sink: Sink, tally: Tally, *, wait: bool) -> None:
         # worker results are handed over in order as they complete, between the tailer's own batches
         jobs = self.jobs
         while jobs and (wait or jobs[0][0].done()):
             fut, _files, nbytes = jobs.pop(0)
+            self._fill()  # the next job starts before this one's results are stored
             tally.handed += self._finish(fut, sink)
             tally.done += nbytes
             tally.report()
@@ -190,6 +253,7 @@ class WorkerBacklog:
         """Stop now: queued jobs are dropped, running workers terminated (killed if they linger) and
         joined, the pool's own thread too."""
         self.jobs.clear()
+        self.queue.clear()
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -207,26 +271,36 @@ class WorkerBacklog:
 
     def _finish(self, fut: Future[ShareResult], sink: Sink) -> int:
         rows, cursors, stats, shared = fut.result()
-        events = [Event(*row) for row in rows]
-        del rows
         tailer = self.tailer
-        for i in range(0, len(events), tailer.batch_events):
-            sink(events[i : i + tailer.batch_events])
+        step = tailer.batch_events
+        if self.rows is not None:
+            store = self.rows.store
+            for i in range(0, len(rows), step):
+                store(rows[i : i + step])
+            handed = len(rows)
+        else:
+            events = [Event(*row) for row in rows]
+            for i in range(0, len(events), step):
+                sink(events[i : i + step])
+            handed = len(events)
+        del rows
         for name, exported in shared.items():
             tailer.shared[name].merge(exported)
         tailer.stats.add(stats)
         # cursors are committed once all jobs are handed over: committing here would wait for the
         # ledger to finish every queued insert, once per job
         tailer.take_cursors(cursors)
-        return len(events)
+        return handed
 
 
 class ParallelBackfill:
     """A :class:`~tokentop.core.sources.tailer.Backfill`: a backlog of at least
     :data:`PARALLEL_MIN_BYTES` in more than one file is shared with ``workers`` processes."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, rows: PricedRows | None = None) -> None:
         self.workers = workers
+        #: how the workers hand back what they read (``None``: events, to the poll's sink)
+        self.rows = rows
 
     def start(self, tailer: LogSources, todo: Files, now: float, total_bytes: int) -> tuple[Files, WorkerBacklog | None]:
         if self.workers <= 0 or total_bytes < PARALLEL_MIN_BYTES or len(todo) <= 1:
@@ -234,4 +308,4 @@ class ParallelBackfill:
         mine, theirs = split(tailer, todo, now)
         if not theirs:
             return mine, None
-        return mine, WorkerBacklog(tailer, theirs, now, self.workers)
+        return mine, WorkerBacklog(tailer, theirs, now, self.workers, self.rows)

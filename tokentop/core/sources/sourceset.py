@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from tokentop.core.sources.backfill import ParallelBackfill
+from tokentop.core.sources.backfill import ParallelBackfill, PricedRows
 from tokentop.core.sources.protocol import (
     LogFormat, Progress, SharedState, Sink, Source, SourceContext, Stats, StoreFormat,
 )
@@ -39,13 +39,15 @@ class SourceSet:
         clock: Callable[[], float] = time.time,
         workers: int = 0,
         batch_events: int = BATCH_EVENTS,
+        rows: PricedRows | None = None,
     ) -> SourceSet:
         """The sources of the enabled formats. ``workers`` > 0: a large log backlog is parsed by
-        that many extra processes (``backfill.py``)."""
+        that many extra processes (``backfill.py``), which hand back priced ledger rows to ``rows``
+        when it is given, else events to the poll's sink."""
         active = settings.active()
         members: list[Source] = []
         if any(isinstance(f, LogFormat) for f in active):
-            backfill = ParallelBackfill(workers) if workers > 0 else None
+            backfill = ParallelBackfill(workers, rows) if workers > 0 else None
             members.append(LogSources(ledger, settings, host=host, clock=clock, batch_events=batch_events,
                                       backfill=backfill))
         for fmt in active:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import socket
 import threading
 import time
@@ -195,6 +197,22 @@ def test_sse_event_at_the_limit_is_held_whole_and_one_byte_more_is_not() -> None
     over.feed(b"\n\n")
     for m in (at, over):
         assert m.complete and m.usage is not None and m.usage.input_tokens == 5 and m.model == "m"
+
+
+def test_an_oversize_responses_event_keeps_the_answered_model_after_long_instructions() -> None:
+    # The response object names its model after `instructions`: a long system prompt pushed it out of
+    # the event's head, and the request's alias was recorded instead, whenever the event arrived in
+    # more than one read (under load, the end-to-end test above failed that way now and then).
+    response = {"id": "resp_1", "instructions": "be brief. " * 3000, "max_output_tokens": None,
+                "model": "gpt-5-2025-08-07", "usage": {"input_tokens": 7, "output_tokens": 3}}
+    for kind in ("response.created", "response.completed"):
+        data = json.dumps({"type": kind, "response": response}).encode()
+        event = b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+        meter = ResponsesStream(10_000)
+        for i in range(0, len(event), 4096):  # read by read, as a loaded socket delivers it
+            meter.feed(event[i:i + 4096])
+        assert meter.stream.oversize_events == 1
+        assert meter.model == "gpt-5-2025-08-07"
 
 
 def test_oversize_chunk_in_a_rewritten_chat_stream_is_passed_not_held() -> None:

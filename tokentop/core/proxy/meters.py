@@ -223,9 +223,16 @@ class ResponsesStream(_SSEMeter):
                 self.usage = usage
             else:
                 self.unreadable += 1
-            self._set_model(find_json_value(head, "model", last=False))
+            self._set_model(_response_model(head, tail))
         elif name == b"response.created" and self.model is None:
-            self._set_model(find_json_value(head, "model", last=False))
+            self._set_model(_response_model(head, tail))
+
+
+def _response_model(head: bytes, tail: bytes) -> Any:
+    """The model of an oversize Responses event: the response object names it after its
+    ``instructions``, so a long system prompt pushes it out of the head; the tail, which holds the
+    event's last 64 KiB, then has it (a key inside a string cannot match: its quotes are escaped)."""
+    return find_json_value(head, "model", last=False) or find_json_value(tail, "model", last=False)
 
 
 class BodyMeter(Meter):

@@ -28,6 +28,10 @@ Measured 2026-12-06 on 2 cores shared with another job (load 1-3, so every figur
 250 MiB, ccusage 8.0 s / 13.0 CPU-s / 528 MiB: 1.50x its wall (per round median 1.36x), 1.23x its
 CPU. Totals exact against the ground truth for both. ``TOKENTOP_FAST_JSON=0`` (the general JSON
 path on every line), 3 paired rounds: 15.1 s / 21.7 CPU-s against 11.1 s / 16.7 CPU-s typed.
+Again on an idle machine (load 0.1 before), ``--runs 3``: tokentop 16.4 s (14.2-16.7) / 27.9 CPU-s /
+251 MiB, ccusage 10.6 s (10.2-11.3) / 18.3 CPU-s / 501 MiB: 1.54x its wall, 1.53x its CPU (this
+machine ran both ~1.5x slower than the day above). ``--workers 1`` against the default 2, twice each:
+17.5 / 16.7 s wall and 26.9 / 26.0 CPU-s against 15.6 / 15.2 s and 26.5 / 26.4 CPU-s.
 """
 
 from __future__ import annotations

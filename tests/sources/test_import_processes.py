@@ -121,3 +121,28 @@ def test_a_worker_count_that_is_not_a_number_is_a_clear_error(monkeypatch: pytes
     monkeypatch.setenv("TOKENTOP_IMPORT_WORKERS", "two")
     assert cli.main(["import", "--quiet"]) != 0
     assert "TOKENTOP_IMPORT_WORKERS must be a whole number, got 'two'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("blocked", [True, False], ids=["started with SIGINT blocked", "started plainly"])
+def test_a_worker_hit_by_ctrl_c_while_its_interpreter_starts(blocked: bool) -> None:
+    # Ctrl-C reaches the terminal's whole process group; a worker still starting (before its initializer
+    # ignores SIGINT) died of it, printing "Fatal Python error: init_import_site" into the import's output.
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tokentop.core.sources import backfill
+
+    context = backfill._SpawnContext()
+    with ProcessPoolExecutor(1, mp_context=context, initializer=backfill._ignore_sigint) as pool:
+        if blocked:
+            with backfill._children_start_sigint_blocked():  # what WorkerBacklog does around each submit
+                job = pool.submit(os.getpid)
+        else:
+            job = pool.submit(os.getpid)
+        (worker,) = context.started
+        os.kill(worker.pid, signal.SIGINT)  # the interpreter is still starting: site, imports, unpickling
+        if blocked:
+            assert job.result(timeout=30) == worker.pid  # it lived, and then ignored the Ctrl-C
+        else:
+            with pytest.raises(BrokenProcessPool):  # the failure the block prevents (so this test can fail)
+                job.result(timeout=30)

@@ -141,8 +141,29 @@ def parse_share(settings: SourceSettings, host: str | None, now: float,
 
 
 def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C is for the importing process, which stops the workers itself."""
+    """Worker initializer: Ctrl-C is for the importing process, which stops the workers itself. The
+    worker was started with SIGINT blocked (:func:`_children_start_sigint_blocked`): ignored now, it
+    is unblocked, and a Ctrl-C that came while the interpreter started is dropped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _children_start_sigint_blocked() -> Iterator[None]:
+    """Processes started in the block begin with SIGINT blocked (a thread's signal mask survives
+    fork and exec). Ctrl-C goes to the terminal's whole process group: a worker still starting its
+    interpreter, before its initializer ignores SIGINT, died of it and printed "Fatal Python error:
+    init_import_site" or a KeyboardInterrupt traceback into the import's output. The mask is this
+    thread's only: the importing process still gets its Ctrl-C (on another thread's behalf)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _SpawnContext(multiprocessing.context.SpawnContext):
@@ -234,8 +255,9 @@ class WorkerBacklog:
         overrides = None if self.rows is None else self.rows.overrides
         while self.queue and len(self.jobs) < self.ahead:
             specs, chunk, size = self.queue.pop()
-            self.jobs.append((self.pool.submit(parse_share, tailer.settings, tailer.host, self.now, specs, overrides),
-                              chunk, size))
+            with _children_start_sigint_blocked():  # a submit may start a worker
+                job = self.pool.submit(parse_share, tailer.settings, tailer.host, self.now, specs, overrides)
+            self.jobs.append((job, chunk, size))
 
     def drain(self, sink: Sink, tally: Tally, *, wait: bool) -> None:
         # worker results are handed over in order as they complete, between the tailer's own batches

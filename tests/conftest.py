@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -13,6 +14,15 @@ from tokentop import config as config_mod
 if TYPE_CHECKING:
     from tokentop.core.feed.runner import FeedRunner
     from tokentop.core.snapshot import Snapshot
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A shell starts a background job (``cmd &`` without job control) with SIGINT ignored, and an
+    ignored signal stays ignored through exec: the processes the tests start (and Ctrl-C in them:
+    ``tokentop import``, ``tokentop proxy``, the parser workers) would then never see it. The tests
+    run as from a terminal; in the processes they start, SIGINT is back to its default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

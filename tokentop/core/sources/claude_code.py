@@ -273,6 +273,15 @@ def parse_line(raw: bytes, offset: int = 0) -> Candidate | None:
     return parse_object(loads_line(raw), raw)
 
 
+def _cache_write_split(write: int, write_5m: int, write_1h: int) -> tuple[int, int, bool]:
+    """Cache writes, 1-hour writes, and whether the split fell short of ``cache_creation_input_tokens``
+    (then the rest is booked at the 5-minute rate); else the split's sum is the figure."""
+    parts = write_5m + write_1h
+    if parts < write:
+        return write, write_1h, True
+    return parts, write_1h, False
+
+
 def parse_object(obj: Any, raw: bytes) -> Candidate | None:
     """:func:`parse_line` of a line already decoded by the general JSON path (any JSON value)."""
     if not isinstance(obj, dict):
@@ -320,12 +329,8 @@ def parse_object(obj: Any, raw: bytes) -> Candidate | None:
     write_1h = 0
     short = False
     if isinstance(split, dict):
-        write_1h = _count(split, "ephemeral_1h_input_tokens")
-        parts = _count(split, "ephemeral_5m_input_tokens") + write_1h
-        if parts < write:
-            short = True  # the rest of cache_creation_input_tokens is booked at the 5-minute rate
-        else:
-            write = parts
+        write, write_1h, short = _cache_write_split(write, _count(split, "ephemeral_5m_input_tokens"),
+                                                    _count(split, "ephemeral_1h_input_tokens"))
     total = inp + out + read + write
     if total == 0:
         return None  # API-error placeholders and the like: no usage
@@ -467,12 +472,8 @@ def _parse_typed(line: Any, raw: bytes) -> Candidate | None:
     write_1h = 0
     short = False
     if split is not None:
-        write_1h = split.ephemeral_1h_input_tokens
-        parts = split.ephemeral_5m_input_tokens + write_1h
-        if parts < write:
-            short = True  # the rest of cache_creation_input_tokens is booked at the 5-minute rate
-        else:
-            write = parts
+        write, write_1h, short = _cache_write_split(write, split.ephemeral_5m_input_tokens,
+                                                    split.ephemeral_1h_input_tokens)
     total = inp + out + read + write
     if total == 0:
         return None

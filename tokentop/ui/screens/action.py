@@ -24,6 +24,7 @@ from textual.widgets.option_list import Option
 
 from tokentop.core.control.port import NO_PROCESS_REASON, Action, Controller, Outcome, Plan, Target
 from tokentop.ui import format as fmt
+from tokentop.ui.screens.outcomes import show_outcomes
 
 VERBS = {"kill": "Stop", "pause": "Pause", "resume": "Continue"}
 PAST = {"kill": "stopped", "pause": "paused", "resume": "continued"}
@@ -257,14 +258,5 @@ class ActionScreen(ModalScreen[list[Outcome] | None]):
                 outcome = Outcome(plan.target.session, self.control_action, False, f"error: {exc}")
             outcomes.append(outcome)
         self.outcomes = outcomes
-        text = Text()
-        for o in outcomes:
-            text.append("✔ " if o.ok else "✘ ", "green" if o.ok else "red")
-            text.append(f"{fmt.printable(o.session)}: {fmt.printable(o.message)}\n")
-        self.query_one("#outcome", Static).update(text)
-        cancel = self.query_one("#cancel", Button)
-        cancel.label = "Close"
-        cancel.focus()
+        show_outcomes(self, outcomes, name_sessions=True)
         self._update_confirm()
-        if not all(o.ok for o in outcomes):
-            self.app.bell()

@@ -26,6 +26,7 @@ from tokentop.core.control.blocks import ApiBlock, BlocksStatus, unblock_command
 from tokentop.core.control.port import Blocker, BlockTarget, Outcome
 from tokentop.core.proxy.gate import Block
 from tokentop.ui import format as fmt
+from tokentop.ui.screens.outcomes import show_outcomes
 
 #: what makes a block possible when no proxy enforces the feed's blocks
 NO_PROXY = ("No tokentop proxy enforces this feed's blocks. To make it possible: set `[proxy] enabled = true` (and "
@@ -165,14 +166,5 @@ class BlockScreen(ModalScreen[list[Outcome] | None]):
                 outcome = Outcome(row.target.describe(), self.mode, False, f"error: {exc}")
             outcomes.append(outcome)
         self.outcomes = outcomes
-        text = Text()
-        for o in outcomes:
-            text.append("✔ " if o.ok else "✘ ", "green" if o.ok else "red")
-            text.append(f"{fmt.printable(o.message)}\n")
-        self.query_one("#outcome", Static).update(text)
-        cancel = self.query_one("#cancel", Button)
-        cancel.label = "Close"
-        cancel.focus()
+        show_outcomes(self, outcomes, name_sessions=False)
         self._update_confirm()
-        if not all(o.ok for o in outcomes):
-            self.app.bell()

@@ -202,6 +202,8 @@ class OtlpReceiver:
         self.genai_services: set[str] = set()
         #: traces with per-call GenAI spans: an agent span of such a trace sums calls already counted
         self.call_traces: set[str] = set()
+        #: while :meth:`convert` reads a trace export: its agent spans, decided after its call spans
+        self._rollups: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] | None = None
         #: cumulative series: key -> (start_nanos, last value)
         self.cumulative: dict[tuple[Any, ...], tuple[str, float]] = {}
         self.counters: dict[str, int] = {}
@@ -326,37 +328,35 @@ class OtlpReceiver:
             return events, rejected, errors
         outer, inner, items = {"logs": ("resourceLogs", "scopeLogs", "logRecords"),
                                "traces": ("resourceSpans", "scopeSpans", "spans")}[signal]
-        rollups: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
-        for res in _list(payload.get(outer)):
-            rattrs = attrs((res.get("resource") or {}).get("attributes"))
-            for scope in _list(res.get(inner)):
-                sname = str((scope.get("scope") or {}).get("name") or "")
-                for rec in _list(scope.get(items)):
-                    if signal == "traces" and _is_agent_rollup(rec):
-                        rollups.append((rattrs, sname, rec))  # decided once the batch's calls are known
-                        continue
-                    try:
-                        e = convert_one(rattrs, sname, rec, now)  # type: ignore[misc]
-                    except BadRecord as exc:
-                        rejected += 1
-                        errors.append(str(exc))
-                        self._count("rejected")
-                        continue
-                    if e is not None:
-                        events.append(e)
-        for rattrs, sname, rec in rollups:
+        rollups: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        self._rollups = rollups
+        try:
+            for res in _list(payload.get(outer)):
+                rattrs = attrs((res.get("resource") or {}).get("attributes"))
+                for scope in _list(res.get(inner)):
+                    sname = str((scope.get("scope") or {}).get("name") or "")
+                    for rec in _list(scope.get(items)):
+                        try:
+                            e = convert_one(rattrs, sname, rec, now)  # type: ignore[misc]
+                        except BadRecord as exc:
+                            rejected += 1
+                            errors.append(str(exc))
+                            self._count("rejected")
+                            continue
+                        if e is not None:
+                            events.append(e)
+        finally:
+            self._rollups = None
+        for rattrs, rec, a in rollups:  # agent spans, decided once the batch's calls are known
             if str(rec.get("traceId") or "") in self.call_traces:
                 self._count("genai_agent_rollups_skipped")
                 continue
             try:
-                e = self._span(rattrs, sname, rec, now)
+                events.append(self._genai_span(rattrs, rec, a, now))
             except BadRecord as exc:
                 rejected += 1
                 errors.append(str(exc))
                 self._count("rejected")
-                continue
-            if e is not None:
-                events.append(e)
         return events, rejected, errors
 
     def _log_record(self, rattrs: dict[str, Any], scope: str, rec: dict[str, Any], now: float) -> Event | None:
@@ -388,16 +388,23 @@ class OtlpReceiver:
             self._count("claude_span")
             return self._claude_request(rattrs, a, end, now, "otlp-trace")
         if any(k.startswith("gen_ai.usage.") for k in a):
-            self._count("genai_span")
+            if _is_agent_span(a, name) and self._rollups is not None:
+                self._rollups.append((rattrs, span, a))
+                return None
             trace = str(span.get("traceId") or "")
-            if trace and not _is_agent_rollup(span):
+            if trace:
                 if len(self.call_traces) > 200_000:
                     self.call_traces.clear()
                 self.call_traces.add(trace)
-            span_id = f"{span.get('traceId', '')}:{span.get('spanId', '')}"
-            return self._genai(rattrs, a, end, now, f"otel-span:{span_id}" if span_id != ":" else
-                               _hash_id("otel-span", end, sorted(a.items())))
+            return self._genai_span(rattrs, span, a, now)
         return None
+
+    def _genai_span(self, rattrs: dict[str, Any], span: dict[str, Any], a: dict[str, Any], now: float) -> Event:
+        self._count("genai_span")
+        end = span.get("endTimeUnixNano")
+        span_id = f"{span.get('traceId', '')}:{span.get('spanId', '')}"
+        return self._genai(rattrs, a, end, now, f"otel-span:{span_id}" if span_id != ":" else
+                           _hash_id("otel-span", end, sorted(a.items())))
 
     def _claude_request(self, rattrs: dict[str, Any], a: dict[str, Any], nanos: Any, now: float, source: str) -> Event:
         inp = _int(a.get("input_tokens"), "input_tokens")
@@ -562,22 +569,13 @@ class OtlpReceiver:
 AGENT_OPERATIONS: Final = frozenset({"invoke_agent", "create_agent"})
 
 
-def _is_agent_rollup(span: dict[str, Any]) -> bool:
-    """An agent span carrying usage: its tokens are the sum of its ``chat`` children's, which are
-    counted themselves when they are exported (GitHub Copilot CLI sends both)."""
-    op = None
-    usage = False
-    for kv in _list(span.get("attributes")):
-        key = kv.get("key") if isinstance(kv, dict) else None
-        if key == "gen_ai.operation.name":
-            op = any_value(kv.get("value"))
-        elif isinstance(key, str) and key.startswith("gen_ai.usage."):
-            usage = True
-    if not usage:
-        return False
+def _is_agent_span(a: dict[str, Any], name: str) -> bool:
+    """An agent span: its usage is the sum of its ``chat`` children's, which are counted themselves
+    when they are exported (GitHub Copilot CLI sends both)."""
+    op = a.get("gen_ai.operation.name")
     if op is not None:
         return op in AGENT_OPERATIONS
-    return str(span.get("name") or "").startswith(("invoke_agent", "create_agent"))
+    return name.startswith(("invoke_agent", "create_agent"))
 
 
 def _list(v: Any) -> list[Any]:

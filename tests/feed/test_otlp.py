@@ -195,8 +195,14 @@ def test_an_agent_span_summing_its_calls_is_not_counted_again(feed) -> None:
     # an agent span with no calls of its own trace seen is the only record of them: it counts
     assert post(feed, "/v1/traces", traces(genai_span("t3", "a3", "invoke_agent", 700, 70))).status_code == 200
     assert today(feed) == (4, 420)
+    # a subagent's turn nested in its caller's (Copilot Chat's documented trace tree): both are sums
+    nested = [genai_span("t4", "c4", "chat", 100, 10), genai_span("t4", "c5", "chat", 200, 20),
+              genai_span("t4", "a4", "invoke_agent", 200, 20, name="invoke_agent Explore"),
+              genai_span("t4", "a5", "invoke_agent", 300, 30, name="invoke_agent copilot")]
+    assert post(feed, "/v1/traces", traces(*nested)).status_code == 200
+    assert today(feed) == (6, 450)
     counters = feed.snapshot().status["otlp"]
-    assert counters["genai_agent_rollups_skipped"] == 2
+    assert counters["genai_agent_rollups_skipped"] == 4
 
 
 def test_codex_otel_events_are_left_to_the_rollout_reader(feed, tmp_path) -> None:

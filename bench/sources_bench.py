@@ -118,6 +118,23 @@ GENERATORS = {"opencode": ("gen_opencode.py", ["--app", "opencode"]), "kilo": ("
               "copilot-cli": ("gen_copilot.py", []), "droid": ("gen_droid.py", [])}
 
 
+def wait_backfilled(snapshot_url: str, timeout_s: float) -> dict:
+    """Poll a feed's snapshot until its backfill is done and its sources run; its status then."""
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            status = httpx.get(snapshot_url, timeout=2).json().get("status", {})
+            if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
+                return status
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline:
+            sys.exit(f"feed did not finish its backfill in {timeout_s:g} s")
+        time.sleep(0.05)
+
+
 def live_agent(corpus: Path, env: dict[str, str], seconds: float, agent: str) -> None:
     """A feed over the agent's store while its generator writes 1 record/s: CPU and reflect latency."""
     import httpx
@@ -128,17 +145,7 @@ def live_agent(corpus: Path, env: dict[str, str], seconds: float, agent: str) ->
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                status = httpx.get(url + "/v1/snapshot", timeout=2).json().get("status", {})
-                if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                sys.exit("feed did not finish its backfill in 120 s")
-            time.sleep(0.1)
+        wait_backfilled(url + "/v1/snapshot", 120)
         p = psutil.Process(feed.pid)
 
         def cpu() -> float:
@@ -204,18 +211,8 @@ def live(corpus: Path, env: dict[str, str], seconds: float) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
         t0 = time.perf_counter()
-        while True:
-            try:
-                status = httpx.get(url + "/v1/snapshot", timeout=2).json().get("status", {})
-                if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                sys.exit("feed did not finish its backfill in 60 s")
-            time.sleep(0.05)
+        status = wait_backfilled(url + "/v1/snapshot", 60)
         print(f"live: feed up and backfill checked in {time.perf_counter() - t0:.2f} s (mode {status['sources']['state']})")
         p = psutil.Process(feed.pid)
 
@@ -287,17 +284,7 @@ def latency(corpus: Path, env: dict[str, str], seconds: float, gap: float) -> No
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1/snapshot"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                status = httpx.get(url, timeout=2).json().get("status", {})
-                if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                sys.exit("feed did not finish its backfill in 120 s")
-            time.sleep(0.05)
+        wait_backfilled(url, 120)
         base = httpx.get(url, timeout=2).json()["totals"]
         r0, t0, usd0 = base["requests_today"], base["tokens_today"], base["usd_today"]
         gen = subprocess.Popen([sys.executable, str(ROOT / "bench" / "gen_agent_logs.py"), "--out", str(corpus),
@@ -414,17 +401,7 @@ def agent_live(corpus: Path, env: dict[str, str], agents: list[str], seconds: fl
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                status = httpx.get(url + "/v1/snapshot", timeout=2).json().get("status", {})
-                if status.get("import", {}).get("state") == "done" and status.get("sources", {}).get("state"):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                sys.exit("feed did not finish its backfill in 300 s")
-            time.sleep(0.1)
+        wait_backfilled(url + "/v1/snapshot", 300)
         proc = psutil.Process(feed.pid)
         tokens0 = httpx.get(url + "/v1/snapshot", timeout=2).json()["totals"]["tokens_today"]
         cpu0, t0 = sum(proc.cpu_times()[:2]), time.perf_counter()
